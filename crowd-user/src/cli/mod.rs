@@ -1,0 +1,124 @@
+//! The `crowd` command line: argument definitions and dispatch to one module per command group.
+//!
+//! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
+//! work straight on the pinned kernel maps and need no running daemon.
+pub mod map;
+pub mod output;
+pub mod run;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::enforce::{self, Settings, attach::Mode};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// crowd: collaborative intrusion prevention with XDP enforcement.
+#[derive(Debug, Parser)]
+#[command(name = "crowd", version, about)]
+pub struct Cli {
+    /// bpffs directory holding crowd's pinned maps and links.
+    #[arg(long, global = true, env = "CROWD_PIN_DIR", default_value = enforce::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Map capacities, used when maps are created (existing pins of another size are migrated).
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct Capacities {
+    /// Exact bans per address family.
+    #[arg(long, default_value_t = crowd_common::capacity::EXACT)]
+    pub max_bans: u32,
+    /// Range (CIDR) bans per address family.
+    #[arg(long, default_value_t = crowd_common::capacity::RANGES)]
+    pub max_ranges: u32,
+    /// Allowlist entries per address family.
+    #[arg(long, default_value_t = crowd_common::capacity::ALLOW)]
+    pub max_allow: u32,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach the XDP enforcer to interfaces (pinned: it stays after crowd exits).
+    Attach {
+        /// Interface(s) to protect.
+        #[arg(long, required = true)]
+        iface: Vec<String>,
+        /// XDP mode.
+        #[arg(long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        #[command(flatten)]
+        caps: Capacities,
+    },
+    /// Detach the enforcer from interfaces.
+    Detach {
+        /// Interface(s) to release.
+        #[arg(long, required_unless_present = "all")]
+        iface: Vec<String>,
+        /// Every interface crowd is attached to.
+        #[arg(long)]
+        all: bool,
+        /// Also remove the pinned maps (all bans) once nothing is attached.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Run the daemon in the foreground: attach, keep the maps swept, exit leaving enforcement on.
+    Run {
+        /// Interface(s) to protect (default: the interface of the default route).
+        #[arg(long)]
+        iface: Vec<String>,
+        /// XDP mode.
+        #[arg(long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        /// How often expired bans are swept from the maps.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        sweep_every: Duration,
+        #[command(flatten)]
+        caps: Capacities,
+    },
+    /// Inspect and edit the kernel ban maps directly (no daemon needed).
+    Map {
+        #[command(subcommand)]
+        command: map::MapCommand,
+    },
+}
+
+impl Cli {
+    fn settings(&self, caps: Option<Capacities>) -> Settings {
+        let mut s = Settings::new(&self.pin_dir);
+        if let Some(c) = caps {
+            s.exact_capacity = c.max_bans;
+            s.range_capacity = c.max_ranges;
+            s.allow_capacity = c.max_allow;
+        }
+        s
+    }
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Whatever the command reports; `main` prints it with its causes.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
+        Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
+        Command::Run { iface, mode, sweep_every, caps } => run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every),
+        Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
+    }
+}

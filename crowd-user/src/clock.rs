@@ -1,0 +1,99 @@
+//! The kernel's boot-time clock, in which ban expiries are written to the XDP maps.
+//!
+//! The XDP program compares `Ban::expires_at_ns` with `bpf_ktime_get_boot_ns()`, which is
+//! `CLOCK_BOOTTIME`: it keeps counting across suspend and is shared by every process, so a ban
+//! written by one crowd process expires at the same moment for the next one. Wall-clock times
+//! (what users see) are converted at the edges with [`BootClock`].
+use std::time::{Duration, SystemTime};
+
+/// Nanoseconds on `CLOCK_BOOTTIME` now.
+#[must_use]
+pub fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_BOOTTIME exists on every supported kernel.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME)");
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A pair of readings of the boot-time and wall clocks taken together, to convert between them.
+#[derive(Clone, Copy, Debug)]
+pub struct BootClock {
+    /// Boot-time nanoseconds at `wall`.
+    pub boot_ns: u64,
+    /// Wall-clock time at `boot_ns`.
+    pub wall: SystemTime,
+}
+
+impl BootClock {
+    /// Reads both clocks now.
+    #[must_use]
+    pub fn now() -> BootClock {
+        BootClock { boot_ns: boot_now_ns(), wall: SystemTime::now() }
+    }
+
+    /// The boot-time expiry for a ban lasting `d` from now; `None` means permanent (0 in the map).
+    #[must_use]
+    pub fn expiry_after(&self, d: Option<Duration>) -> u64 {
+        match d {
+            None => 0,
+            Some(d) => self.boot_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).max(1),
+        }
+    }
+
+    /// Time left before a boot-time expiry (`None` for permanent, zero once past).
+    #[must_use]
+    pub fn remaining(&self, expires_at_ns: u64) -> Option<Duration> {
+        (expires_at_ns != 0).then(|| Duration::from_nanos(expires_at_ns.saturating_sub(self.boot_ns)))
+    }
+
+    /// The wall-clock instant of a boot-time expiry (`None` for permanent).
+    #[must_use]
+    pub fn wall_time(&self, expires_at_ns: u64) -> Option<SystemTime> {
+        self.remaining(expires_at_ns).map(|r| self.wall + r)
+    }
+}
+
+/// Formats a duration the way CrowdSec and Go do (`3h59m58s`, `45s`), without a day unit.
+#[must_use]
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_clock_moves_forward() {
+        let a = boot_now_ns();
+        let b = boot_now_ns();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn expiry_and_remaining_round_trip() {
+        let c = BootClock { boot_ns: 1_000, wall: SystemTime::UNIX_EPOCH };
+        assert_eq!(c.expiry_after(None), 0);
+        let e = c.expiry_after(Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(c.remaining(e), Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(c.remaining(0), None);
+        assert_eq!(c.remaining(500), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn go_style() {
+        assert_eq!(go_duration(Duration::from_secs(4 * 3600 - 2)), "3h59m58s");
+        assert_eq!(go_duration(Duration::from_secs(50 * 3600)), "50h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(61)), "1m1s");
+        assert_eq!(go_duration(Duration::from_millis(900)), "0s");
+    }
+}

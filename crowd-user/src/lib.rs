@@ -1,0 +1,9 @@
+//! crowd: a collaborative intrusion prevention system with XDP enforcement.
+//!
+//! The library behind the `crowd` binary. Pipeline (see `docs/ARCHITECTURE.md`):
+//! acquisition → parsers → scenarios → profiles → store → (XDP maps, local API, community).
+//! What exists today: the kernel data plane ([`enforce`]) and the CLI over it ([`cli`]).
+pub mod addr;
+pub mod cli;
+pub mod clock;
+pub mod enforce;
