@@ -168,7 +168,7 @@ fn ban_json(maps: &BanMaps, clock: &BootClock, e: &BanEntry) -> Value {
         "expires_at": clock.wall_time(e.ban.expires_at_ns).map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         "expired": e.ban.is_expired(clock.boot_ns),
         "drops": e.ban.drops,
-        "reason": note.as_ref().map(|n| n.0.clone()),
+        "reason": note.map(|n| n.0).filter(|r| !r.is_empty()),
     })
 }
 

@@ -5,7 +5,7 @@
 //! directory, so a second load (the CLI, a restarted daemon) shares the first one's maps.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, Map, MapData},
+    maps::{HashMap, LpmTrie, Map},
     programs::Xdp,
 };
 use crowd_common::{Allow, Ban, map_names as names};
@@ -89,30 +89,24 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
         Ok(l) => l,
         Err(e) => {
             // Put the old maps back so that nothing is lost.
-            for spec in pins::specs(settings) {
-                if moved.maps.iter().any(|(s, _, _)| s.name == spec.name) {
-                    let _ = std::fs::remove_file(settings.pin_dir.join(spec.name));
-                }
-            }
             pins::restore(&moved);
             return Err(e);
         }
     };
-    migrate(settings, &moved)?;
+    migrate(settings, moved)?;
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
     Ok(loaded)
 }
 
 /// Copies entries from moved-aside maps into their fresh replacements, then drops the old pins.
-fn migrate(settings: &Settings, moved: &pins::Moved) -> Result<()> {
+fn migrate(settings: &Settings, moved: pins::Moved) -> Result<()> {
     if moved.maps.is_empty() {
         return Ok(());
     }
     let mut maps = BanMaps::open(settings)?;
-    for (spec, old, fits) in &moved.maps {
-        if *fits {
-            let data = MapData::from_pin(old).map_err(|e| EnforceError::BadPin { path: old.clone(), reason: e.to_string() })?;
+    for (spec, data, fits) in moved.maps {
+        if fits {
             let map = Map::from_map_data(data)?;
             let mut copied = 0usize;
             let mut failed = None;
@@ -138,13 +132,11 @@ fn migrate(settings: &Settings, moved: &pins::Moved) -> Result<()> {
             }
             tracing::info!(map = spec.name, copied, "migrated entries into the recreated map");
             if let Some(e) = failed {
-                tracing::error!(map = spec.name, error = %e, "some entries could not be migrated; the old map stays pinned as .old");
-                continue;
+                tracing::error!(map = spec.name, error = %e, "some entries could not be migrated (the store re-adds decisions)");
             }
         } else {
             tracing::warn!(map = spec.name, "old layout cannot be read by this crowd: its entries are dropped (the store re-adds decisions)");
         }
-        let _ = std::fs::remove_file(old);
     }
     Ok(())
 }

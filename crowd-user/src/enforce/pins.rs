@@ -1,9 +1,10 @@
 //! Pinned maps: what each must look like, and what to do with one that does not.
 //!
 //! aya reuses a pinned map by name without comparing it to the program's definition. crowd checks
-//! type, key size, value size and capacity first. A pin that differs is moved aside (renamed to
-//! `NAME.old`), the loader creates a fresh map in its place, and entries whose layout still fits
-//! are copied over before the old map is released; if loading fails, the old pins are put back.
+//! type, key size, value size and capacity first. A pin that differs is moved aside (its pin is
+//! removed while this process holds the map open; bpffs has no rename), the loader creates a
+//! fresh map in its place, and entries whose layout still fits are copied over before the old map
+//! is released; if loading fails, the old maps are pinned back.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -95,11 +96,14 @@ pub fn check(pin_dir: &Path, spec: &MapSpec) -> Result<PinState> {
     Ok(compare(spec, info.map_type().ok(), info.key_size(), info.value_size(), info.max_entries()))
 }
 
-/// Pins moved aside before a load, to be copied from and released, or restored on failure.
+/// Maps moved aside before a load (unpinned, held open), to be copied from and released, or
+/// pinned back on failure.
 #[derive(Debug, Default)]
 pub struct Moved {
-    /// (spec, path of the `.old` pin, whether its layout still fits the spec).
-    pub maps: Vec<(MapSpec, PathBuf, bool)>,
+    /// (spec, the old map, whether its layout still fits the spec).
+    pub maps: Vec<(MapSpec, MapData, bool)>,
+    /// The pin directory.
+    pub pin_dir: PathBuf,
 }
 
 /// Moves every incompatible pin aside so the loader creates a fresh map in its place.
@@ -107,23 +111,21 @@ pub struct Moved {
 /// # Errors
 /// When a pin cannot be read or renamed (nothing is left half-moved: earlier moves are undone).
 pub fn move_incompatible(s: &Settings) -> Result<Moved> {
-    let mut moved = Moved::default();
+    let mut moved = Moved { maps: Vec::new(), pin_dir: s.pin_dir.clone() };
     for spec in specs(s) {
         match check(&s.pin_dir, &spec) {
             Ok(PinState::Missing | PinState::Compatible) => {}
             Ok(PinState::Incompatible(why)) => {
                 let path = s.pin_dir.join(spec.name);
-                let old = s.pin_dir.join(format!("{}.old", spec.name));
                 let data = MapData::from_pin(&path).map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
                 let info = data.info()?;
                 let fits = info.key_size() == spec.key_size && info.value_size() == spec.value_size && info.map_type().ok() == Some(spec.map_type);
                 tracing::warn!(map = spec.name, %why, migrate = fits, "pinned map differs from this crowd's; recreating it");
-                let _ = fs::remove_file(&old);
-                if let Err(e) = fs::rename(&path, &old) {
+                if let Err(e) = fs::remove_file(&path) {
                     restore(&moved);
                     return Err(EnforceError::io(format!("moving `{}` aside", path.display()), e));
                 }
-                moved.maps.push((spec, old, fits));
+                moved.maps.push((spec, data, fits));
             }
             Err(e) => {
                 restore(&moved);
@@ -134,13 +136,13 @@ pub fn move_incompatible(s: &Settings) -> Result<Moved> {
     Ok(moved)
 }
 
-/// Puts moved pins back (after a failed load).
+/// Pins moved maps back in place of whatever the failed load created.
 pub fn restore(moved: &Moved) {
     for (spec, old, _) in &moved.maps {
-        let path = old.with_file_name(spec.name);
+        let path = moved.pin_dir.join(spec.name);
         let _ = fs::remove_file(&path);
-        if let Err(e) = fs::rename(old, &path) {
-            tracing::error!(pin = %old.display(), error = %e, "could not restore a pinned map");
+        if let Err(e) = old.pin(&path) {
+            tracing::error!(pin = %path.display(), error = %e, "could not restore a pinned map");
         }
     }
 }
@@ -156,7 +158,6 @@ pub fn purge(pin_dir: &Path) -> Result<()> {
     };
     for name in names::ALL {
         rm(pin_dir.join(name))?;
-        rm(pin_dir.join(format!("{name}.old")))?;
     }
     if let Ok(rd) = fs::read_dir(pin_dir.join("links")) {
         for e in rd.flatten() {
