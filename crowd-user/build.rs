@@ -40,7 +40,7 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&ebpf_dir)
-        .args(["build", "--package", "crowd-ebpf", "--bin", "crowd", "--release"])
+        .args(["build", "--package", "crowd-ebpf", "--bin", "crowd-xdp", "--release"])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -64,6 +64,6 @@ fn main() {
         "building the XDP program failed: run `cargo xtask setup` (bpf-linker, rust-src), \
          or set CROWD_SKIP_EBPF=1 for a userspace-only build"
     );
-    let built = target_dir.join("bpfel-unknown-none/release/crowd");
+    let built = target_dir.join("bpfel-unknown-none/release/crowd-xdp");
     fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
 }

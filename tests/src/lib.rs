@@ -1,0 +1,72 @@
+//! Helpers for crowd's privileged tests and benchmarks: unique pin directories that clean up,
+//! packet builders, and network namespaces joined by veth (documentation addresses only).
+pub mod netns;
+pub mod packet;
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crowd::enforce::Settings;
+
+/// Fails the calling test with a clear message unless running as root: privileged tests run as
+/// root here and in CI, and a silently skipped test would prove nothing.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "privileged test: run as root (cargo xtask test does)");
+}
+
+/// A unique pin directory under /sys/fs/bpf, purged (maps and links) on drop.
+pub struct PinDir {
+    /// The settings pointing at it.
+    pub settings: Settings,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A short unique tag for names (pin dirs, namespaces, interfaces): pid and a counter.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+impl PinDir {
+    /// A new pin directory with small map capacities (fast to create).
+    pub fn new() -> PinDir {
+        require_root();
+        let mut settings = Settings::new(format!("/sys/fs/bpf/{}", unique("crowd-test-")));
+        settings.exact_capacity = 4096;
+        settings.range_capacity = 1024;
+        settings.allow_capacity = 1024;
+        PinDir { settings }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &PathBuf {
+        &self.settings.pin_dir
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        PinDir::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = crowd::enforce::pins::purge(&self.settings.pin_dir);
+    }
+}
+
+/// The `crowd` binary built for this test run (`cargo xtask test` builds it first).
+pub fn crowd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CROWD_BIN") {
+        return p.into();
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/crowd
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("crowd");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (cargo xtask test does)", bin.display());
+    bin
+}

@@ -1,0 +1,76 @@
+//! `cargo xtask setup`: installs, idempotently and only when missing, everything crowd's build
+//! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests), the
+//! rust-src component (to build `core` for the BPF target on stable), bpf-linker 0.13, and a
+//! mounted bpffs.
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::run;
+
+const PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn ok(cmd: &mut Command) -> bool {
+    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+/// Runs every step.
+pub fn all() -> Result<()> {
+    packages()?;
+    rust_src()?;
+    bpf_linker()?;
+    bpffs()?;
+    Ok(())
+}
+
+fn packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).contains("install ok installed"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Debian packages {missing:?}");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn rust_src() -> Result<()> {
+    let installed = stdout(Command::new("rustup").args(["component", "list", "--installed"]));
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("setup: adding rust-src (the BPF target builds `core` from source)");
+    run(Command::new("rustup").args(["component", "add", "rust-src"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    let v = stdout(Command::new("bpf-linker").arg("--version"));
+    if v.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+    run(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+    .context("installing bpf-linker")
+}
+
+fn bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf")) {
+        return Ok(());
+    }
+    eprintln!("setup: mounting bpffs on /sys/fs/bpf");
+    if !ok(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"])) {
+        bail!("could not mount bpffs on /sys/fs/bpf (are you root?)");
+    }
+    Ok(())
+}
