@@ -1,0 +1,228 @@
+//! End to end in two network namespaces joined by veth (documentation addresses only): the
+//! `crowd` binary attaches to the server side and real ICMP, UDP and TCP traffic is dropped or
+//! passed. Privileged; each test builds and deletes its own namespaces and pin directory.
+use std::{
+    net::IpAddr,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crowd_tests::{
+    PinDir, crowd_bin,
+    netns::{Echo, Link, tcp_probe, udp_probe},
+    unique,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_millis(400);
+
+struct World {
+    link: Link,
+    pins: PinDir,
+    _echo: Echo,
+    port: u16,
+}
+
+impl World {
+    fn new() -> World {
+        let pins = PinDir::new();
+        let link = Link::new(&unique("cw"));
+        let port = 7000 + u16::try_from(std::process::id() % 1000).expect("small");
+        let echo = Echo::start(&link.server, port);
+        World { link, pins, _echo: echo, port }
+    }
+
+    /// Runs the crowd CLI in the root namespace (maps are global through the pins).
+    fn crowd(&self, args: &[&str]) -> Output {
+        let out = Command::new(crowd_bin()).arg("--pin-dir").arg(self.pins.path()).args(args).output().expect("run crowd");
+        assert!(out.status.success(), "crowd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn crowd_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_slice(&self.crowd(&a).stdout).expect("json output")
+    }
+
+    /// Runs crowd inside the server namespace (attach needs to see the interface).
+    fn crowd_in_server(&self, args: &[&str]) -> Output {
+        let out = self.link.server.command(crowd_bin()).arg("--pin-dir").arg(self.pins.path()).args(args).output().expect("run crowd");
+        assert!(out.status.success(), "crowd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn attach(&self) {
+        self.crowd_in_server(&["attach", "--iface", &self.link.server_if, "--max-bans", "4096"]);
+    }
+
+    fn daemon(&self) -> Child {
+        self.link
+            .server
+            .command(crowd_bin())
+            .arg("--pin-dir")
+            .arg(self.pins.path())
+            .args(["run", "--iface", &self.link.server_if, "--max-bans", "4096", "--sweep-every", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn daemon")
+    }
+
+    /// (icmp, udp, tcp) reachability from `src`.
+    fn reach(&self, src: &str) -> (bool, bool, bool) {
+        let ip: IpAddr = src.parse().expect("ip");
+        let port = self.port;
+        let icmp = self.link.ping(src);
+        let (udp, tcp) = self.link.client.within(move || (udp_probe(ip, port, WAIT), tcp_probe(ip, port, WAIT)));
+        (icmp, udp, tcp)
+    }
+}
+
+const ALL: (bool, bool, bool) = (true, true, true);
+const NONE: (bool, bool, bool) = (false, false, false);
+
+#[test]
+fn banned_source_is_dropped_over_icmp_udp_tcp_and_others_pass() {
+    let w = World::new();
+    w.attach();
+    assert_eq!(w.reach("192.0.2.2"), ALL, "before the ban");
+    w.crowd(&["map", "add", "192.0.2.2", "--reason", "test"]);
+    assert_eq!(w.reach("192.0.2.2"), NONE, "banned source");
+    assert_eq!(w.reach("192.0.2.3"), ALL, "other source");
+    let stats = w.crowd_json(&["map", "stats"]);
+    assert!(stats["dropped"].as_u64().expect("dropped") >= 3, "{stats}");
+    assert!(stats["passed"].as_u64().expect("passed") >= 3, "{stats}");
+    let list = w.crowd_json(&["map", "list"]);
+    assert_eq!(list[0]["target"], "192.0.2.2");
+    assert!(list[0]["drops"].as_u64().expect("drops") >= 3, "{list}");
+    w.crowd(&["map", "del", "192.0.2.2"]);
+    assert_eq!(w.reach("192.0.2.2"), ALL, "after unban");
+}
+
+#[test]
+fn cidr_and_ipv6_bans() {
+    let w = World::new();
+    w.attach();
+    w.crowd(&["map", "add", "192.0.2.64/26"]);
+    assert_eq!(w.reach("192.0.2.66"), NONE, "inside the range");
+    assert_eq!(w.reach("192.0.2.3"), ALL, "outside the range");
+    w.crowd(&["map", "add", "2001:db8::2"]);
+    assert_eq!(w.reach("2001:db8::2"), NONE, "banned v6 address");
+    assert_eq!(w.reach("2001:db8::3"), ALL, "other v6 address");
+    w.crowd(&["map", "del", "2001:db8::2"]);
+    w.crowd(&["map", "add", "2001:db8::/126"]);
+    assert_eq!(w.reach("2001:db8::2"), NONE, "v6 range");
+    w.crowd(&["map", "allow", "add", "2001:db8::3"]);
+    assert_eq!(w.reach("2001:db8::3"), ALL, "allowlisted inside a banned v6 range");
+    w.crowd(&["map", "flush"]);
+    assert_eq!(w.reach("192.0.2.66"), ALL, "after flush");
+    assert_eq!(w.reach("2001:db8::2"), ALL, "after flush");
+}
+
+#[test]
+fn a_ban_added_with_the_cli_takes_effect_at_once() {
+    let w = World::new();
+    w.attach();
+    let port = w.port;
+    // The very first datagram after `crowd map add` returns must be dropped: no polling delay.
+    for _ in 0..5 {
+        w.crowd(&["map", "add", "192.0.2.2"]);
+        let dropped = w.link.client.within(move || !udp_probe("192.0.2.2".parse().expect("ip"), port, WAIT));
+        assert!(dropped, "first packet after the ban got through");
+        w.crowd(&["map", "del", "192.0.2.2"]);
+        let passed = w.link.client.within(move || udp_probe("192.0.2.2".parse().expect("ip"), port, WAIT));
+        assert!(passed, "first packet after the unban was dropped");
+    }
+}
+
+/// Sends UDP from `src` every millisecond until stopped; counts echoes received.
+fn flood(w: &World, src: &'static str, stop: Arc<AtomicBool>, echoes: Arc<AtomicU64>, sent: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+    let port = w.port;
+    w.link.client.spawn(move || {
+        let ip: IpAddr = src.parse().expect("ip");
+        while !stop.load(Ordering::Relaxed) {
+            sent.fetch_add(1, Ordering::Relaxed);
+            if udp_probe(ip, port, Duration::from_millis(1)) {
+                echoes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
+#[test]
+fn killing_and_restarting_the_daemon_keeps_drops_going_without_a_gap() {
+    let w = World::new();
+    let mut d = w.daemon();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w.pins.path().join("links").join(&w.link.server_if).exists().then_some(()).is_none() {
+        assert!(Instant::now() < deadline, "daemon did not attach");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.crowd(&["map", "add", "192.0.2.2"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (bad_echo, bad_sent, good_echo, good_sent) = (Arc::default(), Arc::default(), Arc::<AtomicU64>::default(), Arc::default());
+    let t1 = flood(&w, "192.0.2.2", stop.clone(), Arc::clone(&bad_echo), Arc::clone(&bad_sent));
+    let t2 = flood(&w, "192.0.2.3", stop.clone(), Arc::clone(&good_echo), Arc::clone(&good_sent));
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGKILL: no clean-up at all. The pinned link keeps the program on the interface.
+    d.kill().expect("kill");
+    d.wait().expect("wait");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut d2 = w.daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    let good_mid = good_echo.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    t1.join().expect("flood");
+    t2.join().expect("flood");
+    let _ = Command::new("kill").arg("-TERM").arg(d2.id().to_string()).status();
+    let _ = d2.wait();
+    let (be, bs, ge, gs) = (bad_echo.load(Ordering::Relaxed), bad_sent.load(Ordering::Relaxed), good_echo.load(Ordering::Relaxed), good_sent.load(Ordering::Relaxed));
+    eprintln!("banned source: {be} of {bs} echoed; other source: {ge} of {gs} echoed");
+    assert!(bs > 100 && gs > 100, "the floods ran ({bs}, {gs})");
+    assert_eq!(be, 0, "a banned packet got through during the restart");
+    assert!(ge > good_mid && ge * 10 > gs * 9, "the link carried the other source throughout ({ge} of {gs})");
+    let list = w.crowd_json(&["map", "list"]);
+    assert!(list[0]["drops"].as_u64().expect("drops") >= bs.saturating_sub(5), "{list}");
+}
+
+#[test]
+fn detach_removes_everything() {
+    let w = World::new();
+    w.attach();
+    w.crowd(&["map", "add", "192.0.2.2"]);
+    assert_eq!(w.reach("192.0.2.2"), NONE);
+    let link = w.link.server.run("ip", &["-d", "link", "show", &w.link.server_if]);
+    assert!(String::from_utf8_lossy(&link.stdout).contains("prog/xdp"), "attached");
+    w.crowd(&["detach", "--iface", &w.link.server_if, "--purge"]);
+    assert_eq!(w.reach("192.0.2.2"), ALL, "after detach");
+    let link = w.link.server.run("ip", &["-d", "link", "show", &w.link.server_if]);
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("prog/xdp"), "no program left on the interface");
+    assert!(!w.pins.path().exists(), "pin directory removed");
+}
+
+#[test]
+fn clear_errors_for_bad_input() {
+    let w = World::new();
+    let run = |args: &[&str]| {
+        let o = Command::new(crowd_bin()).arg("--pin-dir").arg(w.pins.path()).args(args).output().expect("run");
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = run(&["map", "list"]);
+    assert!(!ok && err.contains("no crowd maps are pinned"), "{err}");
+    let (ok, err) = run(&["attach", "--iface", "crowd-nonexistent0"]);
+    assert!(!ok && err.contains("unknown interface `crowd-nonexistent0`"), "{err}");
+    let (ok, err) = run(&["map", "add", "192.0.2.300"]);
+    assert!(!ok && err.contains("`192.0.2.300` is not an IP address or CIDR range"), "{err}");
+    let (ok, err) = run(&["map", "add", "192.0.2.1", "--duration", "soon"]);
+    assert!(!ok && err.contains("--duration `soon`"), "{err}");
+    let (ok, err) = run(&["map", "add", "192.0.2.77/24"]);
+    assert!(ok && err.contains("host bits set: using `192.0.2.0/24`"), "{err}");
+    let o = Command::new(crowd_bin()).args(["--pin-dir", "/tmp/crowd-not-bpffs", "map", "add", "192.0.2.1"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not on a bpf filesystem"), "{}", String::from_utf8_lossy(&o.stderr));
+}
