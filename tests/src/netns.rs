@@ -119,9 +119,11 @@ impl Link {
         let link = Link { client, server, server_if: sif };
         // Wait until both families answer, so that later failures mean drops, not set-up.
         for src in ["192.0.2.3", "2001:db8::3"] {
-            let ok = (0..50).any(|_| link.ping(src) || {
-                std::thread::sleep(Duration::from_millis(100));
-                false
+            let ok = (0..50).any(|_| {
+                link.ping(src) || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    false
+                }
             });
             assert!(ok, "topology not ready: {src} cannot reach the server");
         }

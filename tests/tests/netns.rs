@@ -38,7 +38,8 @@ impl World {
 
     /// Runs the crowd CLI in the root namespace (maps are global through the pins).
     fn crowd(&self, args: &[&str]) -> Output {
-        let out = Command::new(crowd_bin()).arg("--pin-dir").arg(self.pins.path()).args(args).output().expect("run crowd");
+        let out =
+            Command::new(crowd_bin()).arg("--pin-dir").arg(self.pins.path()).args(args).output().expect("run crowd");
         assert!(out.status.success(), "crowd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
@@ -51,7 +52,15 @@ impl World {
 
     /// Runs crowd inside the server namespace (attach needs to see the interface).
     fn crowd_in_server(&self, args: &[&str]) -> Output {
-        let out = self.link.server.command(crowd_bin()).arg("--pin-dir").arg(self.pins.path()).args(args).output().expect("run crowd");
+        let out = self
+            .link
+            .server
+            .command(crowd_bin())
+            .arg("--pin-dir")
+            .arg(self.pins.path())
+            .args(args)
+            .output()
+            .expect("run crowd");
         assert!(out.status.success(), "crowd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
@@ -141,7 +150,13 @@ fn a_ban_added_with_the_cli_takes_effect_at_once() {
 }
 
 /// Sends UDP from `src` every millisecond until stopped; counts echoes received.
-fn flood(w: &World, src: &'static str, stop: Arc<AtomicBool>, echoes: Arc<AtomicU64>, sent: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn flood(
+    w: &World,
+    src: &'static str,
+    stop: Arc<AtomicBool>,
+    echoes: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     let port = w.port;
     w.link.client.spawn(move || {
         let ip: IpAddr = src.parse().expect("ip");
@@ -165,7 +180,8 @@ fn killing_and_restarting_the_daemon_keeps_drops_going_without_a_gap() {
     }
     w.crowd(&["map", "add", "192.0.2.2"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let (bad_echo, bad_sent, good_echo, good_sent) = (Arc::default(), Arc::default(), Arc::<AtomicU64>::default(), Arc::default());
+    let (bad_echo, bad_sent, good_echo, good_sent) =
+        (Arc::default(), Arc::default(), Arc::<AtomicU64>::default(), Arc::default());
     let t1 = flood(&w, "192.0.2.2", stop.clone(), Arc::clone(&bad_echo), Arc::clone(&bad_sent));
     let t2 = flood(&w, "192.0.2.3", stop.clone(), Arc::clone(&good_echo), Arc::clone(&good_sent));
     std::thread::sleep(Duration::from_millis(300));
@@ -182,7 +198,12 @@ fn killing_and_restarting_the_daemon_keeps_drops_going_without_a_gap() {
     t2.join().expect("flood");
     let _ = Command::new("kill").arg("-TERM").arg(d2.id().to_string()).status();
     let _ = d2.wait();
-    let (be, bs, ge, gs) = (bad_echo.load(Ordering::Relaxed), bad_sent.load(Ordering::Relaxed), good_echo.load(Ordering::Relaxed), good_sent.load(Ordering::Relaxed));
+    let (be, bs, ge, gs) = (
+        bad_echo.load(Ordering::Relaxed),
+        bad_sent.load(Ordering::Relaxed),
+        good_echo.load(Ordering::Relaxed),
+        good_sent.load(Ordering::Relaxed),
+    );
     eprintln!("banned source: {be} of {bs} echoed; other source: {ge} of {gs} echoed");
     assert!(bs > 100 && gs > 100, "the floods ran ({bs}, {gs})");
     assert_eq!(be, 0, "a banned packet got through during the restart");
@@ -223,6 +244,13 @@ fn clear_errors_for_bad_input() {
     assert!(!ok && err.contains("--duration `soon`"), "{err}");
     let (ok, err) = run(&["map", "add", "192.0.2.77/24"]);
     assert!(ok && err.contains("host bits set: using `192.0.2.0/24`"), "{err}");
-    let o = Command::new(crowd_bin()).args(["--pin-dir", "/tmp/crowd-not-bpffs", "map", "add", "192.0.2.1"]).output().expect("run");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not on a bpf filesystem"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(crowd_bin())
+        .args(["--pin-dir", "/tmp/crowd-not-bpffs", "map", "add", "192.0.2.1"])
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not on a bpf filesystem"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

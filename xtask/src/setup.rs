@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 
 use super::run;
 
-const PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
+const PACKAGES: &[&str] =
+    &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn ok(cmd: &mut Command) -> bool {
@@ -32,14 +33,19 @@ fn packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .copied()
-        .filter(|p| !stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).contains("install ok installed"))
+        .filter(|p| {
+            !stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).contains("install ok installed")
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("setup: installing Debian packages {missing:?}");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn rust_src() -> Result<()> {
@@ -58,14 +64,25 @@ fn bpf_linker() -> Result<()> {
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
     run(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
     .context("installing bpf-linker")
 }
 
 fn bpffs() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.split_whitespace().nth(2) == Some("bpf"))
+    {
         return Ok(());
     }
     eprintln!("setup: mounting bpffs on /sys/fs/bpf");

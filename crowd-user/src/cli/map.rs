@@ -117,7 +117,8 @@ pub fn parse_ban_duration(s: &str) -> Result<Option<Duration>> {
     if s == "permanent" || s == "0" {
         return Ok(None);
     }
-    let d = humantime::parse_duration(s).with_context(|| format!("--duration `{s}`: expected e.g. 4h, 30m, 2d or `permanent`"))?;
+    let d = humantime::parse_duration(s)
+        .with_context(|| format!("--duration `{s}`: expected e.g. 4h, 30m, 2d or `permanent`"))?;
     if d.is_zero() {
         bail!("--duration `{s}` is zero");
     }
@@ -178,7 +179,13 @@ fn ban_row(v: &Value) -> Vec<String> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let expires = if v["expired"] == true { "expired".to_owned() } else if v["expires_in"].is_null() { "never".to_owned() } else { s("expires_in") };
+    let expires = if v["expired"] == true {
+        "expired".to_owned()
+    } else if v["expires_in"].is_null() {
+        "never".to_owned()
+    } else {
+        s("expires_in")
+    };
     vec![s("target"), s("kind"), s("origin"), expires, output::count(v["drops"].as_u64().unwrap_or(0)), s("reason")]
 }
 
@@ -202,7 +209,12 @@ pub fn dispatch(settings: &Settings, cmd: &MapCommand, fmt: Format) -> Result<()
             let v = ban_json(&maps, &clock, &e);
             match fmt {
                 Format::Json => output::json(&v),
-                Format::Table => println!("banned {} ({}, {})", target, v["kind"].as_str().unwrap_or(""), d.map_or("permanent".to_owned(), |d| format!("for {}", humantime::format_duration(d)))),
+                Format::Table => println!(
+                    "banned {} ({}, {})",
+                    target,
+                    v["kind"].as_str().unwrap_or(""),
+                    d.map_or("permanent".to_owned(), |d| format!("for {}", humantime::format_duration(d)))
+                ),
             }
         }
         MapCommand::Del { target } => {
@@ -222,10 +234,15 @@ pub fn dispatch(settings: &Settings, cmd: &MapCommand, fmt: Format) -> Result<()
             let maps = BanMaps::open(settings)?;
             let clock = BootClock::now();
             let mut list: Vec<Value> = maps.bans()?.iter().map(|e| ban_json(&maps, &clock, e)).collect();
-            list.sort_by(|a, b| b["drops"].as_u64().cmp(&a["drops"].as_u64()).then(a["target"].as_str().cmp(&b["target"].as_str())));
+            list.sort_by(|a, b| {
+                b["drops"].as_u64().cmp(&a["drops"].as_u64()).then(a["target"].as_str().cmp(&b["target"].as_str()))
+            });
             match fmt {
                 Format::Json => output::json(&list),
-                Format::Table => output::table(&["TARGET", "KIND", "ORIGIN", "EXPIRES IN", "DROPS", "REASON"], &list.iter().map(ban_row).collect::<Vec<_>>()),
+                Format::Table => output::table(
+                    &["TARGET", "KIND", "ORIGIN", "EXPIRES IN", "DROPS", "REASON"],
+                    &list.iter().map(ban_row).collect::<Vec<_>>(),
+                ),
             }
         }
         MapCommand::Get { ip } => {
@@ -275,7 +292,9 @@ pub fn explain(l: &Lookup, now_ns: u64) -> (&'static str, String) {
     let live = |e: &Option<BanEntry>| e.filter(|e| !e.ban.is_expired(now_ns));
     let ban = live(&l.exact).or(live(&l.range));
     match (ban, &l.allow) {
-        (Some(b), Some(a)) => ("pass", format!("banned by {} {}, but allowlisted by {}", kind_name(&b), b.target, a.target)),
+        (Some(b), Some(a)) => {
+            ("pass", format!("banned by {} {}, but allowlisted by {}", kind_name(&b), b.target, a.target))
+        }
         (Some(b), None) => ("drop", format!("{} ban {}", kind_name(&b), b.target)),
         (None, _) if l.exact.is_some() || l.range.is_some() => ("pass", "only expired bans match".to_owned()),
         (None, Some(a)) => ("pass", format!("no ban; allowlisted by {}", a.target)),
@@ -322,7 +341,16 @@ fn allow(settings: &Settings, cmd: &AllowCommand, fmt: Format) -> Result<()> {
                 Format::Json => output::json(&list),
                 Format::Table => output::table(
                     &["TARGET", "FAMILY", "HITS"],
-                    &list.iter().map(|v| vec![v["target"].as_str().unwrap_or("").to_owned(), v["family"].as_str().unwrap_or("").to_owned(), output::count(v["hits"].as_u64().unwrap_or(0))]).collect::<Vec<_>>(),
+                    &list
+                        .iter()
+                        .map(|v| {
+                            vec![
+                                v["target"].as_str().unwrap_or("").to_owned(),
+                                v["family"].as_str().unwrap_or("").to_owned(),
+                                output::count(v["hits"].as_u64().unwrap_or(0)),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
                 ),
             }
         }
@@ -382,7 +410,8 @@ fn stats_json(s: &Stats, counts: [usize; 6], settings: &Settings) -> Value {
     })
 }
 
-const STAT_KEYS: [&str; 9] = ["seen", "passed", "dropped", "dropped_exact", "dropped_range", "allowlisted", "expired", "unparsable", "non_ip"];
+const STAT_KEYS: [&str; 9] =
+    ["seen", "passed", "dropped", "dropped_exact", "dropped_range", "allowlisted", "expired", "unparsable", "non_ip"];
 
 fn stats(settings: &Settings, watch: bool, interval: Duration, count: Option<u64>, fmt: Format) -> Result<()> {
     let maps = BanMaps::open(settings)?;
@@ -395,7 +424,15 @@ fn stats(settings: &Settings, watch: bool, interval: Duration, count: Option<u64
             let secs = now.duration_since(*t).as_secs_f64().max(1e-9);
             let rates: serde_json::Map<String, Value> = STAT_KEYS
                 .iter()
-                .map(|k| ((*k).to_owned(), json!(((v[k].as_u64().unwrap_or(0).saturating_sub(p[k].as_u64().unwrap_or(0))) as f64 / secs).round())))
+                .map(|k| {
+                    (
+                        (*k).to_owned(),
+                        json!(
+                            ((v[k].as_u64().unwrap_or(0).saturating_sub(p[k].as_u64().unwrap_or(0))) as f64 / secs)
+                                .round()
+                        ),
+                    )
+                })
                 .collect();
             v["rates_per_second"] = Value::Object(rates);
         }
@@ -406,13 +443,22 @@ fn stats(settings: &Settings, watch: bool, interval: Duration, count: Option<u64
                 let rows: Vec<Vec<String>> = STAT_KEYS
                     .iter()
                     .map(|k| {
-                        let rate = v.get("rates_per_second").map_or("-".to_owned(), |r| format!("{}/s", output::count(r[k].as_f64().unwrap_or(0.0) as u64)));
+                        let rate = v.get("rates_per_second").map_or("-".to_owned(), |r| {
+                            format!("{}/s", output::count(r[k].as_f64().unwrap_or(0.0) as u64))
+                        });
                         vec![(*k).to_owned(), output::count(v[k].as_u64().unwrap_or(0)), rate]
                     })
                     .collect();
                 output::table(&["COUNTER", "TOTAL", "RATE"], &rows);
                 let e = &v["entries"];
-                println!("entries: {} exact v4, {} exact v6, {} ranges v4, {} ranges v6, {} allow", e["exact_v4"], e["exact_v6"], e["ranges_v4"], e["ranges_v6"], e["allow_v4"].as_u64().unwrap_or(0) + e["allow_v6"].as_u64().unwrap_or(0));
+                println!(
+                    "entries: {} exact v4, {} exact v6, {} ranges v4, {} ranges v6, {} allow",
+                    e["exact_v4"],
+                    e["exact_v6"],
+                    e["ranges_v4"],
+                    e["ranges_v6"],
+                    e["allow_v4"].as_u64().unwrap_or(0) + e["allow_v6"].as_u64().unwrap_or(0)
+                );
                 if watch {
                     println!();
                 }

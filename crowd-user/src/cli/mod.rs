@@ -118,7 +118,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
         Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
-        Command::Run { iface, mode, sweep_every, caps } => run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every),
+        Command::Run { iface, mode, sweep_every, caps } => {
+            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every)
+        }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
     }
 }

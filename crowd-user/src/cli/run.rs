@@ -27,7 +27,8 @@ pub fn attach(settings: &Settings, ifaces: &[String], mode: Mode, fmt: Format) -
     let mut loaded = object::load(settings)?;
     let mut done = Vec::new();
     for iface in ifaces {
-        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode).with_context(|| format!("attaching to `{iface}`"))?;
+        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode)
+            .with_context(|| format!("attaching to `{iface}`"))?;
         done.push(a);
     }
     match fmt {
@@ -51,14 +52,18 @@ pub fn attach(settings: &Settings, ifaces: &[String], mode: Mode, fmt: Format) -
 /// Interfaces crowd is not attached to, or pin removal failures.
 pub fn detach(settings: &Settings, ifaces: &[String], all: bool, purge: bool, fmt: Format) -> Result<()> {
     crate::enforce::preflight::require_privileges("detach")?;
-    let list: Vec<String> = if all { attach::attached(&settings.pin_dir).into_iter().map(|(i, _)| i).collect() } else { ifaces.to_vec() };
+    let list: Vec<String> =
+        if all { attach::attached(&settings.pin_dir).into_iter().map(|(i, _)| i).collect() } else { ifaces.to_vec() };
     for iface in &list {
         attach::detach(&settings.pin_dir, iface)?;
     }
     let remaining = attach::attached(&settings.pin_dir);
     let purged = if purge {
         if !remaining.is_empty() {
-            bail!("not purging: still attached to {}", remaining.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "not purging: still attached to {}",
+                remaining.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         pins::purge(&settings.pin_dir)?;
         true
@@ -91,12 +96,17 @@ pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: D
     };
     let mut loaded = object::load(settings)?;
     for iface in &ifaces {
-        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode).with_context(|| format!("attaching to `{iface}`"))?;
+        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode)
+            .with_context(|| format!("attaching to `{iface}`"))?;
         tracing::info!(iface = %a.iface, mode = a.mode, replaced = a.replaced, "enforcing");
     }
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
-    println!("crowd: enforcing on {} (pins under {}); Ctrl-C leaves enforcement on", ifaces.join(", "), settings.pin_dir.display());
+    println!(
+        "crowd: enforcing on {} (pins under {}); Ctrl-C leaves enforcement on",
+        ifaces.join(", "),
+        settings.pin_dir.display()
+    );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

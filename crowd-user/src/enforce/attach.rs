@@ -65,12 +65,14 @@ pub fn attach(loaded: &mut Loaded, pin_dir: &Path, iface: &str, mode: Mode) -> R
     let index = ifindex(iface)?;
     let pin = link_pin(pin_dir, iface);
     if pin.exists() {
-        let link = sys::obj_get(&pin).map_err(|e| EnforceError::io(format!("opening link pin `{}`", pin.display()), e))?;
+        let link =
+            sys::obj_get(&pin).map_err(|e| EnforceError::io(format!("opening link pin `{}`", pin.display()), e))?;
         let info = sys::link_info(link.as_fd()).map_err(|e| EnforceError::io("reading link info", e))?;
         if info.link_type == sys::BPF_LINK_TYPE_XDP && info.ifindex == index {
             let prog = loaded.program();
             let prog_fd = prog.fd()?;
-            sys::link_update(link.as_fd(), prog_fd.as_fd()).map_err(|e| EnforceError::io(format!("replacing the program on `{iface}`"), e))?;
+            sys::link_update(link.as_fd(), prog_fd.as_fd())
+                .map_err(|e| EnforceError::io(format!("replacing the program on `{iface}`"), e))?;
             return Ok(Attached { iface: iface.to_owned(), mode: "kept", replaced: true });
         }
         tracing::warn!(iface, pin = %pin.display(), "stale link pin (interface gone or recreated): attaching afresh");
@@ -95,7 +97,10 @@ pub fn attach(loaded: &mut Loaded, pin_dir: &Path, iface: &str, mode: Mode) -> R
                     Err(_) => {
                         // Old kernels attach through netlink: such a link cannot be pinned, but
                         // the program stays on the interface when we forget the handle.
-                        tracing::warn!(iface, "attached through netlink: not pinnable; detach with `ip link set dev IF xdp off`");
+                        tracing::warn!(
+                            iface,
+                            "attached through netlink: not pinnable; detach with `ip link set dev IF xdp off`"
+                        );
                     }
                 }
                 return Ok(Attached { iface: iface.to_owned(), mode: name, replaced: false });
@@ -152,6 +157,7 @@ pub fn default_route_iface() -> Option<String> {
     let s = fs::read_to_string("/proc/net/ipv6_route").ok()?;
     s.lines().find_map(|l| {
         let f: Vec<_> = l.split_whitespace().collect();
-        (f.len() == 10 && f[0] == "00000000000000000000000000000000" && f[1] == "00" && f[9] != "lo").then(|| f[9].to_owned())
+        (f.len() == 10 && f[0] == "00000000000000000000000000000000" && f[1] == "00" && f[9] != "lo")
+            .then(|| f[9].to_owned())
     })
 }

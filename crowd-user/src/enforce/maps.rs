@@ -81,7 +81,8 @@ where
     T: TryFrom<Map, Error = MapError>,
 {
     let path = dir.join(name);
-    let data = MapData::from_pin(&path).map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
+    let data =
+        MapData::from_pin(&path).map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
     let map = Map::from_map_data(data)?;
     Ok(T::try_from(map)?)
 }
@@ -101,13 +102,21 @@ fn is_missing(e: &MapError) -> bool {
 fn v4_net(k: &V4Key) -> Target {
     let (len, data) = (k.prefix_len(), k.data());
     let ip = Ipv4Addr::from(data);
-    if len >= 32 { Target::Ip(IpAddr::V4(ip)) } else { Target::Net(IpNet::V4(Ipv4Net::new(ip, len as u8).expect("len < 32"))) }
+    if len >= 32 {
+        Target::Ip(IpAddr::V4(ip))
+    } else {
+        Target::Net(IpNet::V4(Ipv4Net::new(ip, len as u8).expect("len < 32")))
+    }
 }
 
 fn v6_net(k: &V6Key) -> Target {
     let (len, data) = (k.prefix_len(), k.data());
     let ip = Ipv6Addr::from(data);
-    if len >= 128 { Target::Ip(IpAddr::V6(ip)) } else { Target::Net(IpNet::V6(Ipv6Net::new(ip, len as u8).expect("len < 128"))) }
+    if len >= 128 {
+        Target::Ip(IpAddr::V6(ip))
+    } else {
+        Target::Net(IpNet::V6(Ipv6Net::new(ip, len as u8).expect("len < 128")))
+    }
 }
 
 impl BanMaps {
@@ -126,7 +135,8 @@ impl BanMaps {
         let mut settings = settings.clone();
         for spec in pins::specs(&settings) {
             let path = dir.join(spec.name);
-            let data = MapData::from_pin(&path).map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
+            let data = MapData::from_pin(&path)
+                .map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
             let info = data.info()?;
             if info.key_size() != spec.key_size || info.value_size() != spec.value_size {
                 return Err(EnforceError::BadPin {
@@ -241,7 +251,15 @@ impl BanMaps {
                     Ok(_) => {}
                     Err((written, e)) => {
                         tracing::warn!(map = name, written = done + at + written, "batch load stopped early");
-                        let entry = if width == 4 { IpAddr::from(<[u8; 4]>::try_from(&keys[(at + written) * 4..(at + written) * 4 + 4]).expect("4")) } else { IpAddr::from(<[u8; 16]>::try_from(&keys[(at + written) * 16..(at + written) * 16 + 16]).expect("16")) };
+                        let entry = if width == 4 {
+                            IpAddr::from(
+                                <[u8; 4]>::try_from(&keys[(at + written) * 4..(at + written) * 4 + 4]).expect("4"),
+                            )
+                        } else {
+                            IpAddr::from(
+                                <[u8; 16]>::try_from(&keys[(at + written) * 16..(at + written) * 16 + 16]).expect("16"),
+                            )
+                        };
                         return Err(if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC | libc::ENOMEM)) {
                             EnforceError::MapFull { map: name, capacity: cap, entry: entry.to_string() }
                         } else {
@@ -268,8 +286,12 @@ impl BanMaps {
         let r = match target {
             Target::Ip(IpAddr::V4(a)) => self.bans_v4.remove(&a.octets()),
             Target::Ip(IpAddr::V6(a)) => self.bans_v6.remove(&a.octets()),
-            Target::Net(IpNet::V4(n)) => self.nets_v4.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
-            Target::Net(IpNet::V6(n)) => self.nets_v6.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
+            Target::Net(IpNet::V4(n)) => {
+                self.nets_v4.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+            }
+            Target::Net(IpNet::V6(n)) => {
+                self.nets_v6.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+            }
         };
         let existed = match r {
             Ok(()) => true,
@@ -354,16 +376,32 @@ impl BanMaps {
             IpAddr::V4(a) => {
                 let ip = IpAddr::V4(a);
                 Lookup {
-                    exact: self.bans_v4.get(&a.octets(), 0).ok().map(|ban| BanEntry { target: Target::Ip(ip), kind: Kind::Exact, ban }),
-                    range: longest(&self.nets_v4, ip, v4_net).map(|(target, ban)| BanEntry { target, kind: Kind::Range, ban }),
+                    exact: self.bans_v4.get(&a.octets(), 0).ok().map(|ban| BanEntry {
+                        target: Target::Ip(ip),
+                        kind: Kind::Exact,
+                        ban,
+                    }),
+                    range: longest(&self.nets_v4, ip, v4_net).map(|(target, ban)| BanEntry {
+                        target,
+                        kind: Kind::Range,
+                        ban,
+                    }),
                     allow: longest(&self.allow_v4, ip, v4_net).map(|(target, allow)| AllowEntry { target, allow }),
                 }
             }
             IpAddr::V6(a) => {
                 let ip = IpAddr::V6(a);
                 Lookup {
-                    exact: self.bans_v6.get(&a.octets(), 0).ok().map(|ban| BanEntry { target: Target::Ip(ip), kind: Kind::Exact, ban }),
-                    range: longest(&self.nets_v6, ip, v6_net).map(|(target, ban)| BanEntry { target, kind: Kind::Range, ban }),
+                    exact: self.bans_v6.get(&a.octets(), 0).ok().map(|ban| BanEntry {
+                        target: Target::Ip(ip),
+                        kind: Kind::Exact,
+                        ban,
+                    }),
+                    range: longest(&self.nets_v6, ip, v6_net).map(|(target, ban)| BanEntry {
+                        target,
+                        kind: Kind::Range,
+                        ban,
+                    }),
                     allow: longest(&self.allow_v6, ip, v6_net).map(|(target, allow)| AllowEntry { target, allow }),
                 }
             }
@@ -377,15 +415,29 @@ impl BanMaps {
     pub fn allow(&mut self, target: Target) -> Result<()> {
         let (len4, len6) = prefix_lens(target);
         let r = match target {
-            Target::Ip(IpAddr::V4(a)) => self.allow_v4.insert(&Key::new(len4, a.octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V4)),
-            Target::Net(IpNet::V4(n)) => self.allow_v4.insert(&Key::new(len4, n.network().octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V4)),
-            Target::Ip(IpAddr::V6(a)) => self.allow_v6.insert(&Key::new(len6, a.octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V6)),
-            Target::Net(IpNet::V6(n)) => self.allow_v6.insert(&Key::new(len6, n.network().octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V6)),
+            Target::Ip(IpAddr::V4(a)) => {
+                self.allow_v4.insert(&Key::new(len4, a.octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V4))
+            }
+            Target::Net(IpNet::V4(n)) => self
+                .allow_v4
+                .insert(&Key::new(len4, n.network().octets()), Allow::default(), 0)
+                .map_err(|e| (e, names::ALLOW_V4)),
+            Target::Ip(IpAddr::V6(a)) => {
+                self.allow_v6.insert(&Key::new(len6, a.octets()), Allow::default(), 0).map_err(|e| (e, names::ALLOW_V6))
+            }
+            Target::Net(IpNet::V6(n)) => self
+                .allow_v6
+                .insert(&Key::new(len6, n.network().octets()), Allow::default(), 0)
+                .map_err(|e| (e, names::ALLOW_V6)),
         };
         match r {
             Ok(()) => {}
             Err((e, map)) if is_full(&e) => {
-                return Err(EnforceError::MapFull { map, capacity: self.settings.allow_capacity, entry: target.to_string() });
+                return Err(EnforceError::MapFull {
+                    map,
+                    capacity: self.settings.allow_capacity,
+                    entry: target.to_string(),
+                });
             }
             Err((e, _)) => return Err(e.into()),
         }
@@ -479,7 +531,11 @@ impl BanMaps {
         buf[..cut].copy_from_slice(&reason.as_bytes()[..cut]);
         match self.notes.insert(decision_id, Note { created_unix, reason: buf }, 0) {
             Ok(()) => Ok(()),
-            Err(e) if is_full(&e) => Err(EnforceError::MapFull { map: names::NOTES, capacity: crowd_common::capacity::NOTES, entry: format!("note for decision {decision_id}") }),
+            Err(e) if is_full(&e) => Err(EnforceError::MapFull {
+                map: names::NOTES,
+                capacity: crowd_common::capacity::NOTES,
+                entry: format!("note for decision {decision_id}"),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -507,7 +563,11 @@ fn prefix_lens(t: Target) -> (u32, u32) {
 }
 
 /// The longest-prefix entry of a trie containing `ip` (one pass over the trie; CLI use only).
-fn longest<const N: usize, V: aya::Pod>(t: &LpmTrie<MapData, [u8; N], V>, ip: IpAddr, to_target: fn(&Key<[u8; N]>) -> Target) -> Option<(Target, V)> {
+fn longest<const N: usize, V: aya::Pod>(
+    t: &LpmTrie<MapData, [u8; N], V>,
+    ip: IpAddr,
+    to_target: fn(&Key<[u8; N]>) -> Target,
+) -> Option<(Target, V)> {
     t.iter()
         .filter_map(std::result::Result::ok)
         .map(|(k, v)| (k.prefix_len(), to_target(&k), v))

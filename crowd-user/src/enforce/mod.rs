@@ -57,7 +57,9 @@ pub enum EnforceError {
     #[error("crowd needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) to {0}")]
     NotPrivileged(&'static str),
     /// No bpffs where pins go.
-    #[error("`{0}` is not on a bpf filesystem: mount it with `mount -t bpf bpf /sys/fs/bpf` (or run `cargo xtask setup`)")]
+    #[error(
+        "`{0}` is not on a bpf filesystem: mount it with `mount -t bpf bpf /sys/fs/bpf` (or run `cargo xtask setup`)"
+    )]
     BpffsNotMounted(PathBuf),
     /// Kernel older than what the program needs.
     #[error("kernel {found} is too old: crowd needs Linux {need} or newer (bpf links, boot-time clock in XDP)")]
@@ -68,10 +70,14 @@ pub enum EnforceError {
         need: &'static str,
     },
     /// No kernel BTF.
-    #[error("this kernel has no BTF (`/sys/kernel/btf/vmlinux` is missing): crowd needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "this kernel has no BTF (`/sys/kernel/btf/vmlinux` is missing): crowd needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf,
     /// The binary was built without the XDP object.
-    #[error("this crowd binary was built without its XDP program (CROWD_SKIP_EBPF=1): rebuild it with `cargo xtask build`")]
+    #[error(
+        "this crowd binary was built without its XDP program (CROWD_SKIP_EBPF=1): rebuild it with `cargo xtask build`"
+    )]
     NoObject,
     /// No pinned maps yet.
     #[error("no crowd maps are pinned under `{0}`: run `crowd attach --iface IF` or `crowd run` first")]
@@ -80,7 +86,9 @@ pub enum EnforceError {
     #[error("unknown interface `{0}` (see `ip link`)")]
     UnknownInterface(String),
     /// A map is full: the entry was not added, nothing else changed.
-    #[error("map `{map}` is full ({capacity} entries): entry `{entry}` was not added; raise the capacity or remove entries")]
+    #[error(
+        "map `{map}` is full ({capacity} entries): entry `{entry}` was not added; raise the capacity or remove entries"
+    )]
     MapFull {
         /// Map name.
         map: &'static str,

@@ -135,7 +135,10 @@ fn migrate(settings: &Settings, moved: pins::Moved) -> Result<()> {
                 tracing::error!(map = spec.name, error = %e, "some entries could not be migrated (the store re-adds decisions)");
             }
         } else {
-            tracing::warn!(map = spec.name, "old layout cannot be read by this crowd: its entries are dropped (the store re-adds decisions)");
+            tracing::warn!(
+                map = spec.name,
+                "old layout cannot be read by this crowd: its entries are dropped (the store re-adds decisions)"
+            );
         }
     }
     Ok(())

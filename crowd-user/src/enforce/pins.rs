@@ -37,7 +37,13 @@ fn size<T>() -> u32 {
 /// The specification of every crowd map for these settings.
 #[must_use]
 pub fn specs(s: &Settings) -> [MapSpec; 9] {
-    let m = |name, map_type, key_size, value_size, max_entries| MapSpec { name, map_type, key_size, value_size, max_entries };
+    let m = |name, map_type, key_size, value_size, max_entries| MapSpec {
+        name,
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+    };
     [
         m(names::BANS_V4, MapType::Hash, 4, size::<Ban>(), s.exact_capacity),
         m(names::BANS_V6, MapType::Hash, 16, size::<Ban>(), s.exact_capacity),
@@ -117,9 +123,12 @@ pub fn move_incompatible(s: &Settings) -> Result<Moved> {
             Ok(PinState::Missing | PinState::Compatible) => {}
             Ok(PinState::Incompatible(why)) => {
                 let path = s.pin_dir.join(spec.name);
-                let data = MapData::from_pin(&path).map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
+                let data = MapData::from_pin(&path)
+                    .map_err(|e| EnforceError::BadPin { path: path.clone(), reason: e.to_string() })?;
                 let info = data.info()?;
-                let fits = info.key_size() == spec.key_size && info.value_size() == spec.value_size && info.map_type().ok() == Some(spec.map_type);
+                let fits = info.key_size() == spec.key_size
+                    && info.value_size() == spec.value_size
+                    && info.map_type().ok() == Some(spec.map_type);
                 tracing::warn!(map = spec.name, %why, migrate = fits, "pinned map differs from this crowd's; recreating it");
                 if let Err(e) = fs::remove_file(&path) {
                     restore(&moved);
@@ -153,7 +162,9 @@ pub fn restore(moved: &Moved) {
 /// I/O errors other than "not found".
 pub fn purge(pin_dir: &Path) -> Result<()> {
     let rm = |p: PathBuf| match fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EnforceError::io(format!("removing `{}`", p.display()), e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(EnforceError::io(format!("removing `{}`", p.display()), e))
+        }
         _ => Ok(()),
     };
     for name in names::ALL {

@@ -32,7 +32,8 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
         path_fd: i32,
         _pad: u32,
     }
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c =
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut attr = Attr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0, _pad: 0 };
     let fd = bpf(BPF_OBJ_GET, &mut attr)?;
     // SAFETY: the kernel returned a new file descriptor that we now own.
@@ -49,12 +50,8 @@ pub fn link_update(link: BorrowedFd<'_>, new_prog: BorrowedFd<'_>) -> io::Result
         flags: u32,
         old_prog_fd: u32,
     }
-    let mut attr = Attr {
-        link_fd: link.as_raw_fd() as u32,
-        new_prog_fd: new_prog.as_raw_fd() as u32,
-        flags: 0,
-        old_prog_fd: 0,
-    };
+    let mut attr =
+        Attr { link_fd: link.as_raw_fd() as u32, new_prog_fd: new_prog.as_raw_fd() as u32, flags: 0, old_prog_fd: 0 };
     bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
 }
 
@@ -106,7 +103,12 @@ fn bytemuck_u32(buf: &[u64; 16]) -> [u32; 32] {
 /// Writes many entries in one `BPF_MAP_UPDATE_BATCH` call. Returns how many were written; on
 /// error the count written before it is returned with the error (so nothing is silently lost).
 /// `keys` and `values` are the packed bytes of `count` keys and `count` values.
-pub fn update_batch(map: BorrowedFd<'_>, keys: &[u8], values: &[u8], count: usize) -> Result<usize, (usize, io::Error)> {
+pub fn update_batch(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    values: &[u8],
+    count: usize,
+) -> Result<usize, (usize, io::Error)> {
     #[repr(C)]
     struct Attr {
         in_batch: u64,
@@ -118,7 +120,7 @@ pub fn update_batch(map: BorrowedFd<'_>, keys: &[u8], values: &[u8], count: usiz
         elem_flags: u64,
         flags: u64,
     }
-    assert!(count == 0 || (keys.len() % count == 0 && values.len() % count == 0));
+    assert!(count == 0 || (keys.len().is_multiple_of(count) && values.len().is_multiple_of(count)));
     let mut attr = Attr {
         in_batch: 0,
         out_batch: 0,
