@@ -43,8 +43,14 @@ pub mod map_names {
     /// `HASH<u64, Note>`. Read and written by userspace only.
     pub const NOTES: &str = "CROWD_NOTES";
 
+    /// IPv4 prefilter: one bit per /24 that holds a ban (exact or range): `ARRAY<u64>`, mmapable.
+    pub const FILTER_V4: &str = "CROWD_FILTER_V4";
+    /// IPv6 prefilter: one bit per hashed /48 that holds a ban: `ARRAY<u64>`, mmapable.
+    pub const FILTER_V6: &str = "CROWD_FILTER_V6";
+
     /// Every map, in the order the loader checks them.
-    pub const ALL: [&str; 9] = [BANS_V4, BANS_V6, RANGES_V4, RANGES_V6, ALLOW_V4, ALLOW_V6, STATS, CONFIG, NOTES];
+    pub const ALL: [&str; 11] =
+        [BANS_V4, BANS_V6, RANGES_V4, RANGES_V6, ALLOW_V4, ALLOW_V6, STATS, CONFIG, NOTES, FILTER_V4, FILTER_V6];
 }
 
 /// Default capacities. Exact bans are sized for 1M addresses per family (about 80 MB of kernel
@@ -59,6 +65,40 @@ pub mod capacity {
     pub const ALLOW: u32 = 1 << 14;
     /// Notes on manual entries.
     pub const NOTES: u32 = 1 << 16;
+}
+
+/// The prefilters in front of the ban maps. Legitimate traffic (a miss) costs one inlined array
+/// read and a bit test: only a source whose bit is set pays for the hash and trie lookups.
+/// Bits are set by userspace before a ban is written (and again after), and only cleared by a
+/// rebuild from the ban maps, so a set bit may be stale but a ban never lacks its bit.
+pub mod filter {
+    /// Words (u64) in each prefilter array: 2^24 bits, 2 MiB per family.
+    pub const WORDS: u32 = 1 << 18;
+    /// Bits in each prefilter.
+    pub const BITS: u32 = WORDS * 64;
+    /// Prefix length an IPv6 filter bit stands for.
+    pub const V6_PREFIX: u8 = 48;
+
+    /// The IPv4 filter bit of an address: its /24.
+    #[must_use]
+    #[inline(always)]
+    pub const fn v4_bit(addr: [u8; 4]) -> u32 {
+        ((addr[0] as u32) << 16) | ((addr[1] as u32) << 8) | addr[2] as u32
+    }
+
+    /// The IPv6 filter bit of an address: its /48, hashed (multiplicative) into 24 bits.
+    #[must_use]
+    #[inline(always)]
+    pub const fn v6_bit_of_prefix48(top48: u64) -> u32 {
+        (top48.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32
+    }
+
+    /// The top 48 bits of an IPv6 address, from its first 8 bytes read big-endian.
+    #[must_use]
+    #[inline(always)]
+    pub const fn v6_top48(first8_be: u64) -> u64 {
+        first8_be >> 16
+    }
 }
 
 /// Where a ban came from. Stored as a byte in [`Ban::origin`].
@@ -188,6 +228,10 @@ pub struct Config {
     pub allow_v4: u32,
     /// Non-zero while `CROWD_ALLOW_V6` holds entries.
     pub allow_v6: u32,
+    /// `CLOCK_BOOTTIME - CLOCK_MONOTONIC` in ns: the program reads the cheap coarse monotonic clock
+    /// and adds this to compare with boot-time expiries. Refreshed by userspace (it only changes
+    /// across a suspend).
+    pub boot_offset_ns: u64,
 }
 
 /// Per-CPU packet counters (one `CROWD_STATS` entry per CPU). Userspace sums over CPUs.
@@ -237,7 +281,7 @@ mod tests {
         assert_eq!(size_of::<Ban>(), 32);
         assert_eq!(size_of::<Allow>(), 8);
         assert_eq!(size_of::<Note>(), 64);
-        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<Stats>(), STATS_FIELDS * 8);
         assert_eq!(size_of::<LpmKey<4>>(), 8);
         assert_eq!(size_of::<LpmKey<16>>(), 20);

@@ -16,6 +16,22 @@ pub fn boot_now_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// `CLOCK_BOOTTIME - CLOCK_MONOTONIC` in ns (the time spent suspended since boot), which the XDP
+/// program adds to its coarse monotonic clock to compare with boot-time expiries.
+#[must_use]
+pub fn boot_offset_ns() -> u64 {
+    let read = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid pointer to a timespec.
+        unsafe { libc::clock_gettime(clock, &raw mut ts) };
+        u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+    };
+    let mono = read(libc::CLOCK_MONOTONIC);
+    let boot = read(libc::CLOCK_BOOTTIME);
+    // Round down to a millisecond: the two reads are a few hundred ns apart.
+    boot.saturating_sub(mono) / 1_000_000 * 1_000_000
+}
+
 /// A pair of readings of the boot-time and wall clocks taken together, to convert between them.
 #[derive(Clone, Copy, Debug)]
 pub struct BootClock {

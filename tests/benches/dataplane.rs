@@ -43,8 +43,11 @@ impl Rng {
 }
 
 fn ns_per_packet(prog: &Xdp, frame: &[u8], repeat: u32, expect: u32) -> f64 {
+    // Warm up, then keep the lowest of nine runs: this host is noisy (steal time, other tenants),
+    // and noise only ever adds time.
+    let _ = prog.test_run(TestRunOptions { data_in: Some(frame), repeat: repeat / 10, ..TestRunOptions::default() });
     let mut best = f64::MAX;
-    for _ in 0..3 {
+    for _ in 0..9 {
         let r = prog
             .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() })
             .expect("test run");
@@ -63,7 +66,7 @@ struct Case {
 fn main() {
     crowd_tests::require_root();
     let quick = std::env::var_os("CROWD_BENCH_QUICK").is_some();
-    let repeat: u32 = if quick { 200_000 } else { 5_000_000 };
+    let repeat: u32 = if quick { 200_000 } else { 2_000_000 };
     let big = if quick { 100_000 } else { 1_000_000 };
     let mut settings = Settings::new(format!("/sys/fs/bpf/{}", crowd_tests::unique("crowd-bench-")));
     settings.exact_capacity = crowd_common::capacity::EXACT;
@@ -90,15 +93,16 @@ fn main() {
     }
 
     let clock = BootClock::now();
-    let ban = Ban::new(clock.expiry_after(Some(Duration::from_secs(4 * 3600))), 1, Origin::Local);
+    let ttl = if std::env::var_os("CROWD_BENCH_PERMANENT").is_some() { None } else { Some(Duration::from_secs(4 * 3600)) };
+    let ban = Ban::new(clock.expiry_after(ttl), 1, Origin::Local);
     let mut rng = Rng(0x00c0_ffee);
     let mut exact_v4: Vec<(Target, Ban)> = Vec::new();
     let mut exact_v6: Vec<(Target, Ban)> = Vec::new();
-    // 10k ranges per family: IPv4 /16 to /28, IPv6 /32 to /64, in their own part of the space.
+    // 10k ranges per family: IPv4 /16 to /28, IPv6 /40 to /64, in their own part of the space.
     let ranges: Vec<(Target, Ban)> = (0..10_000)
         .flat_map(|i| {
             let l4 = 16 + (i % 13) as u8;
-            let l6 = 32 + (i % 33) as u8;
+            let l6 = 40 + (i % 25) as u8;
             let a4 = Ipv4Addr::from(0xE000_0000u32.wrapping_sub(1 + (rng.next() as u32 % 0x1000_0000)));
             let a6 = Ipv6Addr::from((0x2a00u128 << 112) | (u128::from(rng.next()) << 48));
             [
@@ -163,11 +167,13 @@ fn main() {
                 for (t, _) in &ranges {
                     maps.remove_ban(*t).expect("remove range");
                 }
+                // What the daemon does periodically: clear the prefilter bits of removed bans.
+                maps.rebuild_filters().expect("rebuild filters");
             }
         }
     }
 
-    println!("\nBPF_PROG_TEST_RUN, {repeat} repeats, best of 3 (ns per packet)\n");
+    println!("\nBPF_PROG_TEST_RUN, {repeat} repeats, lowest of 9 runs (ns per packet)\n");
     println!("{:<9} {:<6} {:>10} {:>7} {:<5} {:>8}", "program", "family", "exact_bans", "ranges", "case", "ns/pkt");
     for r in &table {
         println!("{:<9} {:<6} {:>10} {:>7} {:<5} {:>8}", r[0], r[1], r[2], r[3], r[4], r[5]);

@@ -390,8 +390,9 @@ fn load_file(settings: &Settings, file: &PathBuf, duration: &str, origin: Origin
     Ok(())
 }
 
-fn stats_json(s: &Stats, counts: [usize; 6], settings: &Settings) -> Value {
+fn stats_json(s: &Stats, counts: [usize; 6], filter: (u64, u64), settings: &Settings) -> Value {
     json!({
+        "filter_bits": {"v4": filter.0, "v6": filter.1},
         "seen": s.seen,
         "passed": s.passed,
         "dropped": s.dropped_exact + s.dropped_range,
@@ -419,7 +420,7 @@ fn stats(settings: &Settings, watch: bool, interval: Duration, count: Option<u64
     let mut n = 0u64;
     loop {
         let now = std::time::Instant::now();
-        let mut v = stats_json(&maps.stats()?, maps.counts(), maps.settings());
+        let mut v = stats_json(&maps.stats()?, maps.counts(), maps.filter_ones(), maps.settings());
         if let Some((p, t)) = &prev {
             let secs = now.duration_since(*t).as_secs_f64().max(1e-9);
             let rates: serde_json::Map<String, Value> = STAT_KEYS

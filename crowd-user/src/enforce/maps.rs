@@ -15,7 +15,7 @@ use aya::maps::{Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, Pe
 use crowd_common::{Allow, Ban, Config, Note, REASON_LEN, Stats, map_names as names};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{EnforceError, Result, Settings, pins, sys};
+use super::{EnforceError, Result, Settings, filter::Filter, pins, sys};
 use crate::addr::Target;
 
 /// Which kind of entry matched or is listed.
@@ -74,6 +74,8 @@ pub struct BanMaps {
     stats: PerCpuArray<MapData, Stats>,
     config: Array<MapData, Config>,
     notes: HashMap<MapData, u64, Note>,
+    filter_v4: Filter,
+    filter_v6: Filter,
 }
 
 fn open_map<T>(dir: &Path, name: &str) -> Result<T>
@@ -167,6 +169,8 @@ impl BanMaps {
             stats: open_map(dir, names::STATS)?,
             config: open_map(dir, names::CONFIG)?,
             notes: open_map(dir, names::NOTES)?,
+            filter_v4: Filter::open(&dir.join(names::FILTER_V4))?,
+            filter_v6: Filter::open(&dir.join(names::FILTER_V6))?,
             settings,
         })
     }
@@ -182,6 +186,8 @@ impl BanMaps {
     /// # Errors
     /// [`EnforceError::MapFull`] when the map has no room (nothing else is changed).
     pub fn insert_ban(&mut self, target: Target, mut ban: Ban) -> Result<()> {
+        // The prefilter bit goes first (and again after): a ban never sits behind a clear bit.
+        self.filter(target).set_target(target);
         let full = |map, capacity| EnforceError::MapFull { map, capacity, entry: target.to_string() };
         let r = match target {
             Target::Ip(IpAddr::V4(a)) => {
@@ -208,10 +214,46 @@ impl BanMaps {
             Err((e, map, cap)) if is_full(&e) => return Err(full(map, cap)),
             Err((e, _, _)) => return Err(e.into()),
         }
+        self.filter(target).set_target(target);
         if matches!(target, Target::Net(_)) {
             self.refresh_config()?;
         }
         Ok(())
+    }
+
+    fn filter(&self, t: Target) -> &Filter {
+        if t.is_ipv4() { &self.filter_v4 } else { &self.filter_v6 }
+    }
+
+    /// Sets the prefilter bits of every ban present (never clears any).
+    ///
+    /// # Errors
+    /// Kernel errors while iterating.
+    pub fn reassert_filters(&mut self) -> Result<()> {
+        for e in self.bans()? {
+            self.filter(e.target).set_target(e.target);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the prefilters from the ban maps, clearing the bits of removed bans. Bans written
+    /// concurrently keep their bits (see `filter.rs`).
+    ///
+    /// # Errors
+    /// Kernel errors while iterating.
+    pub fn rebuild_filters(&mut self) -> Result<()> {
+        let bans = self.bans()?;
+        let v4 = super::filter::build(bans.iter().filter(|e| e.target.is_ipv4()).map(|e| e.target));
+        let v6 = super::filter::build(bans.iter().filter(|e| !e.target.is_ipv4()).map(|e| e.target));
+        self.filter_v4.replace(&v4);
+        self.filter_v6.replace(&v6);
+        self.reassert_filters()
+    }
+
+    /// Bits set in the (v4, v6) prefilters.
+    #[must_use]
+    pub fn filter_ones(&self) -> (u64, u64) {
+        (self.filter_v4.ones(), self.filter_v6.ones())
     }
 
     /// Writes many exact bans with batch updates (ranges go one by one). Returns how many were
@@ -235,6 +277,9 @@ impl BanMaps {
                 }
                 Target::Net(_) => nets.push((*t, *b)),
             }
+        }
+        for (t, _) in entries {
+            self.filter(*t).set_target(*t);
         }
         let mut done = 0;
         let cap = self.settings.exact_capacity;
@@ -274,6 +319,9 @@ impl BanMaps {
         for (t, b) in nets {
             self.insert_ban(t, b)?;
             done += 1;
+        }
+        for (t, _) in entries {
+            self.filter(*t).set_target(*t);
         }
         Ok(done)
     }
@@ -351,6 +399,7 @@ impl BanMaps {
         for e in &all {
             self.remove_ban(e.target)?;
         }
+        self.rebuild_filters()?;
         Ok(all.len())
     }
 
@@ -365,6 +414,9 @@ impl BanMaps {
             if e.ban.decision_id != 0 {
                 let _ = self.notes.remove(&e.ban.decision_id);
             }
+        }
+        if !expired.is_empty() {
+            self.rebuild_filters()?;
         }
         Ok(expired.len())
     }
@@ -513,6 +565,7 @@ impl BanMaps {
             ranges_v6: on(self.nets_v6.keys().next().is_some()),
             allow_v4: on(self.allow_v4.keys().next().is_some()),
             allow_v6: on(self.allow_v6.keys().next().is_some()),
+            boot_offset_ns: crate::clock::boot_offset_ns(),
         };
         self.config.set(0, c, 0)?;
         Ok(())

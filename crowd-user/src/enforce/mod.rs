@@ -2,6 +2,7 @@
 //!
 //! - [`object`] loads the embedded XDP object against the pinned maps;
 //! - [`pins`] checks the bpffs pin directory and each pinned map before reuse;
+//! - [`filter`] keeps the prefilter bitmaps that let legitimate traffic skip the ban maps;
 //! - [`maps`] reads and edits the pinned maps (bans, ranges, allowlist, counters);
 //! - [`attach`] attaches to interfaces through pinned links and detaches;
 //! - [`preflight`] turns missing privileges, an old kernel or no bpffs into clear errors;
@@ -11,6 +12,7 @@
 //! (default `/sys/fs/bpf/crowd`), so the program keeps dropping after `crowd` exits, and a
 //! restarted daemon swaps in its program atomically through the pinned link.
 pub mod attach;
+pub mod filter;
 pub mod maps;
 pub mod object;
 pub mod pins;
@@ -62,7 +64,7 @@ pub enum EnforceError {
     )]
     BpffsNotMounted(PathBuf),
     /// Kernel older than what the program needs.
-    #[error("kernel {found} is too old: crowd needs Linux {need} or newer (bpf links, boot-time clock in XDP)")]
+    #[error("kernel {found} is too old: crowd needs Linux {need} or newer (bpf links, coarse clock in XDP)")]
     KernelTooOld {
         /// `uname -r`.
         found: String,

@@ -96,6 +96,8 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     migrate(settings, moved)?;
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
+    // Every ban present gets its prefilter bits (fresh filters after an upgrade start empty).
+    maps.reassert_filters()?;
     Ok(loaded)
 }
 

@@ -36,7 +36,7 @@ fn size<T>() -> u32 {
 
 /// The specification of every crowd map for these settings.
 #[must_use]
-pub fn specs(s: &Settings) -> [MapSpec; 9] {
+pub fn specs(s: &Settings) -> [MapSpec; 11] {
     let m = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -54,6 +54,8 @@ pub fn specs(s: &Settings) -> [MapSpec; 9] {
         m(names::STATS, MapType::PerCpuArray, 4, size::<Stats>(), 1),
         m(names::CONFIG, MapType::Array, 4, size::<Config>(), 1),
         m(names::NOTES, MapType::Hash, 8, size::<Note>(), crowd_common::capacity::NOTES),
+        m(names::FILTER_V4, MapType::Array, 4, 8, crowd_common::filter::WORDS),
+        m(names::FILTER_V6, MapType::Array, 4, 8, crowd_common::filter::WORDS),
     ]
 }
 

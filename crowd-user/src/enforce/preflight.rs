@@ -4,9 +4,9 @@ use std::{fs, path::Path};
 
 use super::{EnforceError, Result};
 
-/// Oldest kernel crowd supports: bpf links for XDP (5.9) and `bpf_ktime_get_boot_ns` (5.8);
-/// 5.10 is the oldest long-term kernel with both.
-pub const MIN_KERNEL: (u32, u32) = (5, 10);
+/// Oldest kernel crowd supports: bpf links for XDP (5.9), `bpf_ktime_get_coarse_ns` (5.11);
+/// 5.15 is the oldest long-term kernel with both, and the one the verifier is held to.
+pub const MIN_KERNEL: (u32, u32) = (5, 15);
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -51,7 +51,7 @@ pub fn require_kernel() -> Result<()> {
     if let Some(v) = parse_release(release)
         && v < MIN_KERNEL
     {
-        return Err(EnforceError::KernelTooOld { found: release.to_owned(), need: "5.10" });
+        return Err(EnforceError::KernelTooOld { found: release.to_owned(), need: "5.15" });
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(EnforceError::NoBtf);
@@ -96,6 +96,8 @@ mod tests {
     fn kernel_release_parsing() {
         assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
         assert_eq!(parse_release("5.10.0-28-amd64"), Some((5, 10)));
+        assert!(parse_release("5.10.0-28-amd64").unwrap() < MIN_KERNEL);
+        assert!(parse_release("6.1.0-18-amd64").unwrap() >= MIN_KERNEL);
         assert_eq!(parse_release("garbage"), None);
         assert!(parse_release("4.19.0").unwrap() < MIN_KERNEL);
     }
