@@ -178,6 +178,9 @@ fn main() {
     for r in &table {
         println!("{:<9} {:<6} {:>10} {:>7} {:<5} {:>8}", r[0], r[1], r[2], r[3], r[4], r[5]);
     }
+    if std::env::var_os("CROWD_BENCH_LIVE_EMPTY").is_some() {
+        maps.flush().expect("flush");
+    }
     let live = live::run(&mut loaded, &settings, quick);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");

@@ -88,6 +88,9 @@ pub enum Command {
         /// How often expired bans are swept from the maps.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         sweep_every: Duration,
+        /// How often the prefilter bitmaps are rebuilt (clears the bits of removed bans).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+        rebuild_every: Duration,
         #[command(flatten)]
         caps: Capacities,
     },
@@ -118,8 +121,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
         Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
-        Command::Run { iface, mode, sweep_every, caps } => {
-            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every)
+        Command::Run { iface, mode, sweep_every, rebuild_every, caps } => {
+            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every)
         }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
     }

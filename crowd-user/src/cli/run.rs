@@ -88,7 +88,7 @@ pub fn detach(settings: &Settings, ifaces: &[String], all: bool, purge: bool, fm
 ///
 /// # Errors
 /// Start-up failures (nothing attached is left half-done: attach errors name the interface).
-pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: Duration) -> Result<()> {
+pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: Duration, rebuild_every: Duration) -> Result<()> {
     let ifaces: Vec<String> = if ifaces.is_empty() {
         vec![attach::default_route_iface().context("no default route: name the interface(s) with --iface")?]
     } else {
@@ -111,6 +111,8 @@ pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: D
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(sweep_every);
+        let mut rebuild = tokio::time::interval(rebuild_every);
+        rebuild.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -118,6 +120,15 @@ pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: D
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "swept expired bans"),
                         Err(e) => tracing::error!(error = %e, "sweeping expired bans"),
+                    }
+                    // The boot-time offset only moves across a suspend; keep the program's copy fresh.
+                    if let Err(e) = maps.refresh_config() {
+                        tracing::error!(error = %e, "refreshing the program's config");
+                    }
+                }
+                _ = rebuild.tick() => {
+                    if let Err(e) = maps.rebuild_filters() {
+                        tracing::error!(error = %e, "rebuilding the prefilters");
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,

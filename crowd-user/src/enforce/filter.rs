@@ -63,7 +63,7 @@ impl Filter {
         let w = self.words();
         let mut b = lo;
         while b < hi {
-            if b % 64 == 0 && hi - b >= 64 {
+            if b.is_multiple_of(64) && hi - b >= 64 {
                 w[(b >> 6) as usize].fetch_or(u64::MAX, Ordering::SeqCst);
                 b += 64;
             } else {
@@ -166,10 +166,10 @@ mod tests {
 
     #[test]
     fn v4_bits_are_the_slash24() {
-        assert_eq!(bits(t("192.0.2.7")), Bits::One(0xC0_00_02));
-        assert_eq!(bits(t("192.0.2.128/25")), Bits::One(0xC0_00_02));
-        assert_eq!(bits(t("198.51.100.0/22")), Bits::Range(0xC6_33_64, 0xC6_33_68));
-        assert_eq!(bits(t("10.0.0.0/8")), Bits::Range(0x0A_00_00, 0x0B_00_00));
+        assert_eq!(bits(t("192.0.2.7")), Bits::One(0x00C0_0002));
+        assert_eq!(bits(t("192.0.2.128/25")), Bits::One(0x00C0_0002));
+        assert_eq!(bits(t("198.51.100.0/22")), Bits::Range(0x00C6_3364, 0x00C6_3368));
+        assert_eq!(bits(t("10.0.0.0/8")), Bits::Range(0x000A_0000, 0x000B_0000));
     }
 
     #[test]
@@ -191,6 +191,6 @@ mod tests {
         let w = build([t("192.0.2.7"), t("198.51.100.0/23")]);
         let ones: u32 = w.iter().map(|x| x.count_ones()).sum();
         assert_eq!(ones, 3);
-        assert_ne!(w[(0xC0_00_02 >> 6) as usize] & (1 << (0xC0_00_02 & 63)), 0);
+        assert_ne!(w[(0x00C0_0002 >> 6) as usize] & (1 << (0x00C0_0002 & 63)), 0);
     }
 }
