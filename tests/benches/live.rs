@@ -134,10 +134,10 @@ pub fn run(loaded: &mut Loaded, settings: &Settings, quick: bool) -> Value {
     maps.insert_ban(Target::Ip(src.into()), Ban::new(0, 1, Origin::Manual)).expect("ban");
     let mut frame = ipv4(src, &[], 0);
     frame.resize(64, 0);
-    let n: u32 = if quick { 2_000_000 } else { 20_000_000 };
+    let n: u32 = if quick { 2_000_000 } else { 10_000_000 };
 
     let (mut crowd_pps, mut drop_pps) = (Vec::new(), Vec::new());
-    for _round in 0..3 {
+    for _round in 0..5 {
         // crowd on the receiving end (attached through a pinned link, as in production).
         let pin_dir = settings.pin_dir.clone();
         let prog_fd = loaded.program().fd().expect("fd").as_fd().try_clone_to_owned().expect("dup");
@@ -163,7 +163,7 @@ pub fn run(loaded: &mut Loaded, settings: &Settings, quick: bool) -> Value {
     }
     let _ = maps.remove_ban(Target::Ip(src.into()));
     let (c, d) = (median(crowd_pps.clone()), median(drop_pps.clone()));
-    println!("\nveth live frames ({n} frames of 64 bytes a run, 3 alternating runs, medians)\n");
+    println!("\nveth live frames ({n} frames of 64 bytes a run, 5 alternating runs, medians)\n");
     println!("{:<9} {:>12}", "program", "Mpps");
     println!("{:<9} {:>12.2}", "drop_all", d / 1e6);
     println!("{:<9} {:>12.2}", "crowd", c / 1e6);
