@@ -38,7 +38,9 @@ impl Rng {
         Ipv4Addr::from(0x0100_0000 + (self.next() as u32) % 0xDE00_0000)
     }
     fn v6(&mut self) -> Ipv6Addr {
-        Ipv6Addr::from((0x2400u128 << 112) | (u128::from(self.next()) << 48) | u128::from(self.next() & 0xffff_ffff_ffff))
+        Ipv6Addr::from(
+            (0x2400u128 << 112) | (u128::from(self.next()) << 48) | u128::from(self.next() & 0xffff_ffff_ffff),
+        )
     }
 }
 
@@ -78,7 +80,14 @@ fn main() {
     let mut table: Vec<[String; 6]> = Vec::new();
     let mut record = |program: &str, family: &str, exact: usize, ranges: usize, case: &str, ns: f64| {
         rows.push(json!({"program": program, "family": family, "exact_bans": exact, "ranges": ranges, "case": case, "ns_per_packet": ns}));
-        table.push([program.into(), family.into(), exact.to_string(), ranges.to_string(), case.into(), format!("{ns:.1}")]);
+        table.push([
+            program.into(),
+            family.into(),
+            exact.to_string(),
+            ranges.to_string(),
+            case.into(),
+            format!("{ns:.1}"),
+        ]);
     };
 
     let miss_v4 = ipv4(Ipv4Addr::new(192, 0, 2, 200), &[], 0);
@@ -93,7 +102,8 @@ fn main() {
     }
 
     let clock = BootClock::now();
-    let ttl = if std::env::var_os("CROWD_BENCH_PERMANENT").is_some() { None } else { Some(Duration::from_secs(4 * 3600)) };
+    let ttl =
+        if std::env::var_os("CROWD_BENCH_PERMANENT").is_some() { None } else { Some(Duration::from_secs(4 * 3600)) };
     let ban = Ban::new(clock.expiry_after(ttl), 1, Origin::Local);
     let mut rng = Rng(0x00c0_ffee);
     let mut exact_v4: Vec<(Target, Ban)> = Vec::new();

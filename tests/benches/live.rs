@@ -28,7 +28,8 @@ fn ifindex_in(ns: &Netns, name: &'static str) -> u32 {
 
 fn bench_count(loaded: &mut Loaded) -> u64 {
     let m: aya::maps::PerCpuArray<_, u64> =
-        aya::maps::PerCpuArray::try_from(loaded.ebpf.map_mut("CROWD_BENCH").expect("CROWD_BENCH")).expect("per-cpu array");
+        aya::maps::PerCpuArray::try_from(loaded.ebpf.map_mut("CROWD_BENCH").expect("CROWD_BENCH"))
+            .expect("per-cpu array");
     m.get(&0, 0).expect("count").iter().sum()
 }
 
@@ -102,7 +103,12 @@ mod crowd_tests_live {
         };
         // SAFETY: a correctly laid out bpf_attr prefix for BPF_PROG_TEST_RUN.
         let rc = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>())
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                std::ptr::from_mut(&mut attr).cast::<u8>(),
+                size_of::<Attr>(),
+            )
         };
         if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
     }
@@ -119,7 +125,20 @@ pub fn run(loaded: &mut Loaded, settings: &Settings, quick: bool) -> Value {
     let gen_ns = Netns::new(&format!("{tag}g"));
     let dut = Netns::new(&format!("{tag}d"));
     let ok = std::process::Command::new("ip")
-        .args(["link", "add", "cbg0", "netns", &gen_ns.name, "type", "veth", "peer", "name", "cbd0", "netns", &dut.name])
+        .args([
+            "link",
+            "add",
+            "cbg0",
+            "netns",
+            &gen_ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "cbd0",
+            "netns",
+            &dut.name,
+        ])
         .status()
         .expect("ip");
     assert!(ok.success(), "veth pair");
@@ -194,9 +213,17 @@ fn sys_link_create(prog: std::os::fd::BorrowedFd<'_>, ifindex: u32) -> std::io::
     const BPF_LINK_CREATE: libc::c_long = 28;
     const BPF_XDP: u32 = 37;
     const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-    let mut attr = Attr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags: XDP_FLAGS_DRV_MODE, _rest: [0; 4] };
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags: XDP_FLAGS_DRV_MODE,
+        _rest: [0; 4],
+    };
     // SAFETY: a correctly laid out bpf_attr prefix for BPF_LINK_CREATE.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>()) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>())
+    };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -216,8 +243,11 @@ fn sys_obj_pin(fd: std::os::fd::BorrowedFd<'_>, path: &std::path::Path) -> std::
     }
     const BPF_OBJ_PIN: libc::c_long = 6;
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-    let mut attr = Attr { pathname: c.as_ptr() as u64, bpf_fd: fd.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
+    let mut attr =
+        Attr { pathname: c.as_ptr() as u64, bpf_fd: fd.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
     // SAFETY: a correctly laid out bpf_attr prefix for BPF_OBJ_PIN.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>()) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>())
+    };
     if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }

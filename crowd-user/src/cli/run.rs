@@ -88,7 +88,13 @@ pub fn detach(settings: &Settings, ifaces: &[String], all: bool, purge: bool, fm
 ///
 /// # Errors
 /// Start-up failures (nothing attached is left half-done: attach errors name the interface).
-pub fn daemon(settings: &Settings, ifaces: &[String], mode: Mode, sweep_every: Duration, rebuild_every: Duration) -> Result<()> {
+pub fn daemon(
+    settings: &Settings,
+    ifaces: &[String],
+    mode: Mode,
+    sweep_every: Duration,
+    rebuild_every: Duration,
+) -> Result<()> {
     let ifaces: Vec<String> = if ifaces.is_empty() {
         vec![attach::default_route_iface().context("no default route: name the interface(s) with --iface")?]
     } else {

@@ -133,7 +133,9 @@ pub fn bits(t: Target) -> Bits {
             let top = v6_top48(n.network());
             match n.prefix_len() {
                 l if l >= V6_PREFIX => Bits::One(filter::v6_bit_of_prefix48(top)),
-                l if l >= 32 => Bits::Many((0..1u64 << (V6_PREFIX - l)).map(|i| filter::v6_bit_of_prefix48(top + i)).collect()),
+                l if l >= 32 => {
+                    Bits::Many((0..1u64 << (V6_PREFIX - l)).map(|i| filter::v6_bit_of_prefix48(top + i)).collect())
+                }
                 // Wider than a /32: more /48s than the filter has bits.
                 _ => Bits::Range(0, BITS),
             }
