@@ -7,3 +7,4 @@ pub mod addr;
 pub mod cli;
 pub mod clock;
 pub mod enforce;
+pub mod engine;

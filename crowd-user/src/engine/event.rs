@@ -1,0 +1,139 @@
+//! The event that flows through the parser stages and into the scenarios: CrowdSec's `evt`.
+//!
+//! The field names follow CrowdSec's (`Line.Raw`, `Parsed`, `Meta`, `Enriched`, `StrTime`), so
+//! that hub expressions such as `evt.Parsed.program == 'sshd'` read what they expect.
+use std::collections::BTreeMap;
+
+use expr::Value;
+use indexmap::IndexMap;
+
+/// One line as acquisition read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Line {
+    /// The text, without its newline.
+    pub raw: String,
+    /// Where it came from (a file path, `journalctl`, a syslog peer).
+    pub src: String,
+    /// The acquisition module (`file`, `journalctl`, `syslog`).
+    pub module: String,
+    /// Acquisition labels; `type` selects the parsers (`syslog`, `nginx`, ...).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An event: a line and everything the parsers learnt from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Event {
+    /// The line.
+    pub line: Line,
+    /// Fields captured by grok and `parsed:` statics.
+    pub parsed: IndexMap<String, String>,
+    /// Fields the scenarios group and report by (`source_ip`, `log_type`, ...).
+    pub meta: IndexMap<String, String>,
+    /// Enrichment results (GeoIP, ASN, ...).
+    pub enriched: IndexMap<String, String>,
+    /// The log's own timestamp as text (set by statics), parsed by the date enricher.
+    pub str_time: String,
+    /// The event time in Unix seconds: the log's own time once parsed, else the read time.
+    pub time: f64,
+    /// Set by a whitelist node: the event is parsed but feeds no scenario.
+    pub whitelisted: bool,
+    /// Why it was whitelisted.
+    pub whitelist_reason: String,
+    /// The stage the event is in.
+    pub stage: String,
+}
+
+fn map_value(m: &IndexMap<String, String>) -> Value {
+    Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+}
+
+impl Event {
+    /// A new event for a line read at `now` (Unix seconds).
+    #[must_use]
+    pub fn new(line: Line, now: f64) -> Event {
+        Event { line, time: now, ..Event::default() }
+    }
+
+    /// The label `type`, which selects the parsers.
+    #[must_use]
+    pub fn log_type(&self) -> &str {
+        self.line.labels.get("type").map_or("", String::as_str)
+    }
+
+    /// The event as an expr value, for expressions over `evt`.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        let labels = Value::Map(self.line.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+        let line = Value::Map(IndexMap::from([
+            ("Raw".to_owned(), Value::String(self.line.raw.clone())),
+            ("Src".to_owned(), Value::String(self.line.src.clone())),
+            ("Module".to_owned(), Value::String(self.line.module.clone())),
+            ("Labels".to_owned(), labels),
+        ]));
+        Value::Map(IndexMap::from([
+            ("Line".to_owned(), line),
+            ("Parsed".to_owned(), map_value(&self.parsed)),
+            ("Meta".to_owned(), map_value(&self.meta)),
+            ("Enriched".to_owned(), map_value(&self.enriched)),
+            ("StrTime".to_owned(), Value::String(self.str_time.clone())),
+            ("Stage".to_owned(), Value::String(self.stage.clone())),
+            ("Whitelisted".to_owned(), Value::Bool(self.whitelisted)),
+            ("Type".to_owned(), Value::Integer(0)),
+        ]))
+    }
+
+    /// Reads a field by CrowdSec path (`Line.Raw`, `Parsed.message`, `evt.Meta.source_ip`).
+    #[must_use]
+    pub fn get(&self, path: &str) -> Option<&str> {
+        let path = path.strip_prefix("evt.").unwrap_or(path);
+        match path.split_once('.') {
+            Some(("Parsed", k)) => self.parsed.get(k).map(String::as_str),
+            Some(("Meta", k)) => self.meta.get(k).map(String::as_str),
+            Some(("Enriched", k)) => self.enriched.get(k).map(String::as_str),
+            Some(("Line", "Raw")) => Some(&self.line.raw),
+            Some(("Line", "Src")) => Some(&self.line.src),
+            Some(("Line", "Module")) => Some(&self.line.module),
+            Some(("Line.Labels", k)) => self.line.labels.get(k).map(String::as_str),
+            None if path == "StrTime" => Some(&self.str_time),
+            // `apply_on: message` names a parsed field.
+            None => self.parsed.get(path).map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Writes a field by CrowdSec path (`evt.StrTime`, `Parsed.x`, `evt.Meta.y`).
+    ///
+    /// # Errors
+    /// The path names no writable field.
+    pub fn set(&mut self, path: &str, value: String) -> Result<(), String> {
+        let path = path.strip_prefix("evt.").unwrap_or(path);
+        match path.split_once('.') {
+            Some(("Parsed", k)) => self.parsed.insert(k.to_owned(), value),
+            Some(("Meta", k)) => self.meta.insert(k.to_owned(), value),
+            Some(("Enriched", k)) => self.enriched.insert(k.to_owned(), value),
+            None if path == "StrTime" => Some(std::mem::replace(&mut self.str_time, value)),
+            _ => return Err(format!("`{path}` is not a field a static can write")),
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_and_set_by_path() {
+        let mut e = Event::default();
+        e.line.raw = "x".into();
+        e.set("evt.Parsed.program", "sshd".into()).unwrap();
+        e.set("Meta.source_ip", "192.0.2.1".into()).unwrap();
+        e.set("evt.StrTime", "Feb 12 14:10:21".into()).unwrap();
+        assert_eq!(e.get("evt.Parsed.program"), Some("sshd"));
+        assert_eq!(e.get("program"), Some("sshd"));
+        assert_eq!(e.get("Line.Raw"), Some("x"));
+        assert_eq!(e.get("evt.Meta.source_ip"), Some("192.0.2.1"));
+        assert_eq!(e.str_time, "Feb 12 14:10:21");
+        assert!(e.set("evt.Line.Raw", "y".into()).is_err());
+    }
+}

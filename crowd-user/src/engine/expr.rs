@@ -1,0 +1,301 @@
+//! Expressions: expr-lang (the `expr-lang` crate) with the CrowdSec helper functions the hub's
+//! parsers and scenarios call (`Upper`, `Lower`, `IpInRange`, `File`, `RegexpInFile`, ...).
+//!
+//! An expression is compiled once when its YAML loads (a syntax error names the file and field
+//! there) and run against an event: `evt` is the event (see `event.rs`). Data files named by a
+//! parser's or scenario's `data:` section are handed in as [`DataFiles`] by the config loader.
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use expr::{Context, ContextProvider, Environment, Program, Value};
+use regex::Regex;
+
+use super::event::Event;
+
+/// Contents of data files by file name (`dest_file`): their lines, and the regexes for files
+/// loaded with `type: regexp`.
+#[derive(Clone, Debug, Default)]
+pub struct DataFiles {
+    /// Lines of each file.
+    pub lines: HashMap<String, Vec<String>>,
+    /// Compiled regexes of each regexp file.
+    pub regexes: HashMap<String, Vec<Regex>>,
+}
+
+/// A compiled expression.
+#[derive(Clone, Debug)]
+pub struct Expr {
+    program: Arc<Program>,
+    source: String,
+}
+
+/// Why an expression failed to compile or run.
+#[derive(Debug, thiserror::Error)]
+#[error("expression `{source_text}`: {message}")]
+pub struct ExprError {
+    /// The expression.
+    pub source_text: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The environment every expression runs in: expr-lang plus the CrowdSec helpers.
+pub struct Env {
+    env: Environment<'static>,
+}
+
+fn arg_str(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Nil) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn ip_in_range(ip: &str, range: &str) -> bool {
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else { return false };
+    range.trim().parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&crate::addr::canonical_ip(ip)))
+}
+
+impl Env {
+    /// The environment with the helpers, reading data files from `data`.
+    #[must_use]
+    pub fn new(data: Arc<DataFiles>) -> Env {
+        let mut env = Environment::new();
+        env.add_function("Upper", |c| Ok(arg_str(c.args.first()).to_uppercase().into()));
+        env.add_function("Lower", |c| Ok(arg_str(c.args.first()).to_lowercase().into()));
+        env.add_function("TrimSpace", |c| Ok(arg_str(c.args.first()).trim().to_owned().into()));
+        env.add_function("TrimPrefix", |c| {
+            let (s, p) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            Ok(s.strip_prefix(p.as_str()).unwrap_or(&s).to_owned().into())
+        });
+        env.add_function("TrimSuffix", |c| {
+            let (s, p) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            Ok(s.strip_suffix(p.as_str()).unwrap_or(&s).to_owned().into())
+        });
+        env.add_function("Split", |c| {
+            let (s, sep) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            Ok(Value::Array(s.split(sep.as_str()).map(|p| Value::String(p.to_owned())).collect()))
+        });
+        env.add_function("Atof", |c| Ok(Value::Float(arg_str(c.args.first()).trim().parse().unwrap_or(0.0))));
+        env.add_function("Atoi", |c| Ok(Value::Integer(arg_str(c.args.first()).trim().parse().unwrap_or(0))));
+        env.add_function("IpInRange", |c| Ok(ip_in_range(&arg_str(c.args.first()), &arg_str(c.args.get(1))).into()));
+        env.add_function("IsIPV4", |c| Ok(arg_str(c.args.first()).parse::<std::net::Ipv4Addr>().is_ok().into()));
+        env.add_function("IsIPV6", |c| Ok(arg_str(c.args.first()).parse::<std::net::Ipv6Addr>().is_ok().into()));
+        env.add_function("IsIP", |c| Ok(arg_str(c.args.first()).parse::<IpAddr>().is_ok().into()));
+        env.add_function("PathUnescape", |c| Ok(percent_decode(&arg_str(c.args.first()), false).into()));
+        env.add_function("QueryUnescape", |c| Ok(percent_decode(&arg_str(c.args.first()), true).into()));
+        env.add_function("Match", |c| {
+            // CrowdSec's Match: a glob with `*` and `?`.
+            Ok(glob_match(&arg_str(c.args.first()), &arg_str(c.args.get(1))).into())
+        });
+        let d = data.clone();
+        env.add_function("File", move |c| {
+            let name = arg_str(c.args.first());
+            Ok(Value::Array(
+                d.lines.get(&name).map(|l| l.iter().map(|s| Value::String(s.clone())).collect()).unwrap_or_default(),
+            ))
+        });
+        let d = data.clone();
+        env.add_function("RegexpInFile", move |c| {
+            let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            Ok(d.regexes.get(&name).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))).into())
+        });
+        let d = data;
+        env.add_function("ExprInFile", move |c| {
+            let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            Ok(d.lines.get(&name).is_some_and(|l| l.iter().any(|x| *x == s)).into())
+        });
+        env.add_function("Distance", |_| Ok(Value::Float(0.0)));
+        env.add_function("Sprintf", |c| {
+            let mut fmt = arg_str(c.args.first());
+            for a in c.args.iter().skip(1) {
+                if let Some(p) = fmt.find('%') {
+                    let end = fmt[p + 1..].find(|ch: char| ch.is_ascii_alphabetic()).map_or(fmt.len(), |e| p + 2 + e);
+                    fmt.replace_range(p..end.min(fmt.len()), &arg_str(Some(a)));
+                }
+            }
+            Ok(fmt.into())
+        });
+        Env { env }
+    }
+
+    /// Compiles an expression.
+    ///
+    /// # Errors
+    /// [`ExprError`] with the parser's message.
+    pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
+        expr::compile(source)
+            .map(|p| Expr { program: Arc::new(p), source: source.to_owned() })
+            .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
+    }
+
+    /// Runs an expression with `evt` bound to `event`.
+    ///
+    /// # Errors
+    /// [`ExprError`] when evaluation fails (a type error, a missing function).
+    pub fn run(&self, e: &Expr, event: &Event) -> Result<Value, ExprError> {
+        self.run_with(e, EvtContext::new(event))
+    }
+
+    fn run_with(&self, e: &Expr, ctx: EvtContext) -> Result<Value, ExprError> {
+        self.env
+            .run(&e.program, &ctx)
+            .map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
+    }
+
+    /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
+    #[must_use]
+    pub fn test(&self, e: &Expr, event: &Event) -> bool {
+        matches!(self.run(e, event), Ok(Value::Bool(true)))
+    }
+
+    /// Runs an expression for a string result (statics): nil is the empty string.
+    ///
+    /// # Errors
+    /// As [`Env::run`].
+    pub fn string(&self, e: &Expr, event: &Event) -> Result<String, ExprError> {
+        Ok(match self.run(e, event)? {
+            Value::String(s) => s,
+            Value::Nil => String::new(),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+            other => other.to_string(),
+        })
+    }
+}
+
+impl Expr {
+    /// The source text.
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// The variables an expression sees: `evt`.
+struct EvtContext {
+    vars: Context,
+}
+
+impl EvtContext {
+    fn new(event: &Event) -> EvtContext {
+        let mut vars = Context::default();
+        vars.insert("evt".to_owned(), event.to_value());
+        EvtContext { vars }
+    }
+}
+
+impl ContextProvider for EvtContext {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.vars.get(key)
+    }
+    fn to_context(&self) -> Context {
+        self.vars.clone()
+    }
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+                i += 3;
+                continue;
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `*` matches any run, `?` one character.
+fn glob_match(pattern: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        let mut d = DataFiles::default();
+        d.lines.insert("bad_ua.txt".into(), vec!["sqlmap".into(), "nikto".into()]);
+        d.regexes.insert("paths.txt".into(), vec![Regex::new(r"^/\.env").unwrap()]);
+        Env::new(Arc::new(d))
+    }
+
+    fn evt() -> Event {
+        let mut e = Event::default();
+        e.parsed.insert("program".into(), "sshd".into());
+        e.parsed.insert("ua".into(), "sqlmap".into());
+        e.parsed.insert("path".into(), "/.env.bak".into());
+        e.meta.insert("source_ip".into(), "192.0.2.7".into());
+        e.line.labels.insert("type".into(), "syslog".into());
+        e
+    }
+
+    #[test]
+    fn hub_style_filters() {
+        let env = env();
+        let e = evt();
+        for (src, want) in [
+            ("evt.Parsed.program == 'sshd'", true),
+            ("evt.Parsed.program in ['sshd', 'sshd-session']", true),
+            ("evt.Line.Labels.type not in ['syslog', 'unifi']", false),
+            ("Upper(evt.Parsed.program) == 'SSHD'", true),
+            ("IpInRange(evt.Meta.source_ip, '192.0.2.0/24')", true),
+            ("IpInRange(evt.Meta.source_ip, '198.51.100.0/24')", false),
+            ("evt.Parsed.ua in File('bad_ua.txt')", true),
+            ("RegexpInFile(evt.Parsed.path, 'paths.txt')", true),
+            ("evt.Parsed.program startsWith 'ssh' && evt.Meta.source_ip != ''", true),
+        ] {
+            let x = env.compile(src).unwrap();
+            assert_eq!(env.test(&x, &e), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn strings_for_statics() {
+        let env = env();
+        let x = env.compile("evt.Parsed.program").unwrap();
+        assert_eq!(env.string(&x, &evt()).unwrap(), "sshd");
+        let x = env.compile("Lower('ABC')").unwrap();
+        assert_eq!(env.string(&x, &evt()).unwrap(), "abc");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let e = env().compile("evt.Parsed.program == ").unwrap_err();
+        assert!(e.to_string().contains("evt.Parsed.program =="), "{e}");
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(glob_match("*.php", "/x/index.php"));
+        assert!(!glob_match("*.php", "/x/index.html"));
+        assert_eq!(percent_decode("%2e%2E/a+b", true), "../a b");
+    }
+}

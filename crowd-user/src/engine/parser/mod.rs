@@ -1,0 +1,1 @@
+//! CrowdSec parser nodes (filled in below).
