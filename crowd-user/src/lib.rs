@@ -6,5 +6,6 @@
 pub mod addr;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod enforce;
 pub mod engine;

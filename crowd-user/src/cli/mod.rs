@@ -2,6 +2,7 @@
 //!
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
+pub mod hubtest;
 pub mod map;
 pub mod output;
 pub mod run;
@@ -99,6 +100,27 @@ pub enum Command {
         #[command(subcommand)]
         command: map::MapCommand,
     },
+    /// Run CrowdSec hub tests through crowd's engine.
+    Hubtest {
+        #[command(subcommand)]
+        command: HubtestCommand,
+    },
+}
+
+/// `crowd hubtest` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HubtestCommand {
+    /// Run one test folder and write `parser-dump.json` and `bucket-dump.json`.
+    Run {
+        /// The hub folder the test's parsers and scenarios come from.
+        #[arg(long)]
+        hub: PathBuf,
+        /// Where to write the dumps.
+        #[arg(long)]
+        out: PathBuf,
+        /// The test folder (with `config.yaml` and the log file).
+        test: PathBuf,
+    },
 }
 
 impl Cli {
@@ -125,5 +147,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every)
         }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
+        Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
     }
 }

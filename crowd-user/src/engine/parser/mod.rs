@@ -1,1 +1,113 @@
-//! CrowdSec parser nodes (filled in below).
+//! Parsers: CrowdSec's node format, run stage by stage (`s00-raw`, `s01-parse`, `s02-enrich`).
+//!
+//! An event enters the first stage; within a stage the top-level parsers run in load order until
+//! one with `onsuccess: next_stage` succeeds, which moves the event to the next stage. An event
+//! that ends a stage without moving on (before the last stage) is not parsed, as in CrowdSec.
+//! [`Dump`] records, per stage and parser, each event's state after that parser ran (hub tests,
+//! `crowd explain`).
+pub mod enrich;
+pub mod node;
+pub mod spec;
+
+use indexmap::IndexMap;
+
+pub use node::{CompileError, Ctx, Node};
+
+use super::event::Event;
+
+/// A loaded parser: its stage and compiled top-level node.
+#[derive(Clone, Debug)]
+pub struct Parser {
+    /// Stage name (`s00-raw`, ...).
+    pub stage: String,
+    /// The node.
+    pub node: Node,
+}
+
+/// The parsers of every stage, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Pipeline {
+    stages: Vec<(String, Vec<Node>)>,
+}
+
+/// One record of [`Dump`].
+#[derive(Clone, Debug)]
+pub struct DumpEntry {
+    /// Whether the parser succeeded on the event.
+    pub success: bool,
+    /// The event after the parser ran.
+    pub event: Event,
+}
+
+/// Per stage, per parser: the events that reached it, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Dump {
+    /// stage → parser name → entries.
+    pub stages: IndexMap<String, IndexMap<String, Vec<DumpEntry>>>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline; stages run in name order, parsers within a stage in the given order.
+    #[must_use]
+    pub fn new(parsers: Vec<Parser>) -> Pipeline {
+        let mut stages: Vec<(String, Vec<Node>)> = Vec::new();
+        for p in parsers {
+            match stages.iter_mut().find(|(s, _)| *s == p.stage) {
+                Some((_, nodes)) => nodes.push(p.node),
+                None => stages.push((p.stage, vec![p.node])),
+            }
+        }
+        stages.sort_by(|a, b| a.0.cmp(&b.0));
+        Pipeline { stages }
+    }
+
+    /// Stage names.
+    pub fn stage_names(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().map(|(s, _)| s.as_str())
+    }
+
+    /// Number of top-level parsers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.stages.iter().map(|(_, n)| n.len()).sum()
+    }
+
+    /// True without parsers.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs the event through every stage. `None` when it is not parsed (a stage it could not
+    /// leave). With `dump`, records every parser's result.
+    pub fn process(&self, mut evt: Event, ctx: &Ctx<'_>, mut dump: Option<&mut Dump>) -> Option<Event> {
+        let last = self.stages.len().saturating_sub(1);
+        for (i, (stage, nodes)) in self.stages.iter().enumerate() {
+            evt.stage.clone_from(stage);
+            let mut ok = false;
+            let mut moved = false;
+            for node in nodes {
+                let success = node.process(&mut evt, ctx);
+                if let Some(d) = dump.as_deref_mut() {
+                    d.stages
+                        .entry(stage.clone())
+                        .or_default()
+                        .entry(node.name.clone())
+                        .or_default()
+                        .push(DumpEntry { success, event: evt.clone() });
+                }
+                if success {
+                    ok = true;
+                    if node.next_stage {
+                        moved = true;
+                        break;
+                    }
+                }
+            }
+            if !ok || (!moved && i < last) {
+                return None;
+            }
+        }
+        Some(evt)
+    }
+}

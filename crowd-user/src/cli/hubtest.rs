@@ -1,0 +1,78 @@
+//! `crowd hubtest run`: runs one CrowdSec hub test folder through crowd's engine and writes the
+//! dumps `../shared/tools/hubtest-score` evaluates the folder's asserts against.
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::{Context, Result};
+use chrono::Datelike;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    config::hub::Hub,
+    engine::{
+        event::{Event, Line},
+        parser::{Ctx, Dump},
+    },
+};
+
+/// A test folder's `config.yaml`.
+#[derive(Debug, Default, Deserialize)]
+struct TestConfig {
+    #[serde(default)]
+    parsers: Vec<String>,
+    #[serde(default)]
+    log_file: String,
+    #[serde(default)]
+    log_type: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn event_json(e: &Event) -> Value {
+    json!({
+        "Parsed": e.parsed,
+        "Meta": e.meta,
+        "Enriched": e.enriched,
+        "Unmarshaled": {},
+        "Whitelisted": e.whitelisted,
+        "WhitelistReason": e.whitelist_reason,
+    })
+}
+
+/// Runs the test in `test_dir` with parsers from `hub`, writing the dumps into `out`.
+///
+/// # Errors
+/// Unreadable files or configuration that does not load (with file, line and field).
+pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
+    let cfg_path = test_dir.join("config.yaml");
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading `{}`", cfg_path.display()))?;
+    let cfg: TestConfig = serde_yaml::from_str(&text).with_context(|| format!("parsing `{}`", cfg_path.display()))?;
+    let hub = Hub::new(hub);
+    let (pipeline, env) = hub.pipeline(&cfg.parsers)?;
+    let log = test_dir.join(&cfg.log_file);
+    let bytes = std::fs::read(&log).with_context(|| format!("reading `{}`", log.display()))?;
+    let ctx = Ctx { env: &env, year: chrono::Utc::now().year() };
+    let mut labels = cfg.labels.clone();
+    labels.insert("type".into(), cfg.log_type.clone());
+    let mut dump = Dump::default();
+    for raw in String::from_utf8_lossy(&bytes).lines() {
+        if raw.is_empty() {
+            continue;
+        }
+        let line = Line { raw: raw.to_owned(), src: log.display().to_string(), module: "file".into(), labels: labels.clone() };
+        let _ = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump));
+    }
+    let mut parsers = serde_json::Map::new();
+    for (stage, by_parser) in &dump.stages {
+        let mut m = serde_json::Map::new();
+        for (name, entries) in by_parser {
+            m.insert(name.clone(), entries.iter().map(|d| json!({"Success": d.success, "Evt": event_json(&d.event)})).collect());
+        }
+        parsers.insert(stage.clone(), Value::Object(m));
+    }
+    parsers.insert("success".into(), json!({"": []}));
+    std::fs::create_dir_all(out).with_context(|| format!("creating `{}`", out.display()))?;
+    std::fs::write(out.join("parser-dump.json"), serde_json::to_vec_pretty(&parsers)?)?;
+    std::fs::write(out.join("bucket-dump.json"), b"[]")?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! A CrowdSec hub folder: resolving parser and scenario names to files, the grok pattern library
+//! and data files.
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use super::load::{LoadError, parsers_from_file};
+use crate::engine::{
+    expr::{DataFiles, Env},
+    grok::Patterns,
+    parser::{Parser, Pipeline},
+};
+
+/// A hub folder (`parsers/<stage>/<author>/<name>.yaml`, `scenarios/<author>/<name>.yaml`,
+/// `patterns/`, `data/`).
+#[derive(Clone, Debug)]
+pub struct Hub {
+    /// Its root.
+    pub dir: PathBuf,
+}
+
+const STAGES: [&str; 3] = ["s00-raw", "s01-parse", "s02-enrich"];
+
+impl Hub {
+    /// A hub at `dir`.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>) -> Hub {
+        Hub { dir: dir.into() }
+    }
+
+    /// Finds a parser by hub name (`crowdsecurity/sshd-logs`) or path (`./parsers/s01-parse/x.yaml`,
+    /// relative to the hub); returns (stage, file).
+    ///
+    /// # Errors
+    /// [`LoadError::NotFound`].
+    pub fn parser_file(&self, name: &str) -> Result<(String, PathBuf), LoadError> {
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            let p = if Path::new(name).is_absolute() { PathBuf::from(name) } else { self.dir.join(name) };
+            let stage = p
+                .components()
+                .filter_map(|c| c.as_os_str().to_str())
+                .find(|c| c.starts_with('s') && c.len() > 3 && c[1..3].chars().all(|d| d.is_ascii_digit()))
+                .unwrap_or("s01-parse")
+                .to_owned();
+            return if p.exists() { Ok((stage, p)) } else { Err(LoadError::NotFound(name.to_owned(), p.display().to_string())) };
+        }
+        for stage in STAGES {
+            for ext in ["yaml", "yml"] {
+                let p = self.dir.join("parsers").join(stage).join(format!("{name}.{ext}"));
+                if p.exists() {
+                    return Ok((stage.to_owned(), p));
+                }
+            }
+        }
+        Err(LoadError::NotFound(name.to_owned(), format!("{}/parsers/<stage>/{name}.yaml", self.dir.display())))
+    }
+
+    /// crowd's base patterns plus every pattern file of the hub.
+    ///
+    /// # Errors
+    /// Unreadable pattern files.
+    pub fn patterns(&self) -> Result<Patterns, LoadError> {
+        let mut p = Patterns::with_base();
+        let dir = self.dir.join("patterns");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|source| LoadError::Io { path: f.clone(), source })?;
+            p.add_text(&text);
+        }
+        Ok(p)
+    }
+
+    /// Every data file of the hub's `data/` folder, as lines (and regexes where they compile).
+    #[must_use]
+    pub fn data(&self) -> DataFiles {
+        let mut d = DataFiles::default();
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("data")) {
+            for e in rd.flatten() {
+                let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+                let name = e.file_name().to_string_lossy().into_owned();
+                let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                let res = lines.iter().filter_map(|l| regex::Regex::new(l).ok()).collect();
+                d.regexes.insert(name.clone(), res);
+                d.lines.insert(name, lines);
+            }
+        }
+        d
+    }
+
+    /// Loads the named parsers into a pipeline, with the expression environment they run in.
+    ///
+    /// # Errors
+    /// The first file that fails, with file, line and field.
+    pub fn pipeline(&self, names: &[String]) -> Result<(Pipeline, Env), LoadError> {
+        let env = Env::new(Arc::new(self.data()));
+        let mut patterns = self.patterns()?;
+        let mut parsers: Vec<Parser> = Vec::new();
+        for n in names.iter().filter(|n| !n.trim().is_empty()) {
+            let (stage, file) = self.parser_file(n)?;
+            parsers.extend(parsers_from_file(&file, &stage, &mut patterns, &env)?);
+        }
+        Ok((Pipeline::new(parsers), env))
+    }
+}

@@ -1,0 +1,99 @@
+//! Enrichment methods that statics call with `method:` (`ParseDate`, `GeoIpCity`, `GeoIpASN`,
+//! `IpToRange`). Pure functions of the value and the event; GeoIP needs a MaxMind database,
+//! which is not wired yet, so those methods add nothing.
+use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+
+use super::node::Ctx;
+use crate::engine::event::Event;
+
+/// Runs enrichment method `name` on `value`.
+pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
+    match name {
+        "ParseDate" => {
+            if let Some(t) = parse_date(value, ctx.year) {
+                evt.enriched.insert("MarshaledTime".into(), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+                evt.time = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
+            }
+        }
+        "IpToRange" => {
+            if let Ok(ip) = value.parse::<std::net::IpAddr>() {
+                let net = match ip {
+                    std::net::IpAddr::V4(a) => ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, 24).expect("24").trunc()),
+                    std::net::IpAddr::V6(a) => ipnet::IpNet::V6(ipnet::Ipv6Net::new(a, 64).expect("64").trunc()),
+                };
+                evt.enriched.insert("SourceRange".into(), net.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses the timestamps logs carry. Year-less syslog stamps take `year`; stamps without a
+/// zone are UTC.
+#[must_use]
+pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t);
+    }
+    for f in ["%d/%b/%Y:%H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z", "%a, %d %b %Y %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    let utc = |n: NaiveDateTime| Some(Utc.from_utc_datetime(&n).fixed_offset());
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%a %b %e %H:%M:%S%.f %Y",
+        "%a %b %d %H:%M:%S %Y",
+        "%d/%b/%Y:%H:%M:%S",
+        "%y%m%d %H:%M:%S",
+        "%Y%m%d %H:%M:%S",
+        "%d-%b-%Y %H:%M:%S%.f",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return utc(n);
+        }
+    }
+    // Year-less syslog: "Feb 12 14:10:21", "Feb  2 14:10:21.123".
+    let with_year = format!("{year} {}", s.split_whitespace().collect::<Vec<_>>().join(" "));
+    for f in ["%Y %b %d %H:%M:%S%.f", "%Y %b %d %H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(&with_year, f) {
+            return utc(n);
+        }
+    }
+    // Unix epoch seconds (with a fraction).
+    if let Ok(secs) = s.parse::<f64>()
+        && secs > 0.0
+    {
+        let n = DateTime::from_timestamp(secs.trunc() as i64, (secs.fract() * 1e9) as u32)?;
+        return Some(n.fixed_offset());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc(s: &str) -> String {
+        parse_date(s, 2026).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)).unwrap_or_else(|| format!("unparsed {s}"))
+    }
+
+    #[test]
+    fn common_log_timestamps() {
+        assert_eq!(rfc("Feb 12 14:10:21"), "2026-02-12T14:10:21Z");
+        assert_eq!(rfc("Feb  2 04:10:21"), "2026-02-02T04:10:21Z");
+        assert_eq!(rfc("2022-10-14T09:55:53+02:00"), "2022-10-14T09:55:53+02:00");
+        assert_eq!(rfc("10/Oct/2023:13:55:36 -0700"), "2023-10-10T13:55:36-07:00");
+        assert_eq!(rfc("2023-10-10 13:55:36"), "2023-10-10T13:55:36Z");
+        assert_eq!(rfc("Wed Oct 11 14:32:52 2023"), "2023-10-11T14:32:52Z");
+        assert_eq!(rfc("1700000000"), "2023-11-14T22:13:20Z");
+        assert!(parse_date("not a date", 2026).is_none());
+    }
+}

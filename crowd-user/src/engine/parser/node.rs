@@ -1,0 +1,284 @@
+//! A compiled parser node and how it processes an event (CrowdSec's node semantics):
+//! filter → whitelist → grok (+ its statics) → children → statics → `onsuccess`.
+//!
+//! A node succeeds when its filter passes and its grok (if any) matched; a node without grok
+//! but with children succeeds when a child does. When `onsuccess: next_stage`, children stop at
+//! the first success.
+use std::{collections::HashMap, net::IpAddr};
+
+use ipnet::IpNet;
+
+use super::spec::{NodeSpec, StaticSpec};
+use crate::engine::{
+    event::Event,
+    expr::{Env, Expr},
+    grok::{Grok, Patterns},
+};
+
+/// What processing needs besides the node: the expression environment and the clock used to
+/// complete year-less timestamps.
+pub struct Ctx<'a> {
+    /// Expression environment.
+    pub env: &'a Env,
+    /// The current year (replay: the year of the logs being replayed, when known).
+    pub year: i32,
+}
+
+/// Where a static writes.
+#[derive(Clone, Debug)]
+enum Dest {
+    Meta(String),
+    Parsed(String),
+    Enriched(String),
+    Path(String),
+    Method(String),
+}
+
+/// A compiled static.
+#[derive(Clone, Debug)]
+struct Static {
+    dest: Dest,
+    value: Value,
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    Const(String),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug)]
+enum GrokSource {
+    Field(String),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug)]
+struct GrokStep {
+    grok: Grok,
+    source: GrokSource,
+    statics: Vec<Static>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Whitelist {
+    reason: String,
+    ips: Vec<IpAddr>,
+    cidrs: Vec<IpNet>,
+    exprs: Vec<Expr>,
+}
+
+/// A compiled node.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Name (children inherit `child-<parent>`).
+    pub name: String,
+    filter: Option<Expr>,
+    grok: Option<GrokStep>,
+    children: Vec<Node>,
+    statics: Vec<Static>,
+    whitelist: Option<Whitelist>,
+    /// `onsuccess: next_stage`.
+    pub next_stage: bool,
+}
+
+/// A compile error: the field and what is wrong with it (the loader adds file and line).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct CompileError {
+    /// The YAML field (`filter`, `grok.pattern`, `statics[2].expression`, ...).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// The offending text, so the loader can find its line.
+    pub text: String,
+}
+
+fn err(field: impl Into<String>, message: impl ToString, text: &str) -> CompileError {
+    CompileError { field: field.into(), message: message.to_string(), text: text.to_owned() }
+}
+
+fn compile_statics(specs: &[StaticSpec], env: &Env, at: &str) -> Result<Vec<Static>, CompileError> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let field = format!("{at}[{i}]");
+            let dest = match (&s.meta, &s.parsed, &s.enriched, &s.target, &s.method) {
+                (Some(m), None, None, None, None) => Dest::Meta(m.clone()),
+                (None, Some(p), None, None, None) => Dest::Parsed(p.clone()),
+                (None, None, Some(e), None, None) => Dest::Enriched(e.clone()),
+                (None, None, None, Some(t), None) => Dest::Path(t.clone()),
+                (None, None, None, None, Some(m)) => Dest::Method(m.clone()),
+                _ => return Err(err(field, "exactly one of meta, parsed, enriched, target or method is required", "")),
+            };
+            let value = match (&s.value, &s.expression) {
+                (Some(v), None) => Value::Const(v.clone()),
+                (None, Some(e)) => Value::Expr(env.compile(e).map_err(|x| err(format!("{field}.expression"), x, e))?),
+                _ => return Err(err(field, "exactly one of value or expression is required", "")),
+            };
+            Ok(Static { dest, value })
+        })
+        .collect()
+}
+
+impl Node {
+    /// Compiles a node. `pattern_syntax` entries join the shared library (first definition wins,
+    /// as in CrowdSec), so later parsers may use them.
+    ///
+    /// # Errors
+    /// [`CompileError`] naming the field.
+    pub fn compile(spec: &NodeSpec, patterns: &mut Patterns, env: &Env, parent: &str) -> Result<Node, CompileError> {
+        let name = spec.name.clone().unwrap_or_else(|| format!("child-{parent}"));
+        if let Some(ps) = &spec.pattern_syntax {
+            for (k, v) in ps {
+                if !patterns.contains(k) {
+                    patterns.add(k, v);
+                }
+            }
+        }
+        let filter = spec.filter.as_deref().map(|f| env.compile(f).map_err(|e| err("filter", e, f))).transpose()?;
+        let grok = match &spec.grok {
+            None => None,
+            Some(g) => {
+                let none = HashMap::new();
+                let compiled = match (&g.pattern, &g.name) {
+                    (Some(p), None) => patterns.compile(p, &none).map_err(|e| err("grok.pattern", e, p))?,
+                    (None, Some(n)) => patterns.compile(&format!("%{{{n}}}"), &none).map_err(|e| err("grok.name", e, n))?,
+                    _ => return Err(err("grok", "exactly one of pattern or name is required", "")),
+                };
+                let source = match (&g.apply_on, &g.expression) {
+                    (Some(f), None) => GrokSource::Field(f.strip_prefix("evt.").unwrap_or(f).to_owned()),
+                    (None, Some(e)) => GrokSource::Expr(env.compile(e).map_err(|x| err("grok.expression", x, e))?),
+                    _ => return Err(err("grok", "exactly one of apply_on or expression is required", "")),
+                };
+                let statics = compile_statics(g.statics.as_deref().unwrap_or_default(), env, "grok.statics")?;
+                Some(GrokStep { grok: compiled, source, statics })
+            }
+        };
+        let children = spec
+            .nodes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Node::compile(c, patterns, env, &name).map_err(|e| CompileError { field: format!("nodes[{i}].{}", e.field), ..e }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let statics = compile_statics(spec.statics.as_deref().unwrap_or_default(), env, "statics")?;
+        let whitelist = match &spec.whitelist {
+            None => None,
+            Some(w) => Some(Whitelist {
+                reason: w.reason.clone().unwrap_or_default(),
+                ips: w.ip.iter().map(|i| i.parse().map_err(|_| err("whitelist.ip", format!("`{i}` is not an IP address"), i))).collect::<Result<_, _>>()?,
+                cidrs: w
+                    .cidr
+                    .iter()
+                    .map(|c| c.parse().map_err(|_| err("whitelist.cidr", format!("`{c}` is not a CIDR range"), c)))
+                    .collect::<Result<_, _>>()?,
+                exprs: w.expression.iter().map(|e| env.compile(e).map_err(|x| err("whitelist.expression", x, e))).collect::<Result<_, _>>()?,
+            }),
+        };
+        if grok.is_none() && children.is_empty() && statics.is_empty() && whitelist.is_none() {
+            return Err(err(if spec.name.is_some() { "node" } else { "nodes" }, "node is empty: it needs grok, nodes, statics or whitelist", ""));
+        }
+        let next_stage = match spec.onsuccess.as_deref() {
+            None | Some("") => false,
+            Some("next_stage") => true,
+            Some(other) => return Err(err("onsuccess", format!("`{other}`: the only strategy is `next_stage`"), other)),
+        };
+        Ok(Node { name, filter, grok, children, statics, whitelist, next_stage })
+    }
+
+    /// Processes the event; returns whether the node succeeded.
+    pub fn process(&self, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
+        if let Some(f) = &self.filter
+            && !ctx.env.test(f, evt)
+        {
+            return false;
+        }
+        let whitelisted = self.whitelist.as_ref().is_some_and(|w| self.check_whitelist(w, evt, ctx));
+        let (mut state, grok_ok) = match &self.grok {
+            None => (true, false),
+            Some(g) => {
+                let text = match &g.source {
+                    GrokSource::Field(f) => match evt.get(f) {
+                        Some(t) => t.to_owned(),
+                        None => return false,
+                    },
+                    GrokSource::Expr(e) => ctx.env.string(e, evt).unwrap_or_default(),
+                };
+                match g.grok.captures(&text) {
+                    None => (false, false),
+                    Some(caps) => {
+                        for (k, v) in caps {
+                            evt.parsed.insert(k.to_owned(), v);
+                        }
+                        apply(&g.statics, evt, ctx);
+                        (true, true)
+                    }
+                }
+            }
+        };
+        for child in &self.children {
+            if child.process(evt, ctx) {
+                state = true;
+                if self.next_stage {
+                    break;
+                }
+            } else if !grok_ok {
+                state = false;
+            }
+        }
+        if !state {
+            return false;
+        }
+        if !self.statics.is_empty() && (whitelisted || self.whitelist.is_none()) {
+            apply(&self.statics, evt, ctx);
+        }
+        true
+    }
+
+    fn check_whitelist(&self, w: &Whitelist, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
+        let ip = evt.meta.get("source_ip").and_then(|s| s.parse::<IpAddr>().ok()).map(crate::addr::canonical_ip);
+        let hit = ip.is_some_and(|ip| w.ips.iter().any(|a| crate::addr::canonical_ip(*a) == ip) || w.cidrs.iter().any(|n| n.contains(&ip)))
+            || w.exprs.iter().any(|e| ctx.env.test(e, evt));
+        if hit && !evt.whitelisted {
+            evt.whitelisted = true;
+            evt.whitelist_reason = w.reason.clone();
+        }
+        hit
+    }
+}
+
+fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
+    for s in statics {
+        let v = match &s.value {
+            Value::Const(c) => c.clone(),
+            Value::Expr(e) => match ctx.env.string(e, evt) {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+        };
+        match &s.dest {
+            // CrowdSec skips empty results for meta and parsed destinations.
+            Dest::Meta(k) if !v.is_empty() => {
+                evt.meta.insert(k.clone(), v);
+            }
+            Dest::Parsed(k) if !v.is_empty() => {
+                evt.parsed.insert(k.clone(), v);
+            }
+            Dest::Enriched(k) if !v.is_empty() => {
+                evt.enriched.insert(k.clone(), v);
+            }
+            Dest::Path(p) if !v.is_empty() => {
+                if p == "MarshaledTime" || p == "evt.MarshaledTime" {
+                    evt.enriched.insert("MarshaledTime".into(), v);
+                } else {
+                    let _ = evt.set(p, v);
+                }
+            }
+            Dest::Method(m) => super::enrich::run(m, &v, evt, ctx),
+            _ => {}
+        }
+    }
+}
