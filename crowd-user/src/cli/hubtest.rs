@@ -59,7 +59,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         if raw.is_empty() {
             continue;
         }
-        let line = Line { raw: raw.to_owned(), src: log.display().to_string(), module: "file".into(), labels: labels.clone() };
+        let line = Line { raw: raw.to_owned(), src: cfg.log_file.clone(), module: "file".into(), labels: labels.clone() };
         let _ = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump));
     }
     let mut parsers = serde_json::Map::new();

@@ -94,6 +94,7 @@ impl Patterns {
         let mut fields = Vec::new();
         let mut out = String::with_capacity(pattern.len() * 4);
         self.expand(pattern, local, &mut out, &mut fields, 0, "")?;
+        let out = escape_literal_braces(&out);
         let re = Regex::new(&out).map_err(|e| GrokError::Regex(e.to_string()))?;
         let names: HashMap<&str, usize> =
             re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (n, i))).collect();
@@ -168,6 +169,49 @@ impl Patterns {
     }
 }
 
+/// RE2 (Go) reads a `{` that starts no valid repetition (`{"ip":`) as a literal; the `regex`
+/// crate refuses it. Escape those, leaving `{n}`, `{n,}` and `{n,m}` alone.
+fn escape_literal_braces(re: &str) -> String {
+    let b = re.as_bytes();
+    let mut out = String::with_capacity(re.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            let n = re[i + 1..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&re[i..i + 1 + n]);
+            i += 1 + n;
+            continue;
+        }
+        if c == b'[' {
+            in_class = true;
+        } else if c == b']' {
+            in_class = false;
+        }
+        if c == b'{' && !in_class {
+            let rest = &re[i + 1..];
+            let end = rest.find('}');
+            let valid = end.is_some_and(|e| {
+                let inner = &rest[..e];
+                let mut parts = inner.splitn(2, ',');
+                let lo = parts.next().unwrap_or("");
+                let hi = parts.next();
+                !lo.is_empty() && lo.bytes().all(|d| d.is_ascii_digit()) && hi.is_none_or(|h| h.bytes().all(|d| d.is_ascii_digit()))
+            });
+            if !valid {
+                out.push_str("\\{");
+                i += 1;
+                continue;
+            }
+        }
+        let ch = re[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
 impl Grok {
     /// Matches `text`; on success returns the captured fields (first non-empty capture of each
     /// field name wins; fields that captured nothing are present and empty, as in CrowdSec).
@@ -226,6 +270,13 @@ mod tests {
     fn raw_named_groups_are_fields() {
         let g = lib().compile(r"(?<verb>GET|POST) (?P<path>\S+)", &HashMap::new()).unwrap();
         assert_eq!(g.captures("GET /x").unwrap(), vec![("verb", "GET".into()), ("path", "/x".into())]);
+    }
+
+    #[test]
+    fn literal_braces_as_in_re2() {
+        let g = lib().compile(r#"\{"ip":"%{IP:ip}"\}|{"ip":"%{IP:ip}"}"#, &HashMap::new()).unwrap();
+        assert_eq!(g.captures(r#"{"ip":"192.0.2.9"}"#).unwrap(), vec![("ip", "192.0.2.9".into())]);
+        assert!(lib().compile("a{2}b{1,3}", &HashMap::new()).unwrap().captures("aabbb").is_some());
     }
 
     #[test]
