@@ -12,6 +12,7 @@ use crate::{
     engine::{
         event::{Event, Line},
         parser::{Ctx, Dump},
+        scenario::{Alert, Buckets},
     },
 };
 
@@ -20,6 +21,8 @@ use crate::{
 struct TestConfig {
     #[serde(default)]
     parsers: Vec<String>,
+    #[serde(default)]
+    scenarios: Vec<String>,
     #[serde(default)]
     log_file: String,
     #[serde(default)]
@@ -54,14 +57,24 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let ctx = Ctx { env: &env, year: chrono::Utc::now().year() };
     let mut labels = cfg.labels.clone();
     labels.insert("type".into(), cfg.log_type.clone());
+    let scenarios = hub.scenarios(&cfg.scenarios, &env)?;
+    let mut buckets = Buckets::new(scenarios, 1_000_000);
+    let mut alerts: Vec<Alert> = Vec::new();
     let mut dump = Dump::default();
     for raw in String::from_utf8_lossy(&bytes).lines() {
         if raw.is_empty() {
             continue;
         }
         let line = Line { raw: raw.to_owned(), src: cfg.log_file.clone(), module: "file".into(), labels: labels.clone() };
-        let _ = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump));
+        if let Some(evt) = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump))
+            && !evt.whitelisted
+        {
+            alerts.extend(buckets.pour(&evt, &env));
+        }
     }
+    alerts.extend(buckets.flush());
+    // CrowdSec's hub tests list overflows sorted by scenario and sources, descending.
+    alerts.sort_by(|a, b| format!("{}{}", b.scenario, b.value).cmp(&format!("{}{}", a.scenario, a.value)));
     let mut parsers = serde_json::Map::new();
     for (stage, by_parser) in &dump.stages {
         let mut m = serde_json::Map::new();
@@ -73,6 +86,22 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     parsers.insert("success".into(), json!({"": []}));
     std::fs::create_dir_all(out).with_context(|| format!("creating `{}`", out.display()))?;
     std::fs::write(out.join("parser-dump.json"), serde_json::to_vec_pretty(&parsers)?)?;
-    std::fs::write(out.join("bucket-dump.json"), b"[]")?;
+    let overflows: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            let ip = if a.scope == "Ip" { a.value.clone() } else { String::new() };
+            let range = if a.scope == "Range" { a.value.clone() } else { String::new() };
+            json!({"Overflow": {
+                "Alert": {
+                    "Scenario": a.scenario,
+                    "EventsCount": a.events_count,
+                    "Remediation": a.remediation,
+                    "Events": a.events.iter().map(|e| json!({"Meta": e.meta})).collect::<Vec<_>>(),
+                },
+                "Sources": {a.value.clone(): {"IP": ip, "Range": range, "Scope": a.scope, "Value": a.value}},
+            }})
+        })
+        .collect();
+    std::fs::write(out.join("bucket-dump.json"), serde_json::to_vec_pretty(&overflows)?)?;
     Ok(())
 }

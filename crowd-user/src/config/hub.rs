@@ -5,11 +5,12 @@ use std::{
     sync::Arc,
 };
 
-use super::load::{LoadError, parsers_from_file};
+use super::load::{LoadError, parsers_from_file, scenarios_from_text};
 use crate::engine::{
     expr::{DataFiles, Env},
     grok::Patterns,
     parser::{Parser, Pipeline},
+    scenario::Scenario,
 };
 
 /// A hub folder (`parsers/<stage>/<author>/<name>.yaml`, `scenarios/<author>/<name>.yaml`,
@@ -58,6 +59,37 @@ impl Hub {
             }
         }
         Err(LoadError::NotFound(name.to_owned(), format!("{}/parsers/<stage>/{name}.yaml", self.dir.display())))
+    }
+
+    /// Finds a scenario by hub name (`crowdsecurity/ssh-bf`) or path relative to the hub.
+    ///
+    /// # Errors
+    /// [`LoadError::NotFound`].
+    pub fn scenario_file(&self, name: &str) -> Result<PathBuf, LoadError> {
+        let candidates = if name.ends_with(".yaml") || name.ends_with(".yml") {
+            vec![self.dir.join(name), self.dir.join(name.replacen(".tests/", "tests/", 1))]
+        } else {
+            vec![self.dir.join("scenarios").join(format!("{name}.yaml")), self.dir.join("scenarios").join(format!("{name}.yml"))]
+        };
+        candidates
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .ok_or_else(|| LoadError::NotFound(name.to_owned(), candidates[0].display().to_string()))
+    }
+
+    /// Loads the named scenarios.
+    ///
+    /// # Errors
+    /// The first file that fails, with file, line and field.
+    pub fn scenarios(&self, names: &[String], env: &Env) -> Result<Vec<Scenario>, LoadError> {
+        let mut out = Vec::new();
+        for n in names.iter().filter(|n| !n.trim().is_empty()) {
+            let path = self.scenario_file(n)?;
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+            out.extend(scenarios_from_text(&path, &text, env)?);
+        }
+        Ok(out)
     }
 
     /// crowd's base patterns plus every pattern file of the hub.

@@ -7,6 +7,7 @@ use crate::engine::{
     expr::Env,
     grok::Patterns,
     parser::{Node, Parser, spec::NodeSpec},
+    scenario::{Scenario, spec::ScenarioSpec},
 };
 
 /// A configuration file that could not be loaded; nothing of it was kept.
@@ -80,6 +81,38 @@ pub fn parsers_from_text(path: &Path, text: &str, stage: &str, patterns: &mut Pa
             message: e.message.clone(),
         })?;
         out.push(Parser { stage: stage.to_owned(), node });
+    }
+    Ok(out)
+}
+
+/// Compiles every document of a scenario file (all or nothing).
+///
+/// # Errors
+/// [`LoadError`] naming the file, line and field.
+pub fn scenarios_from_text(path: &Path, text: &str, env: &Env) -> Result<Vec<Scenario>, LoadError> {
+    let mut out = Vec::new();
+    let mut doc_line = 1;
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let spec = match Option::<ScenarioSpec>::deserialize(doc) {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => {
+                let line = e.location().map_or(0, |l| l.line());
+                let msg = e.to_string();
+                let field = msg.split('`').nth(1).unwrap_or("yaml").to_owned();
+                return Err(LoadError::Invalid { path: path.to_owned(), line, field, message: msg });
+            }
+        };
+        if i > 0 {
+            doc_line = text.lines().enumerate().filter(|(_, l)| l.trim_end() == "---").nth(i - 1).map_or(doc_line, |(n, _)| n + 1);
+        }
+        let sc = Scenario::compile(&spec, env).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, &e.text, doc_line),
+            field: e.field.clone(),
+            message: e.message.clone(),
+        })?;
+        out.push(sc);
     }
     Ok(out)
 }

@@ -134,19 +134,28 @@ impl Env {
     /// # Errors
     /// [`ExprError`] when evaluation fails (a type error, a missing function).
     pub fn run(&self, e: &Expr, event: &Event) -> Result<Value, ExprError> {
-        self.run_with(e, EvtContext::new(event))
+        self.run_in(e, &EvtContext::new(event))
     }
 
-    fn run_with(&self, e: &Expr, ctx: EvtContext) -> Result<Value, ExprError> {
-        self.env
-            .run(&e.program, &ctx)
-            .map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
+    /// Runs an expression in a prepared context (several expressions over one unchanged event
+    /// share the conversion of the event).
+    ///
+    /// # Errors
+    /// As [`Env::run`].
+    pub fn run_in(&self, e: &Expr, ctx: &EvtContext) -> Result<Value, ExprError> {
+        self.env.run(&e.program, ctx).map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
     }
 
     /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
     #[must_use]
     pub fn test(&self, e: &Expr, event: &Event) -> bool {
-        matches!(self.run(e, event), Ok(Value::Bool(true)))
+        self.test_in(e, &EvtContext::new(event))
+    }
+
+    /// [`Env::test`] in a prepared context.
+    #[must_use]
+    pub fn test_in(&self, e: &Expr, ctx: &EvtContext) -> bool {
+        matches!(self.run_in(e, ctx), Ok(Value::Bool(true)))
     }
 
     /// Runs an expression for a string result (statics): nil is the empty string.
@@ -154,7 +163,15 @@ impl Env {
     /// # Errors
     /// As [`Env::run`].
     pub fn string(&self, e: &Expr, event: &Event) -> Result<String, ExprError> {
-        Ok(match self.run(e, event)? {
+        self.string_in(e, &EvtContext::new(event))
+    }
+
+    /// [`Env::string`] in a prepared context.
+    ///
+    /// # Errors
+    /// As [`Env::run`].
+    pub fn string_in(&self, e: &Expr, ctx: &EvtContext) -> Result<String, ExprError> {
+        Ok(match self.run_in(e, ctx)? {
             Value::String(s) => s,
             Value::Nil => String::new(),
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
@@ -171,13 +188,15 @@ impl Expr {
     }
 }
 
-/// The variables an expression sees: `evt`.
-struct EvtContext {
+/// The variables an expression sees: `evt`, converted once.
+pub struct EvtContext {
     vars: Context,
 }
 
 impl EvtContext {
-    fn new(event: &Event) -> EvtContext {
+    /// Converts the event for expressions.
+    #[must_use]
+    pub fn new(event: &Event) -> EvtContext {
         let mut vars = Context::default();
         vars.insert("evt".to_owned(), event.to_value());
         EvtContext { vars }

@@ -9,3 +9,4 @@ pub mod event;
 pub mod expr;
 pub mod grok;
 pub mod parser;
+pub mod scenario;

@@ -1,0 +1,425 @@
+//! Scenarios: events pour into buckets keyed by `groupby`; an overflowing bucket is an alert.
+//!
+//! Pure: time is each event's own time (`Event::time`, the log's timestamp once parsed), so a
+//! replay of old logs and a live run decide the same way. Same overflow rules as CrowdSec: a
+//! leaky bucket of capacity N, leaking one event every `leakspeed`, overflows on event N+1 that
+//! arrives before it leaked; a trigger overflows on every event; a counter reports how many
+//! events came within `duration`. After an overflow the key is blackholed. Bucket state is
+//! bounded: idle buckets are collected, and past `max_buckets` the oldest are dropped (counted).
+pub mod spec;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use indexmap::IndexMap;
+
+use self::spec::ScenarioSpec;
+use super::{
+    event::Event,
+    expr::{Env, EvtContext, Expr},
+};
+
+/// What kind of bucket a scenario uses, with its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Overflows on the first event.
+    Trigger,
+    /// Holds `capacity` events, leaking one every `leak` seconds.
+    Leaky {
+        /// Events held before the next one overflows.
+        capacity: u32,
+        /// Seconds per leaked event.
+        leak: f64,
+    },
+    /// Counts events for `duration` seconds, then reports.
+    Counter {
+        /// Seconds.
+        duration: f64,
+    },
+}
+
+/// How an alert names its source.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    /// `evt.Meta.source_ip`.
+    Ip,
+    /// A named scope whose value an expression gives (`Range`, `username`, ...).
+    Expr {
+        /// Scope name.
+        name: String,
+        /// Value expression.
+        expr: Expr,
+    },
+}
+
+/// A compiled scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// Bucket kind.
+    pub kind: Kind,
+    filter: Expr,
+    groupby: Option<Expr>,
+    distinct: Option<Expr>,
+    cancel_on: Option<Expr>,
+    /// Seconds a key is ignored after an overflow.
+    pub blackhole: f64,
+    /// Alert scope.
+    pub scope: Scope,
+    /// `labels.remediation`.
+    pub remediation: bool,
+    cache_size: usize,
+}
+
+/// A compile error: field and message (the loader adds file and line).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ScenarioError {
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// The offending text, to find its line.
+    pub text: String,
+}
+
+fn serr(field: &str, message: impl ToString, text: &str) -> ScenarioError {
+    ScenarioError { field: field.to_owned(), message: message.to_string(), text: text.to_owned() }
+}
+
+/// Parses a Go-style duration (`10s`, `1m30s`, `2h`, `500ms`) into seconds.
+#[must_use]
+pub fn go_duration_secs(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0.0);
+    }
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() || n == 'µ' {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        total += v * match unit.as_str() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        any = true;
+    }
+    (any && num.is_empty()).then_some(total)
+}
+
+impl Scenario {
+    /// Compiles a scenario.
+    ///
+    /// # Errors
+    /// [`ScenarioError`] naming the field.
+    pub fn compile(spec: &ScenarioSpec, env: &Env) -> Result<Scenario, ScenarioError> {
+        let compile = |field: &str, src: &str| env.compile(src).map_err(|e| serr(field, e, src));
+        let dur = |field: &str, v: &Option<String>| -> Result<Option<f64>, ScenarioError> {
+            v.as_deref().map(|s| go_duration_secs(s).ok_or_else(|| serr(field, format!("`{s}` is not a duration (10s, 1m, 2h)"), s))).transpose()
+        };
+        let kind = match spec.kind.as_str() {
+            "trigger" => Kind::Trigger,
+            "leaky" | "conditional" => {
+                let capacity = spec.capacity.ok_or_else(|| serr("capacity", "a leaky bucket needs a capacity", &spec.name))?;
+                let leak = dur("leakspeed", &spec.leakspeed)?.ok_or_else(|| serr("leakspeed", "a leaky bucket needs a leakspeed", &spec.name))?;
+                if capacity < 0 {
+                    // capacity -1: never overflows by count (CrowdSec's counters are written so).
+                    Kind::Counter { duration: dur("duration", &spec.duration)?.unwrap_or(leak) }
+                } else {
+                    Kind::Leaky { capacity: u32::try_from(capacity).unwrap_or(u32::MAX), leak }
+                }
+            }
+            "counter" => Kind::Counter {
+                duration: dur("duration", &spec.duration)?.ok_or_else(|| serr("duration", "a counter needs a duration", &spec.name))?,
+            },
+            other => return Err(serr("type", format!("`{other}`: expected leaky, trigger, counter or conditional"), other)),
+        };
+        let scope = match &spec.scope {
+            None => Scope::Ip,
+            Some(s) if s.kind.eq_ignore_ascii_case("ip") && s.expression.is_none() => Scope::Ip,
+            Some(s) => Scope::Expr {
+                name: s.kind.clone(),
+                expr: compile("scope.expression", s.expression.as_deref().unwrap_or("evt.Meta.source_ip"))?,
+            },
+        };
+        let remediation = spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("remediation"))
+            .is_some_and(|r| r.as_bool() == Some(true) || r.as_str() == Some("true"));
+        Ok(Scenario {
+            name: spec.name.clone(),
+            kind,
+            filter: compile("filter", &spec.filter)?,
+            groupby: spec.groupby.as_deref().filter(|g| !g.trim().is_empty()).map(|g| compile("groupby", g)).transpose()?,
+            distinct: spec.distinct.as_deref().filter(|g| !g.trim().is_empty()).map(|g| compile("distinct", g)).transpose()?,
+            cancel_on: spec.cancel_on.as_deref().map(|g| compile("cancel_on", g)).transpose()?,
+            blackhole: dur("blackhole", &spec.blackhole)?.unwrap_or(0.0),
+            scope,
+            remediation,
+            cache_size: spec.cache_size.unwrap_or(0),
+        })
+    }
+}
+
+/// An overflow: the alert a scenario raises.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    /// Scenario name.
+    pub scenario: String,
+    /// Events poured into the bucket, the overflowing one included.
+    pub events_count: usize,
+    /// The events kept (at most `cache_size` when set), oldest first.
+    pub events: Vec<Event>,
+    /// Scope (`Ip`, `Range`, ...).
+    pub scope: String,
+    /// The source value (an address, a range, ...).
+    pub value: String,
+    /// Whether the scenario asks for a remediation.
+    pub remediation: bool,
+    /// Time of the overflow (event time, Unix seconds).
+    pub at: f64,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: f64,
+    first: f64,
+    count: usize,
+    events: VecDeque<Event>,
+    seen: HashSet<String>,
+}
+
+/// Live bucket state for a set of scenarios.
+pub struct Buckets {
+    scenarios: Vec<Scenario>,
+    live: HashMap<(usize, String), Bucket>,
+    blackholed: HashMap<(usize, String), f64>,
+    /// Buckets dropped because `max_buckets` was reached.
+    pub evicted: u64,
+    max_buckets: usize,
+    pours: u64,
+}
+
+impl Buckets {
+    /// Buckets for `scenarios`, holding at most `max_buckets` live buckets.
+    #[must_use]
+    pub fn new(scenarios: Vec<Scenario>, max_buckets: usize) -> Buckets {
+        Buckets { scenarios, live: HashMap::new(), blackholed: HashMap::new(), evicted: 0, max_buckets, pours: 0 }
+    }
+
+    /// The scenarios.
+    #[must_use]
+    pub fn scenarios(&self) -> &[Scenario] {
+        &self.scenarios
+    }
+
+    /// Live buckets.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True without live buckets.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Names of the scenarios an event would pour into (`crowd explain`).
+    #[must_use]
+    pub fn matching(&self, evt: &Event, env: &Env) -> Vec<&str> {
+        self.scenarios.iter().filter(|s| env.test(&s.filter, evt)).map(|s| s.name.as_str()).collect()
+    }
+
+    /// Pours an event (at its own time) into every scenario whose filter it passes; returns the
+    /// alerts raised, counters that ran out first.
+    pub fn pour(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
+        let now = evt.time;
+        let mut out = self.expire(now);
+        let ctx = EvtContext::new(evt);
+        for i in 0..self.scenarios.len() {
+            let sc = &self.scenarios[i];
+            if let Some(c) = &sc.cancel_on
+                && env.test_in(c, &ctx)
+            {
+                let key = sc.groupby.as_ref().map(|g| env.string_in(g, &ctx).unwrap_or_default()).unwrap_or_default();
+                self.live.remove(&(i, key));
+                continue;
+            }
+            if !env.test_in(&sc.filter, &ctx) {
+                continue;
+            }
+            let key = sc.groupby.as_ref().map(|g| env.string_in(g, &ctx).unwrap_or_default()).unwrap_or_default();
+            let k = (i, key);
+            if let Some(until) = self.blackholed.get(&k) {
+                if now < *until {
+                    continue;
+                }
+                self.blackholed.remove(&k);
+            }
+            let distinct = sc.distinct.as_ref().map(|d| env.string_in(d, &ctx).unwrap_or_default());
+            let kind = sc.kind.clone();
+            let cache = sc.cache_size;
+            let b = self.live.entry(k.clone()).or_insert_with(|| Bucket {
+                tokens: match kind {
+                    Kind::Leaky { capacity, .. } => f64::from(capacity),
+                    _ => 0.0,
+                },
+                last: now,
+                first: now,
+                count: 0,
+                events: VecDeque::new(),
+                seen: HashSet::new(),
+            });
+            if let Some(d) = distinct
+                && !b.seen.insert(d)
+            {
+                continue;
+            }
+            let overflow = match kind {
+                Kind::Trigger => true,
+                Kind::Counter { .. } => false,
+                Kind::Leaky { capacity, leak } => {
+                    // An idle bucket has fully leaked: it starts afresh.
+                    if now - b.last >= f64::from(capacity.max(1)) * leak && b.count > 0 {
+                        b.events.clear();
+                        b.count = 0;
+                        b.first = now;
+                        b.seen.clear();
+                    }
+                    b.tokens = (b.tokens + (now - b.last).max(0.0) / leak).min(f64::from(capacity));
+                    b.last = b.last.max(now);
+                    if b.tokens >= 1.0 {
+                        b.tokens -= 1.0;
+                        false
+                    } else {
+                        true
+                    }
+                }
+            };
+            b.count += 1;
+            b.events.push_back(evt.clone());
+            if cache > 0 && b.events.len() > cache {
+                b.events.pop_front();
+            }
+            if overflow {
+                let b = self.live.remove(&k).expect("present");
+                out.push(self.alert(i, b, now, evt, env));
+                if self.scenarios[i].blackhole > 0.0 {
+                    self.blackholed.insert(k, now + self.scenarios[i].blackhole);
+                }
+            }
+        }
+        self.pours += 1;
+        if self.pours.is_multiple_of(4096) || self.live.len() > self.max_buckets {
+            self.collect(now);
+        }
+        out
+    }
+
+    fn alert(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Alert {
+        let sc = &self.scenarios[i];
+        let (scope, value) = match &sc.scope {
+            Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").cloned().unwrap_or_default()),
+            Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
+        };
+        Alert {
+            scenario: sc.name.clone(),
+            events_count: b.count,
+            events: b.events.into_iter().collect(),
+            scope,
+            value,
+            remediation: sc.remediation,
+            at,
+        }
+    }
+
+    /// Reports counters whose duration ended before `now`.
+    pub fn expire(&mut self, now: f64) -> Vec<Alert> {
+        let due: Vec<(usize, String)> = self
+            .live
+            .iter()
+            .filter(|((i, _), b)| matches!(self.scenarios[*i].kind, Kind::Counter { duration } if now - b.first >= duration))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for k in due {
+            let b = self.live.remove(&k).expect("present");
+            let last = b.events.back().cloned().unwrap_or_default();
+            let env_free = self.counter_alert(k.0, b, &last);
+            out.push(env_free);
+        }
+        out
+    }
+
+    fn counter_alert(&self, i: usize, b: Bucket, last: &Event) -> Alert {
+        let sc = &self.scenarios[i];
+        Alert {
+            scenario: sc.name.clone(),
+            events_count: b.count,
+            events: b.events.into_iter().collect(),
+            scope: "Ip".into(),
+            value: last.meta.get("source_ip").cloned().unwrap_or_default(),
+            remediation: sc.remediation,
+            at: last.time,
+        }
+    }
+
+    /// Reports every counter still counting (end of a replay).
+    pub fn flush(&mut self) -> Vec<Alert> {
+        self.expire(f64::INFINITY)
+    }
+
+    /// Drops idle buckets and stale blackholes; past `max_buckets`, the oldest buckets.
+    fn collect(&mut self, now: f64) {
+        let scenarios = &self.scenarios;
+        self.live.retain(|(i, _), b| match scenarios[*i].kind {
+            Kind::Leaky { capacity, leak } => now - b.last < f64::from(capacity.max(1)) * leak,
+            Kind::Trigger => false,
+            Kind::Counter { .. } => true,
+        });
+        self.blackholed.retain(|_, until| *until > now);
+        if self.live.len() > self.max_buckets {
+            // Evict down to 90% so that a sustained flood pays for this once per many pours.
+            let mut ages: Vec<((usize, String), f64)> = self.live.iter().map(|(k, b)| (k.clone(), b.last)).collect();
+            ages.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let excess = self.live.len() - self.max_buckets * 9 / 10;
+            for (k, _) in ages.into_iter().take(excess) {
+                self.live.remove(&k);
+                self.evicted += 1;
+            }
+        }
+    }
+}
+
+/// Meta of an alert's events, for dumps.
+#[must_use]
+pub fn event_meta(e: &Event) -> IndexMap<String, String> {
+    e.meta.clone()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! The scenario YAML format (CrowdSec's bucket factory), read strictly.
+use serde::Deserialize;
+
+use crate::engine::parser::spec::DataSpec;
+
+/// One scenario (a YAML document).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// `leaky`, `trigger`, `counter` or `conditional`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Name (`author/scenario`).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Which events pour into the scenario.
+    pub filter: String,
+    /// The bucket key (`evt.Meta.source_ip`).
+    pub groupby: Option<String>,
+    /// Only events with a value not yet seen in the bucket pour.
+    pub distinct: Option<String>,
+    /// Leaky: events the bucket holds; it overflows on the next one.
+    pub capacity: Option<i64>,
+    /// Leaky: one event leaks out every this long (`10s`).
+    pub leakspeed: Option<String>,
+    /// Counter: how long it counts before reporting.
+    pub duration: Option<String>,
+    /// After an overflow, events with the same key are ignored this long.
+    pub blackhole: Option<String>,
+    /// Labels copied to alerts (`remediation: true` asks for a decision).
+    pub labels: Option<serde_yaml::Value>,
+    /// What the alert's source is (`Ip` by default, or `Range` with an expression).
+    pub scope: Option<ScopeSpec>,
+    /// Data files.
+    pub data: Option<Vec<DataSpec>>,
+    /// Feed the overflow back as an event (accepted; not used yet).
+    pub reprocess: Option<bool>,
+    /// Events kept per bucket for the alert.
+    pub cache_size: Option<usize>,
+    /// An event matching this destroys its bucket.
+    pub cancel_on: Option<String>,
+    /// Conditional buckets: overflow when this holds.
+    pub condition: Option<String>,
+    /// Filter over the overflow (accepted; not used yet).
+    pub overflow_filter: Option<String>,
+    /// Accepted and ignored.
+    pub format: Option<serde_yaml::Value>,
+    /// Accepted and ignored.
+    pub debug: Option<bool>,
+    /// Accepted and ignored.
+    pub references: Option<Vec<String>>,
+    /// Accepted and ignored.
+    pub version: Option<serde_yaml::Value>,
+}
+
+/// The scope of a scenario's alerts.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSpec {
+    /// `Ip` or `Range` (or another scope name).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The expression giving the value.
+    pub expression: Option<String>,
+}

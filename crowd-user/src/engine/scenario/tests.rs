@@ -1,0 +1,120 @@
+//! Unit tests of bucket semantics (the golden hub tests run through `crowd hubtest`).
+use std::sync::Arc;
+
+use super::*;
+use crate::engine::expr::DataFiles;
+
+fn env() -> Env {
+    Env::new(Arc::new(DataFiles::default()))
+}
+
+fn scenario(yaml: &str) -> Scenario {
+    let spec: ScenarioSpec = serde_yaml::from_str(yaml).unwrap();
+    Scenario::compile(&spec, &env()).unwrap()
+}
+
+fn evt(ip: &str, user: &str, t: f64) -> Event {
+    let mut e = Event { time: t, ..Event::default() };
+    e.meta.insert("log_type".into(), "ssh_failed-auth".into());
+    e.meta.insert("source_ip".into(), ip.into());
+    e.meta.insert("target_user".into(), user.into());
+    e
+}
+
+const LEAKY: &str = "type: leaky\nname: t/bf\nfilter: evt.Meta.log_type == 'ssh_failed-auth'\ngroupby: evt.Meta.source_ip\ncapacity: 5\nleakspeed: 10s\nblackhole: 1m\nlabels:\n  remediation: true\n";
+
+#[test]
+fn leaky_overflows_on_capacity_plus_one() {
+    let env = env();
+    let mut b = Buckets::new(vec![scenario(LEAKY)], 1000);
+    for i in 0..5 {
+        assert!(b.pour(&evt("192.0.2.1", "u", f64::from(i)), &env).is_empty(), "event {i}");
+    }
+    let a = b.pour(&evt("192.0.2.1", "u", 5.0), &env);
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].events_count, a[0].scope.as_str(), a[0].value.as_str()), (6, "Ip", "192.0.2.1"));
+    assert!(a[0].remediation);
+    // Blackholed for a minute: no second alert.
+    for i in 0..10 {
+        assert!(b.pour(&evt("192.0.2.1", "u", 6.0 + f64::from(i)), &env).is_empty());
+    }
+}
+
+#[test]
+fn leaking_keeps_a_slow_source_under_capacity() {
+    let env = env();
+    let mut b = Buckets::new(vec![scenario(LEAKY)], 1000);
+    for i in 0..50 {
+        assert!(b.pour(&evt("192.0.2.2", "u", f64::from(i) * 10.0), &env).is_empty(), "one every leak: never overflows");
+    }
+}
+
+#[test]
+fn keys_are_separate_and_filter_applies() {
+    let env = env();
+    let mut b = Buckets::new(vec![scenario(LEAKY)], 1000);
+    for i in 0..5 {
+        b.pour(&evt("192.0.2.3", "u", f64::from(i)), &env);
+        b.pour(&evt("192.0.2.4", "u", f64::from(i)), &env);
+    }
+    let mut other = evt("192.0.2.3", "u", 5.0);
+    other.meta.insert("log_type".into(), "something_else".into());
+    assert!(b.pour(&other, &env).is_empty());
+    assert_eq!(b.pour(&evt("192.0.2.4", "u", 5.0), &env).len(), 1);
+}
+
+#[test]
+fn distinct_counts_each_value_once() {
+    let env = env();
+    let sc = scenario(&format!("{LEAKY}distinct: evt.Meta.target_user\n"));
+    let mut b = Buckets::new(vec![sc], 1000);
+    for i in 0..20 {
+        assert!(b.pour(&evt("192.0.2.5", "same", f64::from(i) * 0.1), &env).is_empty());
+    }
+    for (i, u) in ["a", "b", "c", "d"].iter().enumerate() {
+        assert!(b.pour(&evt("192.0.2.5", u, 3.0 + i as f64 * 0.1), &env).is_empty());
+    }
+    assert_eq!(b.pour(&evt("192.0.2.5", "e", 4.0), &env).len(), 1, "sixth distinct user overflows");
+}
+
+#[test]
+fn trigger_and_counter() {
+    let env = env();
+    let trig = scenario("type: trigger\nname: t/trig\nfilter: \"true\"\ngroupby: evt.Meta.source_ip\n");
+    let count = scenario("type: counter\nname: t/count\nfilter: \"true\"\ngroupby: evt.Meta.source_ip\nduration: 1m\n");
+    let mut b = Buckets::new(vec![trig, count], 1000);
+    assert_eq!(b.pour(&evt("192.0.2.6", "u", 0.0), &env).len(), 1);
+    assert_eq!(b.pour(&evt("192.0.2.6", "u", 1.0), &env).len(), 1);
+    let a = b.pour(&evt("192.0.2.7", "u", 120.0), &env);
+    let counted: Vec<_> = a.iter().filter(|a| a.scenario == "t/count").collect();
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].events_count, 2);
+}
+
+#[test]
+fn a_flood_of_sources_stays_bounded() {
+    let env = env();
+    let mut b = Buckets::new(vec![scenario(LEAKY)], 2_000);
+    for i in 0..20_000u32 {
+        let ip = std::net::Ipv4Addr::from(0xC633_6400 + i).to_string();
+        b.pour(&evt(&ip, "u", f64::from(i) * 0.001), &env);
+    }
+    assert!(b.len() <= 2_000, "{} live buckets", b.len());
+    assert!(b.evicted > 0);
+}
+
+#[test]
+fn durations() {
+    assert_eq!(go_duration_secs("10s"), Some(10.0));
+    assert_eq!(go_duration_secs("1m30s"), Some(90.0));
+    assert_eq!(go_duration_secs("500ms"), Some(0.5));
+    assert_eq!(go_duration_secs("2h"), Some(7200.0));
+    assert_eq!(go_duration_secs("ten"), None);
+}
+
+#[test]
+fn bad_specs_are_refused() {
+    let spec: ScenarioSpec = serde_yaml::from_str("type: leaky\nname: x\nfilter: \"true\"\ncapacity: 5\n").unwrap();
+    assert!(Scenario::compile(&spec, &env()).unwrap_err().to_string().contains("leakspeed"));
+    assert!(serde_yaml::from_str::<ScenarioSpec>("type: leaky\nname: x\nfilter: \"true\"\ncapacityy: 5\n").is_err());
+}
