@@ -65,7 +65,8 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         if raw.is_empty() {
             continue;
         }
-        let line = Line { raw: raw.to_owned(), src: cfg.log_file.clone(), module: "file".into(), labels: labels.clone() };
+        let line =
+            Line { raw: raw.to_owned(), src: cfg.log_file.clone(), module: "file".into(), labels: labels.clone() };
         if let Some(evt) = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump))
             && !evt.whitelisted
         {
@@ -79,7 +80,10 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     for (stage, by_parser) in &dump.stages {
         let mut m = serde_json::Map::new();
         for (name, entries) in by_parser {
-            m.insert(name.clone(), entries.iter().map(|d| json!({"Success": d.success, "Evt": event_json(&d.event)})).collect());
+            m.insert(
+                name.clone(),
+                entries.iter().map(|d| json!({"Success": d.success, "Evt": event_json(&d.event)})).collect(),
+            );
         }
         parsers.insert(stage.clone(), Value::Object(m));
     }

@@ -48,7 +48,11 @@ impl Hub {
                 .find(|c| c.starts_with('s') && c.len() > 3 && c[1..3].chars().all(|d| d.is_ascii_digit()))
                 .unwrap_or("s01-parse")
                 .to_owned();
-            return if p.exists() { Ok((stage, p)) } else { Err(LoadError::NotFound(name.to_owned(), p.display().to_string())) };
+            return if p.exists() {
+                Ok((stage, p))
+            } else {
+                Err(LoadError::NotFound(name.to_owned(), p.display().to_string()))
+            };
         }
         for stage in STAGES {
             for ext in ["yaml", "yml"] {
@@ -69,7 +73,10 @@ impl Hub {
         let candidates = if name.ends_with(".yaml") || name.ends_with(".yml") {
             vec![self.dir.join(name), self.dir.join(name.replacen(".tests/", "tests/", 1))]
         } else {
-            vec![self.dir.join("scenarios").join(format!("{name}.yaml")), self.dir.join("scenarios").join(format!("{name}.yml"))]
+            vec![
+                self.dir.join("scenarios").join(format!("{name}.yaml")),
+                self.dir.join("scenarios").join(format!("{name}.yml")),
+            ]
         };
         candidates
             .iter()
@@ -99,7 +106,8 @@ impl Hub {
     pub fn patterns(&self) -> Result<Patterns, LoadError> {
         let mut p = Patterns::with_base();
         let dir = self.dir.join("patterns");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         files.sort();
         for f in files {
             let text = std::fs::read_to_string(&f).map_err(|source| LoadError::Io { path: f.clone(), source })?;
@@ -116,7 +124,8 @@ impl Hub {
             for e in rd.flatten() {
                 let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
                 let name = e.file_name().to_string_lossy().into_owned();
-                let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                let lines: Vec<String> =
+                    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
                 let res = lines.iter().filter_map(|l| regex::Regex::new(l).ok()).collect();
                 d.regexes.insert(name.clone(), res);
                 d.lines.insert(name, lines);

@@ -44,18 +44,20 @@ fn line_of(text: &str, needle: &str, from: usize) -> usize {
         return from;
     }
     let first = needle.lines().next().unwrap_or(needle).trim();
-    text.lines()
-        .enumerate()
-        .skip(from.saturating_sub(1))
-        .find(|(_, l)| l.contains(first))
-        .map_or(from, |(i, _)| i + 1)
+    text.lines().enumerate().skip(from.saturating_sub(1)).find(|(_, l)| l.contains(first)).map_or(from, |(i, _)| i + 1)
 }
 
 /// Compiles every document of a parser file (all or nothing).
 ///
 /// # Errors
 /// [`LoadError`] naming the file, line and field.
-pub fn parsers_from_text(path: &Path, text: &str, stage: &str, patterns: &mut Patterns, env: &Env) -> Result<Vec<Parser>, LoadError> {
+pub fn parsers_from_text(
+    path: &Path,
+    text: &str,
+    stage: &str,
+    patterns: &mut Patterns,
+    env: &Env,
+) -> Result<Vec<Parser>, LoadError> {
     let mut out = Vec::new();
     let mut doc_line = 1;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -71,7 +73,12 @@ pub fn parsers_from_text(path: &Path, text: &str, stage: &str, patterns: &mut Pa
         };
         // Documents after the first start after a `---` line.
         if i > 0 {
-            doc_line = text.lines().enumerate().filter(|(_, l)| l.trim_end() == "---").nth(i - 1).map_or(doc_line, |(n, _)| n + 1);
+            doc_line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim_end() == "---")
+                .nth(i - 1)
+                .map_or(doc_line, |(n, _)| n + 1);
         }
         let parent = spec.name.clone().unwrap_or_default();
         let node = Node::compile(&spec, patterns, env, &parent).map_err(|e| LoadError::Invalid {
@@ -104,7 +111,12 @@ pub fn scenarios_from_text(path: &Path, text: &str, env: &Env) -> Result<Vec<Sce
             }
         };
         if i > 0 {
-            doc_line = text.lines().enumerate().filter(|(_, l)| l.trim_end() == "---").nth(i - 1).map_or(doc_line, |(n, _)| n + 1);
+            doc_line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim_end() == "---")
+                .nth(i - 1)
+                .map_or(doc_line, |(n, _)| n + 1);
         }
         let sc = Scenario::compile(&spec, env).map_err(|e| LoadError::Invalid {
             path: path.to_owned(),
@@ -121,7 +133,12 @@ pub fn scenarios_from_text(path: &Path, text: &str, env: &Env) -> Result<Vec<Sce
 ///
 /// # Errors
 /// As [`parsers_from_text`], or the file cannot be read.
-pub fn parsers_from_file(path: &Path, stage: &str, patterns: &mut Patterns, env: &Env) -> Result<Vec<Parser>, LoadError> {
+pub fn parsers_from_file(
+    path: &Path,
+    stage: &str,
+    patterns: &mut Patterns,
+    env: &Env,
+) -> Result<Vec<Parser>, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     parsers_from_text(path, &text, stage, patterns, env)
 }

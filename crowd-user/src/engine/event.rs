@@ -41,6 +41,23 @@ pub struct Event {
     pub whitelist_reason: String,
     /// The stage the event is in.
     pub stage: String,
+    /// JSON documents decoded by `UnmarshalJSON(..., evt.Unmarshaled, "key")`, by key.
+    pub unmarshaled: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Converts decoded JSON into an expr value.
+#[must_use]
+pub fn json_to_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => {
+            n.as_i64().map_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0)), Value::Integer)
+        }
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(a) => Value::Array(a.iter().map(json_to_value).collect()),
+        serde_json::Value::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
+    }
 }
 
 fn map_value(m: &IndexMap<String, String>) -> Value {
@@ -79,6 +96,10 @@ impl Event {
             ("Stage".to_owned(), Value::String(self.stage.clone())),
             ("Whitelisted".to_owned(), Value::Bool(self.whitelisted)),
             ("Type".to_owned(), Value::Integer(0)),
+            (
+                "Unmarshaled".to_owned(),
+                Value::Map(self.unmarshaled.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
+            ),
         ]))
     }
 

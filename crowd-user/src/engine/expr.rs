@@ -103,9 +103,23 @@ impl Env {
         let d = data;
         env.add_function("ExprInFile", move |c| {
             let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
-            Ok(d.lines.get(&name).is_some_and(|l| l.iter().any(|x| *x == s)).into())
+            Ok(d.lines.get(&name).is_some_and(|l| l.contains(&s)).into())
         });
         env.add_function("Distance", |_| Ok(Value::Float(0.0)));
+        env.add_function("JsonExtract", |c| {
+            Ok(json_extract(&arg_str(c.args.first()), &arg_str(c.args.get(1)), false).into())
+        });
+        env.add_function("JsonExtractUnescape", |c| {
+            Ok(json_extract(&arg_str(c.args.first()), &arg_str(c.args.get(1)), true).into())
+        });
+        // The side effect (filling evt.Unmarshaled) is done by the parser node before the
+        // expression runs (see node.rs); here it only reports success like CrowdSec's ("").
+        env.add_function("UnmarshalJSON", |c| {
+            Ok(match serde_json::from_str::<serde_json::Value>(&arg_str(c.args.first())) {
+                Ok(_) => "".into(),
+                Err(e) => e.to_string().into(),
+            })
+        });
         env.add_function("Sprintf", |c| {
             let mut fmt = arg_str(c.args.first());
             for a in c.args.iter().skip(1) {
@@ -124,7 +138,7 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        expr::compile(source)
+        expr::compile(&rewrite_negated_ops(source))
             .map(|p| Expr { program: Arc::new(p), source: source.to_owned() })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
     }
@@ -143,7 +157,9 @@ impl Env {
     /// # Errors
     /// As [`Env::run`].
     pub fn run_in(&self, e: &Expr, ctx: &EvtContext) -> Result<Value, ExprError> {
-        self.env.run(&e.program, ctx).map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
+        self.env
+            .run(&e.program, ctx)
+            .map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
     }
 
     /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
@@ -212,6 +228,61 @@ impl ContextProvider for EvtContext {
     }
 }
 
+/// Go's expr accepts `a not startsWith b` (and `endsWith`, `contains`, `matches`); the Rust
+/// crate only `not in`. Rewrite to `not (a startsWith b)`.
+fn rewrite_negated_ops(src: &str) -> String {
+    let mut s = src.to_owned();
+    for op in ["startsWith", "endsWith", "contains", "matches"] {
+        let needle = format!(" not {op} ");
+        while let Some(at) = s.find(&needle) {
+            let b = s.as_bytes();
+            // Left operand: back over spaces, a balanced (...) call or a path/literal.
+            let mut l = at;
+            let mut depth = 0i32;
+            while l > 0 {
+                let c = b[l - 1];
+                if c == b')' || c == b']' {
+                    depth += 1;
+                } else if (c == b'(' || c == b'[') && depth > 0 {
+                    depth -= 1;
+                } else if depth == 0
+                    && !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'\'' || c == b'"')
+                {
+                    break;
+                }
+                l -= 1;
+            }
+            // Right operand: a quoted string, or a path/call.
+            let r0 = at + needle.len();
+            let mut r = r0;
+            if r < b.len() && (b[r] == b'"' || b[r] == b'\'') {
+                let q = b[r];
+                r += 1;
+                while r < b.len() && b[r] != q {
+                    r += if b[r] == b'\\' { 2 } else { 1 };
+                }
+                r = (r + 1).min(b.len());
+            } else {
+                let mut depth = 0i32;
+                while r < b.len() {
+                    let c = b[r];
+                    if c == b'(' || c == b'[' {
+                        depth += 1;
+                    } else if (c == b')' || c == b']') && depth > 0 {
+                        depth -= 1;
+                    } else if depth == 0 && !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
+                        break;
+                    }
+                    r += 1;
+                }
+            }
+            let rewritten = format!("not ({} {op} {})", &s[l..at], &s[r0..r]);
+            s.replace_range(l..r, &rewritten);
+        }
+    }
+    s
+}
+
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -230,6 +301,36 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// CrowdSec's `JsonExtract(json, "a.b[0].c")`: the value at a dotted path, as a string ("" when
+/// absent or not JSON). Strings come back unquoted when `unescape`, else as their JSON text
+/// without the quotes too (CrowdSec returns raw strings for string leaves).
+fn json_extract(json: &str, path: &str, _unescape: bool) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) else { return String::new() };
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, idx) = match part.find('[') {
+            Some(i) => (&part[..i], part[i + 1..].trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            v = match v.get(key) {
+                Some(x) => x.clone(),
+                None => return String::new(),
+            };
+        }
+        if let Some(i) = idx {
+            v = match v.get(i) {
+                Some(x) => x.clone(),
+                None => return String::new(),
+            };
+        }
+    }
+    match v {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// `*` matches any run, `?` one character.
@@ -309,6 +410,23 @@ mod tests {
     fn syntax_errors_are_reported() {
         let e = env().compile("evt.Parsed.program == ").unwrap_err();
         assert!(e.to_string().contains("evt.Parsed.program =="), "{e}");
+    }
+
+    #[test]
+    fn go_only_syntax_and_json_helpers() {
+        let env = env();
+        let mut e = evt();
+        e.parsed.insert("message".into(), r#"{"a":{"b":[{"c":"x"}]},"n":3}"#.into());
+        for (src, want) in [
+            ("TrimSpace(evt.Parsed.message) not startsWith \"{\"", false),
+            ("evt.Parsed.program not startsWith 'http'", true),
+            ("JsonExtract(evt.Parsed.message, 'a.b[0].c') == 'x'", true),
+            ("JsonExtract(evt.Parsed.message, 'n') == '3'", true),
+            ("UnmarshalJSON(evt.Parsed.message, evt.Unmarshaled, 'k') in ['', nil]", true),
+        ] {
+            let x = env.compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(env.test(&x, &e), want, "{src}");
+        }
     }
 
     #[test]

@@ -197,7 +197,9 @@ fn escape_literal_braces(re: &str) -> String {
                 let mut parts = inner.splitn(2, ',');
                 let lo = parts.next().unwrap_or("");
                 let hi = parts.next();
-                !lo.is_empty() && lo.bytes().all(|d| d.is_ascii_digit()) && hi.is_none_or(|h| h.bytes().all(|d| d.is_ascii_digit()))
+                !lo.is_empty()
+                    && lo.bytes().all(|d| d.is_ascii_digit())
+                    && hi.is_none_or(|h| h.bytes().all(|d| d.is_ascii_digit()))
             });
             if !valid {
                 out.push_str("\\{");

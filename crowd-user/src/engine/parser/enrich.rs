@@ -1,7 +1,7 @@
 //! Enrichment methods that statics call with `method:` (`ParseDate`, `GeoIpCity`, `GeoIpASN`,
 //! `IpToRange`). Pure functions of the value and the event; GeoIP needs a MaxMind database,
 //! which is not wired yet, so those methods add nothing.
-use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::node::Ctx;
 use crate::engine::event::Event;
@@ -11,7 +11,7 @@ pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
     match name {
         "ParseDate" => {
             if let Some(t) = parse_date(value, ctx.year) {
-                evt.enriched.insert("MarshaledTime".into(), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+                evt.enriched.insert("MarshaledTime".into(), go_rfc3339_nano(&t));
                 evt.time = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
             }
         }
@@ -28,6 +28,26 @@ pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
     }
 }
 
+/// Formats like Go's `time.RFC3339Nano`: fractional seconds without trailing zeros, `Z` for UTC.
+#[must_use]
+pub fn go_rfc3339_nano(t: &DateTime<FixedOffset>) -> String {
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    let off = t.offset().local_minus_utc();
+    if off == 0 {
+        s.push('Z');
+    } else {
+        let (sign, off) = if off < 0 { ('-', -off) } else { ('+', off) };
+        s.push_str(&format!("{sign}{:02}:{:02}", off / 3600, (off % 3600) / 60));
+    }
+    s
+}
+
 /// Parses the timestamps logs carry. Year-less syslog stamps take `year`; stamps without a
 /// zone are UTC.
 #[must_use]
@@ -39,7 +59,13 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t);
     }
-    for f in ["%d/%b/%Y:%H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z", "%a, %d %b %Y %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+    for f in [
+        "%d/%b/%Y:%H:%M:%S %z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f %z",
+        "%a, %d %b %Y %H:%M:%S %z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, f) {
             return Some(t);
         }
@@ -82,7 +108,7 @@ mod tests {
     use super::*;
 
     fn rfc(s: &str) -> String {
-        parse_date(s, 2026).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)).unwrap_or_else(|| format!("unparsed {s}"))
+        parse_date(s, 2026).map(|t| go_rfc3339_nano(&t)).unwrap_or_else(|| format!("unparsed {s}"))
     }
 
     #[test]
@@ -94,6 +120,8 @@ mod tests {
         assert_eq!(rfc("2023-10-10 13:55:36"), "2023-10-10T13:55:36Z");
         assert_eq!(rfc("Wed Oct 11 14:32:52 2023"), "2023-10-11T14:32:52Z");
         assert_eq!(rfc("1700000000"), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc("2024-09-12T09:15:43.126560Z"), "2024-09-12T09:15:43.12656Z");
+        assert_eq!(rfc("2024-11-13 09:07:04.784"), "2024-11-13T09:07:04.784Z");
         assert!(parse_date("not a date", 2026).is_none());
     }
 }

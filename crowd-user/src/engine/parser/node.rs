@@ -39,6 +39,7 @@ enum Dest {
 struct Static {
     dest: Dest,
     value: Value,
+    unmarshal: Vec<Unmarshal>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,11 +69,31 @@ struct Whitelist {
     exprs: Vec<Expr>,
 }
 
+/// `UnmarshalJSON(<arg>, evt.Unmarshaled, "<key>")` in a filter: decoded into the event before
+/// the filter runs, so that the filter and what follows can read `evt.Unmarshaled.<key>`.
+#[derive(Clone, Debug)]
+struct Unmarshal {
+    arg: Expr,
+    key: String,
+}
+
+fn unmarshal_steps(src: &str, env: &Env) -> Result<Vec<Unmarshal>, CompileError> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r#"UnmarshalJSON\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#)
+            .expect("valid")
+    });
+    re.captures_iter(src)
+        .map(|c| Ok(Unmarshal { arg: env.compile(&c[1]).map_err(|e| err("filter", e, src))?, key: c[2].to_owned() }))
+        .collect()
+}
+
 /// A compiled node.
 #[derive(Clone, Debug)]
 pub struct Node {
     /// Name (children inherit `child-<parent>`).
     pub name: String,
+    unmarshal: Vec<Unmarshal>,
     filter: Option<Expr>,
     grok: Option<GrokStep>,
     children: Vec<Node>,
@@ -117,7 +138,8 @@ fn compile_statics(specs: &[StaticSpec], env: &Env, at: &str) -> Result<Vec<Stat
                 (None, Some(e)) => Value::Expr(env.compile(e).map_err(|x| err(format!("{field}.expression"), x, e))?),
                 _ => return Err(err(field, "exactly one of value or expression is required", "")),
             };
-            Ok(Static { dest, value })
+            let unmarshal = s.expression.as_deref().map(|e| unmarshal_steps(e, env)).transpose()?.unwrap_or_default();
+            Ok(Static { dest, value, unmarshal })
         })
         .collect()
 }
@@ -138,13 +160,16 @@ impl Node {
             }
         }
         let filter = spec.filter.as_deref().map(|f| env.compile(f).map_err(|e| err("filter", e, f))).transpose()?;
+        let unmarshal = spec.filter.as_deref().map(|f| unmarshal_steps(f, env)).transpose()?.unwrap_or_default();
         let grok = match &spec.grok {
             None => None,
             Some(g) => {
                 let none = HashMap::new();
                 let compiled = match (&g.pattern, &g.name) {
                     (Some(p), None) => patterns.compile(p, &none).map_err(|e| err("grok.pattern", e, p))?,
-                    (None, Some(n)) => patterns.compile(&format!("%{{{n}}}"), &none).map_err(|e| err("grok.name", e, n))?,
+                    (None, Some(n)) => {
+                        patterns.compile(&format!("%{{{n}}}"), &none).map_err(|e| err("grok.name", e, n))?
+                    }
                     _ => return Err(err("grok", "exactly one of pattern or name is required", "")),
                 };
                 let source = match (&g.apply_on, &g.expression) {
@@ -162,39 +187,70 @@ impl Node {
             .unwrap_or_default()
             .iter()
             .enumerate()
-            .map(|(i, c)| Node::compile(c, patterns, env, &name).map_err(|e| CompileError { field: format!("nodes[{i}].{}", e.field), ..e }))
+            .map(|(i, c)| {
+                Node::compile(c, patterns, env, &name)
+                    .map_err(|e| CompileError { field: format!("nodes[{i}].{}", e.field), ..e })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let statics = compile_statics(spec.statics.as_deref().unwrap_or_default(), env, "statics")?;
         let whitelist = match &spec.whitelist {
             None => None,
             Some(w) => Some(Whitelist {
                 reason: w.reason.clone().unwrap_or_default(),
-                ips: w.ip.iter().map(|i| i.parse().map_err(|_| err("whitelist.ip", format!("`{i}` is not an IP address"), i))).collect::<Result<_, _>>()?,
+                ips: w
+                    .ip
+                    .iter()
+                    .map(|i| i.parse().map_err(|_| err("whitelist.ip", format!("`{i}` is not an IP address"), i)))
+                    .collect::<Result<_, _>>()?,
                 cidrs: w
                     .cidr
                     .iter()
                     .map(|c| c.parse().map_err(|_| err("whitelist.cidr", format!("`{c}` is not a CIDR range"), c)))
                     .collect::<Result<_, _>>()?,
-                exprs: w.expression.iter().map(|e| env.compile(e).map_err(|x| err("whitelist.expression", x, e))).collect::<Result<_, _>>()?,
+                exprs: w
+                    .expression
+                    .iter()
+                    .map(|e| env.compile(e).map_err(|x| err("whitelist.expression", x, e)))
+                    .collect::<Result<_, _>>()?,
             }),
         };
         if grok.is_none() && children.is_empty() && statics.is_empty() && whitelist.is_none() {
-            return Err(err(if spec.name.is_some() { "node" } else { "nodes" }, "node is empty: it needs grok, nodes, statics or whitelist", ""));
+            return Err(err(
+                if spec.name.is_some() { "node" } else { "nodes" },
+                "node is empty: it needs grok, nodes, statics or whitelist",
+                "",
+            ));
         }
         let next_stage = match spec.onsuccess.as_deref() {
             None | Some("") => false,
             Some("next_stage") => true,
-            Some(other) => return Err(err("onsuccess", format!("`{other}`: the only strategy is `next_stage`"), other)),
+            Some(other) => {
+                return Err(err("onsuccess", format!("`{other}`: the only strategy is `next_stage`"), other));
+            }
         };
-        Ok(Node { name, filter, grok, children, statics, whitelist, next_stage })
+        Ok(Node { name, unmarshal, filter, grok, children, statics, whitelist, next_stage })
     }
 
     /// Processes the event; returns whether the node succeeded.
     pub fn process(&self, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
-        if let Some(f) = &self.filter
-            && !ctx.env.test(f, evt)
-        {
-            return false;
+        if let Some(f) = &self.filter {
+            // A filter that calls UnmarshalJSON decodes into the event: first as the event is
+            // (`evt.Unmarshaled.k == nil && UnmarshalJSON(...)`), then with the documents
+            // decoded (`UnmarshalJSON(...) in ["", nil] && evt.Unmarshaled.k.x == ...`).
+            let before = (!self.unmarshal.is_empty()).then(|| evt.unmarshaled.clone());
+            let pass = ctx.env.test(f, evt) || {
+                before.is_some() && {
+                    decode(&self.unmarshal, evt, ctx);
+                    ctx.env.test(f, evt)
+                }
+            };
+            if !pass {
+                if let Some(b) = before {
+                    evt.unmarshaled = b;
+                }
+                return false;
+            }
+            decode(&self.unmarshal, evt, ctx);
         }
         let whitelisted = self.whitelist.as_ref().is_some_and(|w| self.check_whitelist(w, evt, ctx));
         let (mut state, grok_ok) = match &self.grok {
@@ -240,8 +296,9 @@ impl Node {
 
     fn check_whitelist(&self, w: &Whitelist, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
         let ip = evt.meta.get("source_ip").and_then(|s| s.parse::<IpAddr>().ok()).map(crate::addr::canonical_ip);
-        let hit = ip.is_some_and(|ip| w.ips.iter().any(|a| crate::addr::canonical_ip(*a) == ip) || w.cidrs.iter().any(|n| n.contains(&ip)))
-            || w.exprs.iter().any(|e| ctx.env.test(e, evt));
+        let hit = ip.is_some_and(|ip| {
+            w.ips.iter().any(|a| crate::addr::canonical_ip(*a) == ip) || w.cidrs.iter().any(|n| n.contains(&ip))
+        }) || w.exprs.iter().any(|e| ctx.env.test(e, evt));
         if hit && !evt.whitelisted {
             evt.whitelisted = true;
             evt.whitelist_reason = w.reason.clone();
@@ -250,8 +307,24 @@ impl Node {
     }
 }
 
+fn decode(steps: &[Unmarshal], evt: &mut Event, ctx: &Ctx<'_>) {
+    for u in steps {
+        if evt.unmarshaled.contains_key(&u.key) {
+            continue;
+        }
+        if let Ok(text) = ctx.env.string(&u.arg, evt)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            evt.unmarshaled.insert(u.key.clone(), v);
+        }
+    }
+}
+
 fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
     for s in statics {
+        if !s.unmarshal.is_empty() {
+            decode(&s.unmarshal, evt, ctx);
+        }
         let v = match &s.value {
             Value::Const(c) => c.clone(),
             Value::Expr(e) => match ctx.env.string(e, evt) {

@@ -137,13 +137,19 @@ impl Scenario {
     pub fn compile(spec: &ScenarioSpec, env: &Env) -> Result<Scenario, ScenarioError> {
         let compile = |field: &str, src: &str| env.compile(src).map_err(|e| serr(field, e, src));
         let dur = |field: &str, v: &Option<String>| -> Result<Option<f64>, ScenarioError> {
-            v.as_deref().map(|s| go_duration_secs(s).ok_or_else(|| serr(field, format!("`{s}` is not a duration (10s, 1m, 2h)"), s))).transpose()
+            v.as_deref()
+                .map(|s| {
+                    go_duration_secs(s).ok_or_else(|| serr(field, format!("`{s}` is not a duration (10s, 1m, 2h)"), s))
+                })
+                .transpose()
         };
         let kind = match spec.kind.as_str() {
             "trigger" => Kind::Trigger,
             "leaky" | "conditional" => {
-                let capacity = spec.capacity.ok_or_else(|| serr("capacity", "a leaky bucket needs a capacity", &spec.name))?;
-                let leak = dur("leakspeed", &spec.leakspeed)?.ok_or_else(|| serr("leakspeed", "a leaky bucket needs a leakspeed", &spec.name))?;
+                let capacity =
+                    spec.capacity.ok_or_else(|| serr("capacity", "a leaky bucket needs a capacity", &spec.name))?;
+                let leak = dur("leakspeed", &spec.leakspeed)?
+                    .ok_or_else(|| serr("leakspeed", "a leaky bucket needs a leakspeed", &spec.name))?;
                 if capacity < 0 {
                     // capacity -1: never overflows by count (CrowdSec's counters are written so).
                     Kind::Counter { duration: dur("duration", &spec.duration)?.unwrap_or(leak) }
@@ -152,9 +158,12 @@ impl Scenario {
                 }
             }
             "counter" => Kind::Counter {
-                duration: dur("duration", &spec.duration)?.ok_or_else(|| serr("duration", "a counter needs a duration", &spec.name))?,
+                duration: dur("duration", &spec.duration)?
+                    .ok_or_else(|| serr("duration", "a counter needs a duration", &spec.name))?,
             },
-            other => return Err(serr("type", format!("`{other}`: expected leaky, trigger, counter or conditional"), other)),
+            other => {
+                return Err(serr("type", format!("`{other}`: expected leaky, trigger, counter or conditional"), other));
+            }
         };
         let scope = match &spec.scope {
             None => Scope::Ip,
@@ -173,8 +182,18 @@ impl Scenario {
             name: spec.name.clone(),
             kind,
             filter: compile("filter", &spec.filter)?,
-            groupby: spec.groupby.as_deref().filter(|g| !g.trim().is_empty()).map(|g| compile("groupby", g)).transpose()?,
-            distinct: spec.distinct.as_deref().filter(|g| !g.trim().is_empty()).map(|g| compile("distinct", g)).transpose()?,
+            groupby: spec
+                .groupby
+                .as_deref()
+                .filter(|g| !g.trim().is_empty())
+                .map(|g| compile("groupby", g))
+                .transpose()?,
+            distinct: spec
+                .distinct
+                .as_deref()
+                .filter(|g| !g.trim().is_empty())
+                .map(|g| compile("distinct", g))
+                .transpose()?,
             cancel_on: spec.cancel_on.as_deref().map(|g| compile("cancel_on", g)).transpose()?,
             blackhole: dur("blackhole", &spec.blackhole)?.unwrap_or(0.0),
             scope,

@@ -45,7 +45,10 @@ fn leaking_keeps_a_slow_source_under_capacity() {
     let env = env();
     let mut b = Buckets::new(vec![scenario(LEAKY)], 1000);
     for i in 0..50 {
-        assert!(b.pour(&evt("192.0.2.2", "u", f64::from(i) * 10.0), &env).is_empty(), "one every leak: never overflows");
+        assert!(
+            b.pour(&evt("192.0.2.2", "u", f64::from(i) * 10.0), &env).is_empty(),
+            "one every leak: never overflows"
+        );
     }
 }
 
