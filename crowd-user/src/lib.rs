@@ -7,5 +7,6 @@ pub mod addr;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod enforce;
 pub mod engine;

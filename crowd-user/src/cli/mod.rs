@@ -5,6 +5,7 @@
 pub mod hubtest;
 pub mod map;
 pub mod output;
+pub mod replay;
 pub mod run;
 
 use std::{path::PathBuf, time::Duration};
@@ -100,6 +101,30 @@ pub enum Command {
         #[command(subcommand)]
         command: map::MapCommand,
     },
+    /// Run log files through the whole detection pipeline (their own timestamps are the clock)
+    /// and print the alerts and decisions.
+    Replay {
+        /// The log type (`syslog`, `nginx`, ...): selects the parsers.
+        #[arg(long = "type")]
+        kind: String,
+        /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what each parser stage makes of one line and which scenarios it feeds.
+    Explain {
+        /// The log type.
+        #[arg(long = "type")]
+        kind: String,
+        /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The line.
+        line: String,
+    },
     /// Run CrowdSec hub tests through crowd's engine.
     Hubtest {
         #[command(subcommand)]
@@ -148,5 +173,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
+        Command::Replay { kind, config, files } => replay::replay(kind, files, config.as_ref(), cli.output),
+        Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
     }
 }

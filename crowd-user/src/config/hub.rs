@@ -99,6 +99,35 @@ impl Hub {
         Ok(out)
     }
 
+    /// Every parser (`parsers/<stage>/<author>/*.yaml`) and scenario (`scenarios/<author>/*.yaml`)
+    /// of the folder, in name order.
+    ///
+    /// # Errors
+    /// The first file that fails, with file, line and field.
+    pub fn load_all(&self) -> Result<(Pipeline, Env, Vec<Scenario>), LoadError> {
+        let list = |dir: PathBuf| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .flat_map(|a| std::fs::read_dir(a.path()).into_iter().flatten().flatten().map(|e| e.path()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
+            v.sort();
+            v
+        };
+        let mut parsers = Vec::new();
+        for stage in STAGES {
+            parsers.extend(list(self.dir.join("parsers").join(stage)).into_iter().map(|p| p.display().to_string()));
+        }
+        let (pipeline, env) = self.pipeline(&parsers)?;
+        let scenarios: Vec<String> =
+            list(self.dir.join("scenarios")).into_iter().map(|p| p.display().to_string()).collect();
+        let scenarios = self.scenarios(&scenarios, &env)?;
+        Ok((pipeline, env, scenarios))
+    }
+
     /// crowd's base patterns plus every pattern file of the hub.
     ///
     /// # Errors

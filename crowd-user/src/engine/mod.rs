@@ -9,4 +9,5 @@ pub mod event;
 pub mod expr;
 pub mod grok;
 pub mod parser;
+pub mod profile;
 pub mod scenario;
