@@ -138,6 +138,43 @@ impl FromStr for Target {
     }
 }
 
+/// Every address configured on this host's interfaces (in this network namespace): the
+/// addresses crowd must never ban.
+#[must_use]
+pub fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list we free below.
+    if unsafe { libc::getifaddrs(&raw mut ifap) } != 0 {
+        return out;
+    }
+    let mut p = ifap;
+    while !p.is_null() {
+        // SAFETY: p walks the list getifaddrs returned.
+        let ifa = unsafe { &*p };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it declares.
+            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    // SAFETY: AF_INET: a sockaddr_in.
+                    let sa = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: AF_INET6: a sockaddr_in6.
+                    let sa = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                    out.push(IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        p = ifa.ifa_next;
+    }
+    // SAFETY: freeing what getifaddrs allocated.
+    unsafe { libc::freeifaddrs(ifap) };
+    out
+}
+
 /// Network-order key bytes of an IPv4 address, as the XDP program reads them from the packet.
 #[must_use]
 pub fn v4_key(a: Ipv4Addr) -> [u8; 4] {
@@ -204,6 +241,11 @@ mod tests {
         assert!(t("198.51.100.0/24").contains("198.51.100.200".parse().unwrap()));
         assert!(!t("198.51.100.0/24").contains("198.51.101.1".parse().unwrap()));
         assert!(t("192.0.2.1").contains("::ffff:192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn loopback_is_a_local_address() {
+        assert!(local_addresses().contains(&"127.0.0.1".parse().unwrap()));
     }
 
     #[test]

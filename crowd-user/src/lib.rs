@@ -3,6 +3,7 @@
 //! The library behind the `crowd` binary. Pipeline (see `docs/ARCHITECTURE.md`):
 //! acquisition → parsers → scenarios → profiles → store → (XDP maps, local API, community).
 //! What exists today: the kernel data plane ([`enforce`]) and the CLI over it ([`cli`]).
+pub mod acquisition;
 pub mod addr;
 pub mod cli;
 pub mod clock;

@@ -70,16 +70,29 @@ impl World {
     }
 
     fn daemon(&self) -> Child {
+        self.daemon_with(&["--no-detect"])
+    }
+
+    fn daemon_with(&self, extra: &[&str]) -> Child {
         self.link
             .server
             .command(crowd_bin())
             .arg("--pin-dir")
             .arg(self.pins.path())
             .args(["run", "--iface", &self.link.server_if, "--max-bans", "4096", "--sweep-every", "1s"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn daemon")
+    }
+
+    fn wait_attached(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.pins.path().join("links").join(&self.link.server_if).exists() {
+            assert!(Instant::now() < deadline, "daemon did not attach");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// (icmp, udp, tcp) reachability from `src`.
@@ -173,11 +186,7 @@ fn flood(
 fn killing_and_restarting_the_daemon_keeps_drops_going_without_a_gap() {
     let w = World::new();
     let mut d = w.daemon();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while w.pins.path().join("links").join(&w.link.server_if).exists().then_some(()).is_none() {
-        assert!(Instant::now() < deadline, "daemon did not attach");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.wait_attached();
     w.crowd(&["map", "add", "192.0.2.2"]);
     let stop = Arc::new(AtomicBool::new(false));
     let (bad_echo, bad_sent, good_echo, good_sent) =
@@ -210,6 +219,58 @@ fn killing_and_restarting_the_daemon_keeps_drops_going_without_a_gap() {
     assert!(ge > good_mid && ge * 10 > gs * 9, "the link carried the other source throughout ({ge} of {gs})");
     let list = w.crowd_json(&["map", "list"]);
     assert!(list[0]["drops"].as_u64().expect("drops") >= bs.saturating_sub(5), "{list}");
+}
+
+fn append(path: &std::path::Path, lines: &[String]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open log");
+    for l in lines {
+        writeln!(f, "{l}").expect("write");
+    }
+}
+
+fn failed_logins(ip: &str, n: usize) -> Vec<String> {
+    let stamp = chrono::Utc::now().format("%b %e %H:%M:%S");
+    (0..n)
+        .map(|i| format!("{stamp} edge sshd[{}]: Failed password for root from {ip} port {} ssh2", 100 + i, 40000 + i))
+        .collect()
+}
+
+#[test]
+fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() {
+    let w = World::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("create log");
+    let watch = format!("{}=syslog", log.display());
+    let state = dir.path().join("state");
+    let mut d = w.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
+    w.wait_attached();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.reach("192.0.2.2"), ALL, "before the attack");
+    // Our own address brute-forcing (a misconfigured local client) must never be banned.
+    append(&log, &failed_logins("192.0.2.1", 8));
+    let started = Instant::now();
+    append(&log, &failed_logins("192.0.2.2", 8));
+    let port = w.port;
+    let mut dropped_after = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        if !w.link.client.within(move || udp_probe("192.0.2.2".parse().expect("ip"), port, Duration::from_millis(50))) {
+            dropped_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+    let _ = d.wait();
+    let after = dropped_after.expect("the attacker was never dropped");
+    eprintln!("log line to dropped packet: {} ms (including a 50 ms probe)", after.as_millis());
+    assert_eq!(w.reach("192.0.2.3"), ALL, "another source still passes");
+    let got = w.crowd_json(&["map", "get", "192.0.2.1"]);
+    assert_eq!(got["verdict"], "pass", "our own address was banned: {got}");
+    assert!(got["exact"].is_null(), "{got}");
+    let list = w.crowd_json(&["map", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the attacker: {list}");
+    assert_eq!(list[0]["origin"], "crowd");
 }
 
 #[test]

@@ -95,6 +95,8 @@ pub enum Command {
         rebuild_every: Duration,
         #[command(flatten)]
         caps: Capacities,
+        #[command(flatten)]
+        detect: run::DetectArgs,
     },
     /// Inspect and edit the kernel ban maps directly (no daemon needed).
     Map {
@@ -168,8 +170,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
         Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
-        Command::Run { iface, mode, sweep_every, rebuild_every, caps } => {
-            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every)
+        Command::Run { iface, mode, sweep_every, rebuild_every, caps, detect } => {
+            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, detect)
         }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),

@@ -3,7 +3,11 @@
 //! The daemon today owns the data plane only: it loads the program against the pinned maps,
 //! attaches (taking over pinned links without a gap), sweeps expired bans and refreshes the
 //! program's config. On exit it leaves the links pinned, so enforcement never lapses.
-use std::time::Duration;
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -18,6 +22,92 @@ use crate::{
         object, pins,
     },
 };
+
+/// Detection options of `crowd run`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct DetectArgs {
+    /// A CrowdSec-format acquisition YAML (default: /var/log/auth.log and the usual web logs
+    /// that exist on this host).
+    #[arg(long)]
+    pub acquis: Option<PathBuf>,
+    /// Follow a file as a type, e.g. `--watch /var/log/auth.log=syslog` (repeatable).
+    #[arg(long, value_name = "PATH=TYPE")]
+    pub watch: Vec<String>,
+    /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where read positions are kept.
+    #[arg(long, default_value = "/var/lib/crowd")]
+    pub state_dir: PathBuf,
+    /// Record decisions without enforcing them.
+    #[arg(long)]
+    pub simulation: bool,
+    /// Run the enforcer only: no log reading.
+    #[arg(long)]
+    pub no_detect: bool,
+}
+
+fn sources(args: &DetectArgs) -> Result<Vec<crate::acquisition::FileSource>> {
+    let mut out = Vec::new();
+    if let Some(a) = &args.acquis {
+        let text = std::fs::read_to_string(a).with_context(|| format!("reading `{}`", a.display()))?;
+        out.extend(crate::acquisition::parse(a, &text)?);
+    }
+    for w in &args.watch {
+        let (path, kind) = w.rsplit_once('=').with_context(|| format!("--watch `{w}`: expected PATH=TYPE"))?;
+        out.push(crate::acquisition::FileSource {
+            path: path.into(),
+            labels: std::collections::BTreeMap::from([("type".to_owned(), kind.to_owned())]),
+        });
+    }
+    if args.acquis.is_none() && args.watch.is_empty() {
+        out = crate::acquisition::defaults();
+    }
+    Ok(out)
+}
+
+/// Starts acquisition and detection threads: decisions go into the pinned maps as soon as made.
+fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let sources = sources(args)?;
+    if sources.is_empty() {
+        tracing::warn!("no log to follow (give --acquis or --watch): enforcing only");
+        return Ok(());
+    }
+    let mut profile = crate::engine::profile::Profile { simulation: args.simulation, ..Default::default() };
+    profile.protect(crate::addr::local_addresses());
+    let mut detector = super::replay::detector(args.config.as_ref(), profile)?;
+    let _ = std::fs::create_dir_all(&args.state_dir);
+    let state = Some(args.state_dir.join("positions.json"));
+    for s in &sources {
+        tracing::info!(file = %s.path.display(), kind = s.labels.get("type").map_or("", String::as_str), "following");
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::acquisition::Read>(4096);
+    let st = stop.clone();
+    std::thread::Builder::new().name("acquisition".into()).spawn(move || {
+        if let Err(e) = crate::acquisition::follow(sources, state, tx, st) {
+            tracing::error!(error = %e, "acquisition stopped");
+        }
+    })?;
+    let mut maps = BanMaps::open(settings)?;
+    std::thread::Builder::new().name("detection".into()).spawn(move || {
+        while let Ok((line, now)) = rx.recv() {
+            let out = detector.feed(line, now);
+            for d in out.decisions {
+                let Some(target) = d.target() else { continue };
+                tracing::info!(scenario = %d.scenario, source = %d.value, duration = d.duration_secs, simulated = d.simulated, "decision");
+                if d.simulated {
+                    continue;
+                }
+                let clock = crate::clock::BootClock::now();
+                let ban = crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local);
+                if let Err(e) = maps.insert_ban(target, ban) {
+                    tracing::error!(source = %d.value, error = %e, "could not enforce a decision");
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
 
 /// `crowd attach`.
 ///
@@ -94,6 +184,7 @@ pub fn daemon(
     mode: Mode,
     sweep_every: Duration,
     rebuild_every: Duration,
+    detect: &DetectArgs,
 ) -> Result<()> {
     let ifaces: Vec<String> = if ifaces.is_empty() {
         vec![attach::default_route_iface().context("no default route: name the interface(s) with --iface")?]
@@ -108,6 +199,10 @@ pub fn daemon(
     }
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    if !detect.no_detect {
+        start_detection(settings, detect, stop.clone())?;
+    }
     println!(
         "crowd: enforcing on {} (pins under {}); Ctrl-C leaves enforcement on",
         ifaces.join(", "),
@@ -141,6 +236,7 @@ pub fn daemon(
                 _ = term.recv() => break,
             }
         }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!("exiting; the XDP program stays attached through its pinned links");
         drop(loaded);
         Ok::<(), anyhow::Error>(())

@@ -96,6 +96,10 @@ impl Filter {
     }
 }
 
+// SAFETY: the mapping is shared memory accessed only through atomics; the pointer stays valid
+// for the life of the value, whichever thread holds it.
+unsafe impl Send for Filter {}
+
 impl Drop for Filter {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what open() mapped.
