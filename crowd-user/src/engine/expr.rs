@@ -26,6 +26,7 @@ pub struct DataFiles {
 pub struct Expr {
     program: Arc<Program>,
     source: String,
+    fast: Option<super::fast::Fast>,
 }
 
 /// Why an expression failed to compile or run.
@@ -139,7 +140,7 @@ impl Env {
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
         expr::compile(&rewrite_negated_ops(source))
-            .map(|p| Expr { program: Arc::new(p), source: source.to_owned() })
+            .map(|p| Expr { program: Arc::new(p), source: source.to_owned(), fast: super::fast::compile(source) })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
     }
 
@@ -165,7 +166,10 @@ impl Env {
     /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
     #[must_use]
     pub fn test(&self, e: &Expr, event: &Event) -> bool {
-        self.test_in(e, &EvtContext::new(event))
+        match &e.fast {
+            Some(f) => f.test(event),
+            None => self.test_in(e, &EvtContext::new(event)),
+        }
     }
 
     /// [`Env::test`] in a prepared context.
@@ -179,7 +183,10 @@ impl Env {
     /// # Errors
     /// As [`Env::run`].
     pub fn string(&self, e: &Expr, event: &Event) -> Result<String, ExprError> {
-        self.string_in(e, &EvtContext::new(event))
+        match &e.fast {
+            Some(f) => Ok(f.string(event)),
+            None => self.string_in(e, &EvtContext::new(event)),
+        }
     }
 
     /// [`Env::string`] in a prepared context.

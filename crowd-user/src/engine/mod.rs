@@ -7,6 +7,7 @@
 //! - [`parser`]: CrowdSec's parser node format, stage by stage.
 pub mod event;
 pub mod expr;
+pub mod fast;
 pub mod grok;
 pub mod parser;
 pub mod profile;
