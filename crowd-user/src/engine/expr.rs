@@ -163,6 +163,27 @@ impl Env {
             .map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
     }
 
+    /// [`Env::test`] with a lazily built context shared by several expressions over one event:
+    /// the fast path needs none; the interpreter builds it once.
+    #[must_use]
+    pub fn test_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> bool {
+        match &e.fast {
+            Some(f) => f.test(event),
+            None => self.test_in(e, ctx()),
+        }
+    }
+
+    /// [`Env::string`] with a lazily built shared context.
+    ///
+    /// # Errors
+    /// As [`Env::run`].
+    pub fn string_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> Result<String, ExprError> {
+        match &e.fast {
+            Some(f) => Ok(f.string(event)),
+            None => self.string_in(e, ctx()),
+        }
+    }
+
     /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
     #[must_use]
     pub fn test(&self, e: &Expr, event: &Event) -> bool {

@@ -56,6 +56,16 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
     if s.is_empty() {
         return None;
     }
+    let utc = |n: NaiveDateTime| Some(Utc.from_utc_datetime(&n).fixed_offset());
+    // The most common stamp first: year-less syslog ("Feb 12 14:10:21").
+    if s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.len() <= 26 && s.as_bytes().get(3) == Some(&b' ') {
+        let with_year = format!("{year} {}", s.split_whitespace().collect::<Vec<_>>().join(" "));
+        for f in ["%Y %b %d %H:%M:%S%.f", "%Y %b %d %H:%M:%S"] {
+            if let Ok(n) = NaiveDateTime::parse_from_str(&with_year, f) {
+                return utc(n);
+            }
+        }
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t);
     }
@@ -70,7 +80,6 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
             return Some(t);
         }
     }
-    let utc = |n: NaiveDateTime| Some(Utc.from_utc_datetime(&n).fixed_offset());
     for f in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",

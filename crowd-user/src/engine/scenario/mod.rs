@@ -8,7 +8,10 @@
 //! bounded: idle buckets are collected, and past `max_buckets` the oldest are dropped (counted).
 pub mod spec;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
 use indexmap::IndexMap;
 
@@ -211,7 +214,7 @@ pub struct Alert {
     /// Events poured into the bucket, the overflowing one included.
     pub events_count: usize,
     /// The events kept (at most `cache_size` when set), oldest first.
-    pub events: Vec<Event>,
+    pub events: Vec<Arc<Event>>,
     /// Scope (`Ip`, `Range`, ...).
     pub scope: String,
     /// The source value (an address, a range, ...).
@@ -227,7 +230,7 @@ struct Bucket {
     last: f64,
     first: f64,
     count: usize,
-    events: VecDeque<Event>,
+    events: VecDeque<Arc<Event>>,
     seen: HashSet<String>,
 }
 
@@ -240,13 +243,25 @@ pub struct Buckets {
     pub evicted: u64,
     max_buckets: usize,
     pours: u64,
+    has_counters: bool,
+    next_expiry_check: f64,
 }
 
 impl Buckets {
     /// Buckets for `scenarios`, holding at most `max_buckets` live buckets.
     #[must_use]
     pub fn new(scenarios: Vec<Scenario>, max_buckets: usize) -> Buckets {
-        Buckets { scenarios, live: HashMap::new(), blackholed: HashMap::new(), evicted: 0, max_buckets, pours: 0 }
+        let has_counters = scenarios.iter().any(|s| matches!(s.kind, Kind::Counter { .. }));
+        Buckets {
+            scenarios,
+            live: HashMap::new(),
+            blackholed: HashMap::new(),
+            evicted: 0,
+            max_buckets,
+            pours: 0,
+            has_counters,
+            next_expiry_check: f64::NEG_INFINITY,
+        }
     }
 
     /// The scenarios.
@@ -277,21 +292,29 @@ impl Buckets {
     /// alerts raised, counters that ran out first.
     pub fn pour(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
         let now = evt.time;
-        let mut out = self.expire(now);
-        let ctx = EvtContext::new(evt);
+        // Counters are checked at most once a second of event time.
+        let mut out = if self.has_counters && now >= self.next_expiry_check {
+            self.next_expiry_check = now + 1.0;
+            self.expire(now)
+        } else {
+            Vec::new()
+        };
+        let ctx = std::cell::OnceCell::new();
+        let ctx = || ctx.get_or_init(|| EvtContext::new(evt));
+        let shared = std::cell::OnceCell::new();
         for i in 0..self.scenarios.len() {
             let sc = &self.scenarios[i];
             if let Some(c) = &sc.cancel_on
-                && env.test_in(c, &ctx)
+                && env.test_with(c, evt, ctx)
             {
-                let key = sc.groupby.as_ref().map(|g| env.string_in(g, &ctx).unwrap_or_default()).unwrap_or_default();
+                let key = sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
                 self.live.remove(&(i, key));
                 continue;
             }
-            if !env.test_in(&sc.filter, &ctx) {
+            if !env.test_with(&sc.filter, evt, ctx) {
                 continue;
             }
-            let key = sc.groupby.as_ref().map(|g| env.string_in(g, &ctx).unwrap_or_default()).unwrap_or_default();
+            let key = sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
             let k = (i, key);
             if let Some(until) = self.blackholed.get(&k) {
                 if now < *until {
@@ -299,7 +322,7 @@ impl Buckets {
                 }
                 self.blackholed.remove(&k);
             }
-            let distinct = sc.distinct.as_ref().map(|d| env.string_in(d, &ctx).unwrap_or_default());
+            let distinct = sc.distinct.as_ref().map(|d| env.string_with(d, evt, ctx).unwrap_or_default());
             let kind = sc.kind.clone();
             let cache = sc.cache_size;
             let b = self.live.entry(k.clone()).or_insert_with(|| Bucket {
@@ -340,7 +363,7 @@ impl Buckets {
                 }
             };
             b.count += 1;
-            b.events.push_back(evt.clone());
+            b.events.push_back(shared.get_or_init(|| Arc::new(evt.clone())).clone());
             if cache > 0 && b.events.len() > cache {
                 b.events.pop_front();
             }
@@ -387,7 +410,7 @@ impl Buckets {
         let mut out = Vec::new();
         for k in due {
             let b = self.live.remove(&k).expect("present");
-            let last = b.events.back().cloned().unwrap_or_default();
+            let last = b.events.back().map(|e| (**e).clone()).unwrap_or_default();
             let env_free = self.counter_alert(k.0, b, &last);
             out.push(env_free);
         }
@@ -415,6 +438,7 @@ impl Buckets {
     /// Drops idle buckets and stale blackholes; past `max_buckets`, the oldest buckets.
     fn collect(&mut self, now: f64) {
         let scenarios = &self.scenarios;
+        let _ = &self.next_expiry_check;
         self.live.retain(|(i, _), b| match scenarios[*i].kind {
             Kind::Leaky { capacity, leak } => now - b.last < f64::from(capacity.max(1)) * leak,
             Kind::Trigger => false,
