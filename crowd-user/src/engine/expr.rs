@@ -177,7 +177,12 @@ impl Env {
     ///
     /// # Errors
     /// As [`Env::run`].
-    pub fn string_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> Result<String, ExprError> {
+    pub fn string_with<'c>(
+        &self,
+        e: &Expr,
+        event: &Event,
+        ctx: impl FnOnce() -> &'c EvtContext,
+    ) -> Result<String, ExprError> {
         match &e.fast {
             Some(f) => Ok(f.string(event)),
             None => self.string_in(e, ctx()),

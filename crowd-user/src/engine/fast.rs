@@ -221,7 +221,9 @@ fn field_path(p: &str) -> Option<String> {
         || rest == "Line.Raw"
         || rest == "Line.Src"
         || rest == "Line.Module"
-        || ["Parsed.", "Meta.", "Enriched.", "Line.Labels."].iter().any(|pre| rest.strip_prefix(pre).is_some_and(|k| !k.is_empty() && !k.contains('.')));
+        || ["Parsed.", "Meta.", "Enriched.", "Line.Labels."]
+            .iter()
+            .any(|pre| rest.strip_prefix(pre).is_some_and(|k| !k.is_empty() && !k.contains('.')));
     ok.then(|| rest.to_owned())
 }
 
@@ -302,7 +304,13 @@ mod tests {
 
     #[test]
     fn everything_else_goes_to_the_interpreter() {
-        for src in ["Upper(evt.Parsed.program) == 'SSHD'", "evt.Parsed.x startsWith 'a'", "evt.Unmarshaled.a.b == 'c'", "1 == 1", "evt.Parsed.a == 'x\\\\'y'"] {
+        for src in [
+            "Upper(evt.Parsed.program) == 'SSHD'",
+            "evt.Parsed.x startsWith 'a'",
+            "evt.Unmarshaled.a.b == 'c'",
+            "1 == 1",
+            "evt.Parsed.a == 'x\\\\'y'",
+        ] {
             assert!(compile(src).is_none(), "{src}");
         }
     }

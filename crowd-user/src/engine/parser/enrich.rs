@@ -58,7 +58,8 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
     }
     let utc = |n: NaiveDateTime| Some(Utc.from_utc_datetime(&n).fixed_offset());
     // The most common stamp first: year-less syslog ("Feb 12 14:10:21").
-    if s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.len() <= 26 && s.as_bytes().get(3) == Some(&b' ') {
+    if s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.len() <= 26 && s.as_bytes().get(3) == Some(&b' ')
+    {
         let with_year = format!("{year} {}", s.split_whitespace().collect::<Vec<_>>().join(" "));
         for f in ["%Y %b %d %H:%M:%S%.f", "%Y %b %d %H:%M:%S"] {
             if let Ok(n) = NaiveDateTime::parse_from_str(&with_year, f) {

@@ -307,7 +307,8 @@ impl Buckets {
             if let Some(c) = &sc.cancel_on
                 && env.test_with(c, evt, ctx)
             {
-                let key = sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
+                let key =
+                    sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
                 self.live.remove(&(i, key));
                 continue;
             }
