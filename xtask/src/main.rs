@@ -40,7 +40,7 @@ enum Task {
         #[arg(last = true)]
         rest: Vec<String>,
     },
-    /// Benchmarks that print figures: `dataplane`.
+    /// Benchmarks that print figures: `dataplane`, `engine`.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "dataplane")]
@@ -105,15 +105,16 @@ fn main() -> Result<()> {
         Task::Bench { which, quick } => {
             setup::all()?;
             match which.as_str() {
-                "dataplane" => {
+                "dataplane" | "engine" => {
+                    build()?;
                     let mut c = cargo();
-                    c.args(["bench", "-p", "crowd-tests", "--bench", "dataplane"]);
+                    c.args(["bench", "-p", "crowd-tests", "--bench", &which]);
                     if quick {
                         c.env("CROWD_BENCH_QUICK", "1");
                     }
                     run(&mut c)
                 }
-                other => bail!("unknown benchmark `{other}` (known: dataplane)"),
+                other => bail!("unknown benchmark `{other}` (known: dataplane, engine)"),
             }
         }
     }

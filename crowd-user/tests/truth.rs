@@ -1,0 +1,43 @@
+//! Detection against ground truth: `../shared/tools/genlogs.py` writes a seeded sshd auth.log
+//! with fast, slow and low-and-slow brute-forcers among benign users and background noise; the
+//! embedded parsers and scenarios must ban every attacker and no benign source.
+use std::{collections::BTreeMap, collections::HashSet, path::Path, process::Command};
+
+use crowd::{
+    config,
+    detect::Detector,
+    engine::{event::Line, profile::Profile},
+};
+
+#[test]
+fn every_generated_attacker_is_banned_and_no_benign_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let genlogs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/genlogs.py");
+    let st = Command::new("python3")
+        .arg(&genlogs)
+        .args(["--out-dir", dir.path().to_str().expect("utf-8"), "--lines", "60000", "--kind", "ssh", "--seed", "7"])
+        .output()
+        .expect("python3 and ../shared/tools/genlogs.py");
+    assert!(st.status.success(), "genlogs: {}", String::from_utf8_lossy(&st.stderr));
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("auth.log.truth.json")).expect("truth")).expect("json");
+    let set = |k: &str| {
+        truth[k].as_array().expect(k).iter().map(|v| v.as_str().expect("ip").to_owned()).collect::<HashSet<_>>()
+    };
+    let (attackers, benign) = (set("attackers"), set("benign"));
+    let (pipeline, env, scenarios) = config::defaults::load().expect("embedded configuration");
+    let mut d = Detector::new(pipeline, env, scenarios, Profile::default(), 2026);
+    let text = std::fs::read_to_string(dir.path().join("auth.log")).expect("auth.log");
+    let labels = BTreeMap::from([("type".to_owned(), "syslog".to_owned())]);
+    let mut banned = HashSet::new();
+    for raw in text.lines() {
+        let line = Line { raw: raw.to_owned(), src: "auth.log".into(), module: "file".into(), labels: labels.clone() };
+        banned.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| x.value));
+    }
+    banned.extend(d.finish().decisions.into_iter().map(|x| x.value));
+    let missed: Vec<_> = attackers.difference(&banned).collect();
+    let wrong: Vec<_> = benign.intersection(&banned).collect();
+    assert!(attackers.len() > 20, "the generator made attackers");
+    assert!(missed.is_empty(), "missed {} of {} attackers: {missed:?}", missed.len(), attackers.len());
+    assert!(wrong.is_empty(), "banned benign sources: {wrong:?}");
+}

@@ -1,0 +1,242 @@
+//! `cargo xtask bench engine`: detection throughput, memory, accuracy and latency.
+//!
+//! 1. Throughput: `../shared/tools/genlogs.py` writes a 1M-line sshd auth.log (seeded, with
+//!    ground truth); `crowd replay` runs it through the whole pipeline with crowd's own parsers
+//!    and scenarios, and with the hub's sshd collection (`--config` on a folder of the hub's
+//!    files). Reported: lines/s on one core, aggregate lines/s with one replay per core, peak RSS,
+//!    attackers found against the truth and benign sources banned.
+//! 2. Latency: the daemon follows a log in a network namespace; for each trial a burst of failed
+//!    logins from a new address is appended and the ban map polled until the ban is there.
+//!    Reported: p50 and p99 over the trials.
+//! Writes `target/bench/engine.json`. `CROWD_BENCH_QUICK=1`: 100k lines, 100 trials.
+use std::{
+    collections::HashSet,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crowd::{enforce::maps::BanMaps, enforce::pins};
+use crowd_tests::{PinDir, crowd_bin, netns::Link, unique};
+use serde_json::{Value, json};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+fn generate(dir: &Path, lines: usize) -> PathBuf {
+    let log = dir.join("auth.log");
+    if !log.exists() {
+        let st = Command::new("python3")
+            .arg(shared().join("tools/genlogs.py"))
+            .args([
+                "--out-dir",
+                dir.to_str().expect("utf-8"),
+                "--lines",
+                &lines.to_string(),
+                "--kind",
+                "ssh",
+                "--seed",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("python3 genlogs.py");
+        assert!(st.success(), "genlogs failed");
+    }
+    log
+}
+
+/// A folder with the hub's sshd collection (its parsers and scenarios, the pattern library).
+fn hub_sshd(dir: &Path) -> PathBuf {
+    let hub = shared().join("crowdsec-hub");
+    let root = dir.join("hub-sshd");
+    for (from, to) in [
+        ("parsers/s00-raw/crowdsecurity/syslog-logs.yaml", "parsers/s00-raw/crowdsecurity/syslog-logs.yaml"),
+        ("parsers/s01-parse/crowdsecurity/sshd-logs.yaml", "parsers/s01-parse/crowdsecurity/sshd-logs.yaml"),
+        (
+            "parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
+            "parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
+        ),
+        ("scenarios/crowdsecurity/ssh-bf.yaml", "scenarios/crowdsecurity/ssh-bf.yaml"),
+        ("scenarios/crowdsecurity/ssh-slow-bf.yaml", "scenarios/crowdsecurity/ssh-slow-bf.yaml"),
+    ] {
+        let dst = root.join(to);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(hub.join(from), &dst).expect("copy hub file");
+    }
+    let patterns = root.join("patterns");
+    if !patterns.exists() {
+        std::os::unix::fs::symlink(hub.join("patterns"), &patterns).expect("symlink patterns");
+    }
+    root
+}
+
+struct Run {
+    secs: f64,
+    rss_kib: i64,
+    out: Value,
+}
+
+fn replay(log: &Path, config: Option<&Path>) -> Run {
+    let mut c = Command::new(crowd_bin());
+    c.args(["replay", "--type", "syslog", "-o", "json"]).arg(log);
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    let started = Instant::now();
+    let out = c.output().expect("crowd replay");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    // SAFETY: getrusage with a valid out pointer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) };
+    Run { secs, rss_kib: ru.ru_maxrss, out: serde_json::from_slice(&out.stdout).expect("json") }
+}
+
+fn accuracy(truth: &Value, out: &Value) -> (usize, usize, usize, Vec<String>) {
+    let set = |k: &str| {
+        truth[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect::<HashSet<_>>())
+            .unwrap_or_default()
+    };
+    let (att, ben) = (set("attackers"), set("benign"));
+    let banned: HashSet<String> = out["decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["value"].as_str().map(str::to_owned))
+        .collect();
+    let missed: Vec<String> = att.difference(&banned).cloned().collect();
+    (att.intersection(&banned).count(), att.len(), ben.intersection(&banned).count(), missed)
+}
+
+fn parallel(log: &Path, config: Option<&Path>, n: usize) -> f64 {
+    let started = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            let mut c = Command::new(crowd_bin());
+            c.args(["replay", "--type", "syslog", "-o", "json"]).arg(log).stdout(Stdio::null());
+            if let Some(cfg) = config {
+                c.arg("--config").arg(cfg);
+            }
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    for mut ch in children {
+        ch.wait().expect("wait");
+    }
+    started.elapsed().as_secs_f64()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn latency(trials: usize) -> Value {
+    let pins = PinDir::new();
+    let link = Link::new(&unique("ce"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("log");
+    let mut d = link
+        .server
+        .command(crowd_bin())
+        .arg("--pin-dir")
+        .arg(pins.path())
+        .args(["run", "--iface", &link.server_if, "--max-bans", "16384", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("--watch")
+        .arg(format!("{}=syslog", log.display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("daemon log"))
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pins.path().join("links").join(&link.server_if).exists() {
+        assert!(Instant::now() < deadline, "daemon did not attach");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let maps = BanMaps::open(&pins.settings).expect("maps");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    let mut ms = Vec::with_capacity(trials);
+    for i in 0..trials {
+        let ip: std::net::IpAddr = format!("2001:db8:1::{:x}", i + 1).parse().expect("ip");
+        let stamp = chrono::Utc::now().format("%b %e %H:%M:%S");
+        let burst: String = (0..6)
+            .map(|k| {
+                format!("{stamp} edge sshd[{}]: Failed password for root from {ip} port {} ssh2\n", 1000 + k, 40000 + k)
+            })
+            .collect();
+        let started = Instant::now();
+        f.write_all(burst.as_bytes()).expect("append");
+        loop {
+            if maps.lookup(ip).exact.is_some() {
+                ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "trial {i}: no ban after 5 s; daemon said:\n{}",
+                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+            );
+            std::hint::spin_loop();
+        }
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+    let _ = d.wait();
+    drop(maps);
+    let _ = pins::purge(pins.path());
+    let (p50, p99) = (percentile(&mut ms, 0.5), percentile(&mut ms, 0.99));
+    println!(
+        "\nlatency, log line appended to ban in the XDP map ({trials} trials): p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
+        ms.last().copied().unwrap_or(0.0)
+    );
+    json!({"trials": trials, "p50_ms": p50, "p99_ms": p99, "max_ms": ms.last()})
+}
+
+fn main() {
+    crowd_tests::require_root();
+    let quick = std::env::var_os("CROWD_BENCH_QUICK").is_some();
+    let lines = if quick { 100_000 } else { 1_000_000 };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench/logs-{lines}"));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let log = generate(&dir, lines);
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("auth.log.truth.json")).expect("truth")).expect("json");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let hub = hub_sshd(&dir);
+    let mut results = Vec::new();
+    println!("\nreplay of {lines} sshd lines (genlogs seed 1)\n");
+    println!(
+        "{:<22} {:>12} {:>16} {:>10} {:>10} {:>8}",
+        "rules",
+        "lines/s",
+        format!("lines/s x{cores}"),
+        "peak RSS",
+        "attackers",
+        "benign"
+    );
+    for (name, cfg) in [("crowd (own)", None), ("hub sshd collection", Some(hub.as_path()))] {
+        let r = replay(&log, cfg);
+        let lps = lines as f64 / r.secs;
+        let all = (lines * cores) as f64 / parallel(&log, cfg, cores);
+        let (found, total, benign, missed) = accuracy(&truth, &r.out);
+        println!("{name:<22} {lps:>12.0} {all:>16.0} {:>7} MiB {found:>4}/{total:<5} {benign:>8}", r.rss_kib / 1024);
+        if !missed.is_empty() {
+            println!("  missed: {}", missed.join(", "));
+        }
+        results.push(json!({"rules": name, "lines": lines, "lines_per_sec": lps, "lines_per_sec_all_cores": all, "cores": cores,
+            "peak_rss_kib": r.rss_kib, "attackers_found": found, "attackers": total, "benign_banned": benign, "missed": missed}));
+    }
+    let lat = latency(if quick { 100 } else { 1000 });
+    let out = json!({"throughput": results, "latency": lat});
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/engine.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json")).expect("write");
+    println!("\nwrote target/bench/engine.json");
+}
