@@ -8,6 +8,7 @@
 //! 2. Latency: the daemon follows a log in a network namespace; for each trial a burst of failed
 //!    logins from a new address is appended and the ban map polled until the ban is there.
 //!    Reported: p50 and p99 over the trials.
+//!
 //! Writes `target/bench/engine.json`. `CROWD_BENCH_QUICK=1`: 100k lines, 100 trials.
 use std::{
     collections::HashSet,
