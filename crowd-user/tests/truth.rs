@@ -10,28 +10,47 @@ use crowd::{
 };
 
 #[test]
-fn every_generated_attacker_is_banned_and_no_benign_source() {
+fn every_generated_ssh_attacker_is_banned_and_no_benign_source() {
+    check("ssh", "auth.log", "syslog", 60_000);
+}
+
+#[test]
+fn every_generated_http_scanner_is_banned_and_no_benign_visitor_or_crawler() {
+    check("nginx", "access.log", "nginx", 60_000);
+}
+
+fn check(kind: &str, file: &str, log_type: &str, lines: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let genlogs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/genlogs.py");
     let st = Command::new("python3")
         .arg(&genlogs)
-        .args(["--out-dir", dir.path().to_str().expect("utf-8"), "--lines", "60000", "--kind", "ssh", "--seed", "7"])
+        .args([
+            "--out-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--lines",
+            &lines.to_string(),
+            "--kind",
+            kind,
+            "--seed",
+            "7",
+        ])
         .output()
         .expect("python3 and ../shared/tools/genlogs.py");
     assert!(st.status.success(), "genlogs: {}", String::from_utf8_lossy(&st.stderr));
     let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("auth.log.truth.json")).expect("truth")).expect("json");
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("{file}.truth.json"))).expect("truth"))
+            .expect("json");
     let set = |k: &str| {
         truth[k].as_array().expect(k).iter().map(|v| v.as_str().expect("ip").to_owned()).collect::<HashSet<_>>()
     };
     let (attackers, benign) = (set("attackers"), set("benign"));
     let (pipeline, env, scenarios) = config::defaults::load().expect("embedded configuration");
     let mut d = Detector::new(pipeline, env, scenarios, Profile::default(), 2026);
-    let text = std::fs::read_to_string(dir.path().join("auth.log")).expect("auth.log");
-    let labels = BTreeMap::from([("type".to_owned(), "syslog".to_owned())]);
+    let text = std::fs::read_to_string(dir.path().join(file)).expect("log");
+    let labels = BTreeMap::from([("type".to_owned(), log_type.to_owned())]);
     let mut banned = HashSet::new();
     for raw in text.lines() {
-        let line = Line { raw: raw.to_owned(), src: "auth.log".into(), module: "file".into(), labels: labels.clone() };
+        let line = Line { raw: raw.to_owned(), src: file.into(), module: "file".into(), labels: labels.clone() };
         banned.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| x.value));
     }
     banned.extend(d.finish().decisions.into_iter().map(|x| x.value));

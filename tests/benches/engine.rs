@@ -87,14 +87,18 @@ fn replay(log: &Path, config: Option<&Path>) -> Run {
         c.arg("--config").arg(cfg);
     }
     let started = Instant::now();
-    let out = c.output().expect("crowd replay");
-    let secs = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
-    // SAFETY: getrusage with a valid out pointer.
+    let mut child = c.stdout(Stdio::piped()).spawn().expect("crowd replay");
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(child.stdout.as_mut().expect("stdout"), &mut stdout).expect("read");
+    // wait4 gives this child's own peak RSS (getrusage would report the largest child so far).
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter; the pid is our unreaped child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) };
-    Run { secs, rss_kib: ru.ru_maxrss, out: serde_json::from_slice(&out.stdout).expect("json") }
+    let pid = unsafe { libc::wait4(i32::try_from(child.id()).expect("pid"), &raw mut status, 0, &raw mut ru) };
+    let secs = started.elapsed().as_secs_f64();
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "replay failed");
+    Run { secs, rss_kib: ru.ru_maxrss, out: serde_json::from_slice(&stdout).expect("json") }
 }
 
 fn accuracy(truth: &Value, out: &Value) -> (usize, usize, usize, Vec<String>) {

@@ -44,14 +44,24 @@ pub fn replay(kind: &str, files: &[PathBuf], config_dir: Option<&PathBuf>, fmt: 
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
     for f in files {
-        let bytes = std::fs::read(f).with_context(|| format!("reading `{}`", f.display()))?;
+        // Streamed: memory does not grow with the file.
+        let file = std::fs::File::open(f).with_context(|| format!("reading `{}`", f.display()))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let src = f.display().to_string();
-        for raw in bytes.split(|b| *b == b'\n') {
-            let raw = String::from_utf8_lossy(raw);
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            buf.clear();
+            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut buf)
+                .with_context(|| format!("reading `{}`", f.display()))?;
+            if n == 0 {
+                break;
+            }
+            let raw = String::from_utf8_lossy(&buf);
+            let raw = raw.trim_end_matches(['\n', '\r']);
             if raw.is_empty() {
                 continue;
             }
-            let out = d.feed(line(&raw, &src, kind), 0.0);
+            let out = d.feed(line(raw, &src, kind), 0.0);
             alerts += out.alerts.len();
             decisions.extend(out.decisions);
         }

@@ -11,7 +11,7 @@ use crate::engine::{
 };
 
 /// (path inside `scenarios/`, stage, text) of every embedded parser.
-const PARSERS: [(&str, &str, &str); 3] = [
+const PARSERS: [(&str, &str, &str); 4] = [
     (
         "parsers/s00-raw/crowd/syslog.yaml",
         "s00-raw",
@@ -23,6 +23,11 @@ const PARSERS: [(&str, &str, &str); 3] = [
         include_str!("../../../scenarios/parsers/s01-parse/crowd/sshd.yaml"),
     ),
     (
+        "parsers/s01-parse/crowd/http-access.yaml",
+        "s01-parse",
+        include_str!("../../../scenarios/parsers/s01-parse/crowd/http-access.yaml"),
+    ),
+    (
         "parsers/s02-enrich/crowd/dateparse.yaml",
         "s02-enrich",
         include_str!("../../../scenarios/parsers/s02-enrich/crowd/dateparse.yaml"),
@@ -30,15 +35,33 @@ const PARSERS: [(&str, &str, &str); 3] = [
 ];
 
 /// (path inside `scenarios/`, text) of every embedded scenario file.
-const SCENARIOS: [(&str, &str); 1] =
-    [("scenarios/crowd/sshd.yaml", include_str!("../../../scenarios/scenarios/crowd/sshd.yaml"))];
+const SCENARIOS: [(&str, &str); 2] = [
+    ("scenarios/crowd/sshd.yaml", include_str!("../../../scenarios/scenarios/crowd/sshd.yaml")),
+    ("scenarios/crowd/http.yaml", include_str!("../../../scenarios/scenarios/crowd/http.yaml")),
+];
+
+/// (file name, text) of every embedded data file.
+const DATA: [(&str, &str); 2] = [
+    ("sensitive_paths.txt", include_str!("../../../scenarios/data/sensitive_paths.txt")),
+    ("bad_user_agents.txt", include_str!("../../../scenarios/data/bad_user_agents.txt")),
+];
+
+fn data() -> DataFiles {
+    let mut d = DataFiles::default();
+    for (name, text) in DATA {
+        let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        d.regexes.insert(name.to_owned(), lines.iter().filter_map(|l| regex::Regex::new(l).ok()).collect());
+        d.lines.insert(name.to_owned(), lines);
+    }
+    d
+}
 
 /// The embedded configuration, compiled.
 ///
 /// # Errors
 /// Only if an embedded file is broken (a build-time mistake the tests catch).
 pub fn load() -> Result<(Pipeline, Env, Vec<Scenario>), LoadError> {
-    let env = Env::new(Arc::new(DataFiles::default()));
+    let env = Env::new(Arc::new(data()));
     let mut patterns = Patterns::with_base();
     let mut parsers = Vec::new();
     for (path, stage, text) in PARSERS {
@@ -56,7 +79,7 @@ mod tests {
     #[test]
     fn the_embedded_configuration_compiles() {
         let (p, _, s) = super::load().unwrap();
-        assert_eq!(p.len(), 5);
-        assert!(s.len() >= 4);
+        assert_eq!(p.len(), 6);
+        assert!(s.len() >= 8);
     }
 }

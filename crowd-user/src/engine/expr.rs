@@ -42,6 +42,7 @@ pub struct ExprError {
 /// The environment every expression runs in: expr-lang plus the CrowdSec helpers.
 pub struct Env {
     env: Environment<'static>,
+    data: Arc<DataFiles>,
 }
 
 fn arg_str(v: Option<&Value>) -> String {
@@ -61,6 +62,7 @@ impl Env {
     /// The environment with the helpers, reading data files from `data`.
     #[must_use]
     pub fn new(data: Arc<DataFiles>) -> Env {
+        let data_keep = data.clone();
         let mut env = Environment::new();
         env.add_function("Upper", |c| Ok(arg_str(c.args.first()).to_uppercase().into()));
         env.add_function("Lower", |c| Ok(arg_str(c.args.first()).to_lowercase().into()));
@@ -101,6 +103,14 @@ impl Env {
             let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
             Ok(d.regexes.get(&name).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))).into())
         });
+        // crowd's own: does the text contain any line of a data file (case-insensitive)? What
+        // `any(File(f), {Lower(x) contains #})` says, without the interpreter's per-element
+        // copies of the event.
+        let d = data.clone();
+        env.add_function("ContainsAnyLine", move |c| {
+            let (s, name) = (arg_str(c.args.first()).to_lowercase(), arg_str(c.args.get(1)));
+            Ok(d.lines.get(&name).is_some_and(|l| l.iter().any(|x| s.contains(&x.to_lowercase()))).into())
+        });
         let d = data;
         env.add_function("ExprInFile", move |c| {
             let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
@@ -131,7 +141,7 @@ impl Env {
             }
             Ok(fmt.into())
         });
-        Env { env }
+        Env { env, data: data_keep }
     }
 
     /// Compiles an expression.
@@ -168,7 +178,7 @@ impl Env {
     #[must_use]
     pub fn test_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> bool {
         match &e.fast {
-            Some(f) => f.test(event),
+            Some(f) => f.test(event, &self.data),
             None => self.test_in(e, ctx()),
         }
     }
@@ -184,7 +194,7 @@ impl Env {
         ctx: impl FnOnce() -> &'c EvtContext,
     ) -> Result<String, ExprError> {
         match &e.fast {
-            Some(f) => Ok(f.string(event)),
+            Some(f) => Ok(f.string(event, &self.data)),
             None => self.string_in(e, ctx()),
         }
     }
@@ -193,7 +203,7 @@ impl Env {
     #[must_use]
     pub fn test(&self, e: &Expr, event: &Event) -> bool {
         match &e.fast {
-            Some(f) => f.test(event),
+            Some(f) => f.test(event, &self.data),
             None => self.test_in(e, &EvtContext::new(event)),
         }
     }
@@ -210,7 +220,7 @@ impl Env {
     /// As [`Env::run`].
     pub fn string(&self, e: &Expr, event: &Event) -> Result<String, ExprError> {
         match &e.fast {
-            Some(f) => Ok(f.string(event)),
+            Some(f) => Ok(f.string(event, &self.data)),
             None => self.string_in(e, &EvtContext::new(event)),
         }
     }
@@ -316,7 +326,7 @@ fn rewrite_negated_ops(src: &str) -> String {
     s
 }
 
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

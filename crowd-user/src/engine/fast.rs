@@ -1,9 +1,26 @@
-//! A fast path for the expressions that make up most filters and statics: field reads and
-//! comparisons of event fields with literals (`evt.Meta.log_type == 'ssh_failed-auth'`,
-//! `evt.Parsed.program in ['sshd', 'sshd-session']`, `evt.StrTime != ''`, and `&&`/`||`/`!`
-//! of those). They run straight on the event, without converting it for the interpreter; a
-//! missing field reads as "" as in Go's `map[string]string`. Anything else goes to expr-lang.
-use super::event::Event;
+//! A fast path for the expressions that make up most filters and statics: field reads,
+//! comparisons of fields with literals (`evt.Meta.log_type == 'ssh_failed-auth'`,
+//! `evt.Parsed.program in ['sshd', 'sshd-session']`), the string operators (`contains`,
+//! `startsWith`, `endsWith`), the common string helpers (`Lower`, `Upper`, `TrimSpace`,
+//! `RegexpInFile`, `ContainsAnyLine`, `IpInRange`, ...), and `&&`/`||`/`!` of those. They run
+//! straight on the event, without converting it for the interpreter; a missing field reads as ""
+//! as in Go's `map[string]string`. Anything else goes to expr-lang.
+use super::{event::Event, expr::DataFiles};
+
+/// Helpers the fast path evaluates itself (pure functions of strings).
+const FUNCS: [&str; 11] = [
+    "Lower",
+    "Upper",
+    "TrimSpace",
+    "RegexpInFile",
+    "ContainsAnyLine",
+    "IpInRange",
+    "IsIPV4",
+    "IsIPV6",
+    "IsIP",
+    "PathUnescape",
+    "QueryUnescape",
+];
 
 /// A recognised expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,10 +29,14 @@ pub enum Fast {
     Field(String),
     /// A string literal.
     Str(String),
-    /// `field == lit` (`negate`: `!=`).
-    Eq(String, String, bool),
-    /// `field in [lits]` (`negate`: `not in`).
-    In(String, Vec<String>, bool),
+    /// A helper call.
+    Call(String, Vec<Fast>),
+    /// `a == b` (`negate`: `!=`).
+    Eq(Box<Fast>, Box<Fast>, bool),
+    /// `a in [lits]` (`negate`: `not in`).
+    In(Box<Fast>, Vec<String>, bool),
+    /// `a contains|startsWith|endsWith b`.
+    StrOp(&'static str, Box<Fast>, Box<Fast>),
     /// Both.
     And(Box<Fast>, Box<Fast>),
     /// Either.
@@ -115,6 +136,9 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                     "or" => Tok::Op("||"),
                     "not" => Tok::Op("not"),
                     "in" => Tok::Op("in"),
+                    "contains" => Tok::Op("contains"),
+                    "startsWith" => Tok::Op("startsWith"),
+                    "endsWith" => Tok::Op("endsWith"),
                     _ => Tok::Path(w.to_owned()),
                 });
             }
@@ -162,35 +186,55 @@ impl P {
         self.cmp()
     }
     fn cmp(&mut self) -> Option<Fast> {
-        match self.next()? {
-            Tok::LParen => {
-                let e = self.or()?;
-                (self.next()? == Tok::RParen).then_some(e)
+        if self.peek() == Some(&Tok::LParen) {
+            self.i += 1;
+            let e = self.or()?;
+            return (self.next()? == Tok::RParen).then_some(e);
+        }
+        let left = self.value()?;
+        match self.peek() {
+            Some(Tok::Op(op @ ("==" | "!="))) => {
+                let neg = *op == "!=";
+                self.i += 1;
+                Some(Fast::Eq(Box::new(left), Box::new(self.value()?), neg))
             }
+            Some(Tok::Op(op @ ("contains" | "startsWith" | "endsWith"))) => {
+                let op = *op;
+                self.i += 1;
+                Some(Fast::StrOp(op, Box::new(left), Box::new(self.value()?)))
+            }
+            Some(Tok::Op("in")) => {
+                self.i += 1;
+                self.list().map(|l| Fast::In(Box::new(left), l, false))
+            }
+            Some(Tok::Op("not")) if self.t.get(self.i + 1) == Some(&Tok::Op("in")) => {
+                self.i += 2;
+                self.list().map(|l| Fast::In(Box::new(left), l, true))
+            }
+            _ => Some(left),
+        }
+    }
+    fn value(&mut self) -> Option<Fast> {
+        match self.next()? {
             Tok::Str(s) => Some(Fast::Str(s)),
             Tok::Path(p) if p == "true" || p == "false" => Some(Fast::Bool(p == "true")),
-            Tok::Path(p) => {
-                let field = field_path(&p)?;
-                match self.peek() {
-                    Some(Tok::Op(op @ ("==" | "!="))) => {
-                        let neg = *op == "!=";
-                        self.i += 1;
-                        match self.next()? {
-                            Tok::Str(s) => Some(Fast::Eq(field, s, neg)),
-                            _ => None,
-                        }
+            Tok::Path(p) if FUNCS.contains(&p.as_str()) && self.peek() == Some(&Tok::LParen) => {
+                self.i += 1;
+                let mut args = Vec::new();
+                if self.peek() == Some(&Tok::RParen) {
+                    self.i += 1;
+                    return Some(Fast::Call(p, args));
+                }
+                loop {
+                    args.push(self.value()?);
+                    match self.next()? {
+                        Tok::Comma => {}
+                        Tok::RParen => return Some(Fast::Call(p, args)),
+                        _ => return None,
                     }
-                    Some(Tok::Op("in")) => {
-                        self.i += 1;
-                        self.list().map(|l| Fast::In(field, l, false))
-                    }
-                    Some(Tok::Op("not")) if self.t.get(self.i + 1) == Some(&Tok::Op("in")) => {
-                        self.i += 2;
-                        self.list().map(|l| Fast::In(field, l, true))
-                    }
-                    _ => Some(Fast::Field(field)),
                 }
             }
+            Tok::Path(p) => field_path(&p).map(Fast::Field),
             _ => None,
         }
     }
@@ -243,32 +287,72 @@ fn get<'a>(evt: &'a Event, field: &str) -> &'a str {
     evt.get(field).unwrap_or("")
 }
 
+fn ip_in_range(ip: &str, range: &str) -> bool {
+    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
+    range.trim().parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&crate::addr::canonical_ip(ip)))
+}
+
 impl Fast {
-    /// Evaluates as a condition (a field or string is true when non-empty... never used so).
+    /// Evaluates as a condition.
     #[must_use]
-    pub fn test(&self, evt: &Event) -> bool {
+    pub fn test(&self, evt: &Event, data: &DataFiles) -> bool {
         match self {
-            Fast::Eq(f, v, neg) => (get(evt, f) == v) != *neg,
-            Fast::In(f, l, neg) => {
-                let x = get(evt, f);
-                l.iter().any(|v| v == x) != *neg
+            Fast::Eq(a, b, neg) => (a.string(evt, data) == b.string(evt, data)) != *neg,
+            Fast::In(a, l, neg) => {
+                let x = a.string(evt, data);
+                l.iter().any(|v| *v == x) != *neg
             }
-            Fast::And(a, b) => a.test(evt) && b.test(evt),
-            Fast::Or(a, b) => a.test(evt) || b.test(evt),
-            Fast::Not(a) => !a.test(evt),
+            Fast::StrOp(op, a, b) => {
+                let (a, b) = (a.string(evt, data), b.string(evt, data));
+                match *op {
+                    "contains" => a.contains(&b),
+                    "startsWith" => a.starts_with(&b),
+                    _ => a.ends_with(&b),
+                }
+            }
+            Fast::And(a, b) => a.test(evt, data) && b.test(evt, data),
+            Fast::Or(a, b) => a.test(evt, data) || b.test(evt, data),
+            Fast::Not(a) => !a.test(evt, data),
             Fast::Bool(b) => *b,
+            Fast::Call(..) => self.string(evt, data) == "true",
             // A bare string is not a boolean: the full interpreter would make the filter false.
             Fast::Field(_) | Fast::Str(_) => false,
         }
     }
 
-    /// Evaluates as a value (statics).
+    /// Evaluates as a value (statics, operands).
     #[must_use]
-    pub fn string(&self, evt: &Event) -> String {
+    pub fn string(&self, evt: &Event, data: &DataFiles) -> String {
         match self {
             Fast::Field(f) => get(evt, f).to_owned(),
             Fast::Str(s) => s.clone(),
-            other => other.test(evt).to_string(),
+            Fast::Call(name, args) => {
+                let a = |i: usize| args.get(i).map(|x| x.string(evt, data)).unwrap_or_default();
+                match name.as_str() {
+                    "Lower" => a(0).to_lowercase(),
+                    "Upper" => a(0).to_uppercase(),
+                    "TrimSpace" => a(0).trim().to_owned(),
+                    "RegexpInFile" => {
+                        let s = a(0);
+                        data.regexes.get(&a(1)).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))).to_string()
+                    }
+                    "ContainsAnyLine" => {
+                        let s = a(0).to_lowercase();
+                        data.lines
+                            .get(&a(1))
+                            .is_some_and(|l| l.iter().any(|x| s.contains(&x.to_lowercase())))
+                            .to_string()
+                    }
+                    "IpInRange" => ip_in_range(&a(0), &a(1)).to_string(),
+                    "IsIPV4" => a(0).parse::<std::net::Ipv4Addr>().is_ok().to_string(),
+                    "IsIPV6" => a(0).parse::<std::net::Ipv6Addr>().is_ok().to_string(),
+                    "IsIP" => a(0).parse::<std::net::IpAddr>().is_ok().to_string(),
+                    "PathUnescape" => super::expr::percent_decode(&a(0), false),
+                    "QueryUnescape" => super::expr::percent_decode(&a(0), true),
+                    _ => String::new(),
+                }
+            }
+            other => other.test(evt, data).to_string(),
         }
     }
 }
@@ -297,16 +381,22 @@ mod tests {
             ("evt.Parsed.missing == ''", true),
         ] {
             let f = compile(src).unwrap_or_else(|| panic!("not recognised: {src}"));
-            assert_eq!(f.test(&e), want, "{src}");
+            assert_eq!(f.test(&e, &DataFiles::default()), want, "{src}");
         }
-        assert_eq!(compile("evt.Parsed.program").unwrap().string(&e), "sshd");
+        let d = DataFiles::default();
+        assert_eq!(compile("evt.Parsed.program").unwrap().string(&e, &d), "sshd");
+        assert!(
+            compile("Upper(evt.Parsed.program) == 'SSHD' && evt.Parsed.program startsWith 'ss'").unwrap().test(&e, &d)
+        );
+        assert!(compile("Lower(evt.Parsed.x) contains 'a'").is_some());
     }
 
     #[test]
     fn everything_else_goes_to_the_interpreter() {
         for src in [
-            "Upper(evt.Parsed.program) == 'SSHD'",
-            "evt.Parsed.x startsWith 'a'",
+            "File('x')",
+            "evt.Parsed.x matches 'a'",
+            "any(File('a'), {# == 'b'})",
             "evt.Unmarshaled.a.b == 'c'",
             "1 == 1",
             "evt.Parsed.a == 'x\\\\'y'",
