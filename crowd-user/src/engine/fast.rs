@@ -300,7 +300,7 @@ impl Fast {
             Fast::Eq(a, b, neg) => (a.string(evt, data) == b.string(evt, data)) != *neg,
             Fast::In(a, l, neg) => {
                 let x = a.string(evt, data);
-                l.iter().any(|v| *v == x) != *neg
+                l.contains(&x) != *neg
             }
             Fast::StrOp(op, a, b) => {
                 let (a, b) = (a.string(evt, data), b.string(evt, data));
