@@ -11,3 +11,5 @@ pub mod config;
 pub mod detect;
 pub mod enforce;
 pub mod engine;
+pub mod reconcile;
+pub mod store;

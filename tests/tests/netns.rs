@@ -25,6 +25,8 @@ struct World {
     pins: PinDir,
     _echo: Echo,
     port: u16,
+    state: String,
+    _state_dir: tempfile::TempDir,
 }
 
 impl World {
@@ -33,7 +35,9 @@ impl World {
         let link = Link::new(&unique("cw"));
         let port = 7000 + u16::try_from(std::process::id() % 1000).expect("small");
         let echo = Echo::start(&link.server, port);
-        World { link, pins, _echo: echo, port }
+        let state_dir = tempfile::tempdir().expect("tempdir");
+        let state = state_dir.path().to_str().expect("utf-8").to_owned();
+        World { link, pins, _echo: echo, port, state, _state_dir: state_dir }
     }
 
     /// Runs the crowd CLI in the root namespace (maps are global through the pins).
@@ -70,7 +74,7 @@ impl World {
     }
 
     fn daemon(&self) -> Child {
-        self.daemon_with(&["--no-detect"])
+        self.daemon_with(&["--no-detect", "--state-dir", &self.state])
     }
 
     fn daemon_with(&self, extra: &[&str]) -> Child {
@@ -245,6 +249,7 @@ fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() 
     let watch = format!("{}=syslog", log.display());
     let state = dir.path().join("state");
     let mut d = w.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
+    let _ = &mut d;
     w.wait_attached();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(w.reach("192.0.2.2"), ALL, "before the attack");
@@ -271,6 +276,32 @@ fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() 
     let list = w.crowd_json(&["map", "list"]);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "only the attacker: {list}");
     assert_eq!(list[0]["origin"], "crowd");
+}
+
+#[test]
+fn the_maps_are_a_cache_of_the_store() {
+    let w = World::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().to_str().expect("utf-8").to_owned();
+    w.attach();
+    w.crowd(&["decisions", "--state-dir", &state, "add", "192.0.2.2", "--duration", "1h"]);
+    assert_eq!(w.reach("192.0.2.2"), NONE, "a stored decision applies at once");
+    w.crowd(&["map", "flush"]);
+    assert_eq!(w.reach("192.0.2.2"), ALL, "flushed from the kernel");
+    // A daemon start reconciles the maps with the store.
+    let mut d = w.daemon_with(&["--no-detect", "--state-dir", &state]);
+    let started = Instant::now();
+    while w.crowd_json(&["map", "list"]).as_array().is_none_or(Vec::is_empty) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the daemon did not restore the decision");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(w.reach("192.0.2.2"), NONE, "restored from the store");
+    let listed = w.crowd_json(&["decisions", "--state-dir", &state, "list"]);
+    assert_eq!(listed[0]["value"], "192.0.2.2");
+    w.crowd(&["decisions", "--state-dir", &state, "delete", "192.0.2.2"]);
+    assert_eq!(w.reach("192.0.2.2"), ALL, "deleted decisions leave the maps");
+    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+    let _ = d.wait();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //!
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
+pub mod decisions;
 pub mod hubtest;
 pub mod map;
 pub mod output;
@@ -127,6 +128,14 @@ pub enum Command {
         /// The line.
         line: String,
     },
+    /// Decisions in the store (applied to the kernel maps at once).
+    Decisions {
+        /// Where the store lives.
+        #[arg(long, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: decisions::DecisionsCommand,
+    },
     /// Run CrowdSec hub tests through crowd's engine.
     Hubtest {
         #[command(subcommand)]
@@ -175,6 +184,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
+        Command::Decisions { state_dir, command } => {
+            decisions::dispatch(&cli.settings(None), state_dir, command, cli.output)
+        }
         Command::Replay { kind, config, files } => replay::replay(kind, files, config.as_ref(), cli.output),
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
     }

@@ -66,6 +66,12 @@ fn sources(args: &DetectArgs) -> Result<Vec<crate::acquisition::FileSource>> {
     Ok(out)
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
 /// Starts acquisition and detection threads: decisions go into the pinned maps as soon as made.
 fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let sources = sources(args)?;
@@ -89,19 +95,40 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
         }
     })?;
     let mut maps = BanMaps::open(settings)?;
+    let mut store = crate::store::Store::open(&args.state_dir.join("crowd.db"))?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
         while let Ok((line, now)) = rx.recv() {
             let out = detector.feed(line, now);
-            for d in out.decisions {
+            for (alert, d) in out.alerts.iter().filter_map(|a| out.decisions.iter().find(|d| d.scenario == a.scenario && d.value == a.value).map(|d| (a, d))) {
                 let Some(target) = d.target() else { continue };
                 tracing::info!(scenario = %d.scenario, source = %d.value, duration = d.duration_secs, simulated = d.simulated, "decision");
-                if d.simulated {
-                    continue;
-                }
+                // Enforce first (milliseconds matter), then record; the record's id is written back.
                 let clock = crate::clock::BootClock::now();
-                let ban = crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local);
-                if let Err(e) = maps.insert_ban(target, ban) {
+                if !d.simulated
+                    && let Err(e) = maps.insert_ban(target, crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local))
+                {
                     tracing::error!(source = %d.value, error = %e, "could not enforce a decision");
+                }
+                let unix = unix_now();
+                let rec = crate::store::NewDecision {
+                    origin: d.origin.clone(),
+                    scenario: d.scenario.clone(),
+                    scope: d.scope.clone(),
+                    value: d.value.clone(),
+                    kind: d.kind.clone(),
+                    duration_secs: d.duration_secs,
+                    simulated: d.simulated,
+                    reason: String::new(),
+                };
+                let a = crate::store::NewAlert { scenario: alert.scenario.clone(), scope: alert.scope.clone(), value: alert.value.clone(), events_count: alert.events_count as u64 };
+                match store.record(Some(&a), &[rec], unix) {
+                    Ok(ids) if !d.simulated => {
+                        if let Ok(Some(row)) = store.get(ids[0]) {
+                            let _ = maps.insert_ban(target, crate::reconcile::ban_for(&row, unix, &clock));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(source = %d.value, error = %e, "could not record a decision"),
                 }
             }
         }
@@ -199,6 +226,14 @@ pub fn daemon(
     }
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
+    // The maps are a cache of the store: bring them in line before anything else.
+    let _ = std::fs::create_dir_all(&detect.state_dir);
+    let store = crate::store::Store::open(&detect.state_dir.join("crowd.db"))
+        .with_context(|| format!("opening the store in `{}`", detect.state_dir.display()))?;
+    match crate::reconcile::reconcile(&store, &mut maps, unix_now()) {
+        Ok(r) => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),
+        Err(e) => tracing::error!(error = %e, "reconciling the maps with the store"),
+    }
     let stop = Arc::new(AtomicBool::new(false));
     if !detect.no_detect {
         start_detection(settings, detect, stop.clone())?;
@@ -214,6 +249,8 @@ pub fn daemon(
         let mut tick = tokio::time::interval(sweep_every);
         let mut rebuild = tokio::time::interval(rebuild_every);
         rebuild.tick().await;
+        let mut reconcile = tokio::time::interval(Duration::from_secs(30));
+        reconcile.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -225,6 +262,13 @@ pub fn daemon(
                     // The boot-time offset only moves across a suspend; keep the program's copy fresh.
                     if let Err(e) = maps.refresh_config() {
                         tracing::error!(error = %e, "refreshing the program's config");
+                    }
+                }
+                _ = reconcile.tick() => {
+                    match crate::reconcile::reconcile(&store, &mut maps, unix_now()) {
+                        Ok(r) if r.added + r.removed > 0 => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "reconciling the maps with the store"),
                     }
                 }
                 _ = rebuild.tick() => {

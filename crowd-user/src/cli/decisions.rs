@@ -1,0 +1,147 @@
+//! `crowd decisions list|add|delete`: decisions in the store, applied to the kernel maps at once
+//! when they are pinned (the daemon reconciles them anyway).
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Format, output};
+use crate::{
+    addr::Target,
+    clock::BootClock,
+    enforce::{EnforceError, Settings, maps::BanMaps},
+    reconcile::ban_for,
+    store::{NewDecision, Store},
+};
+
+/// `crowd decisions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCommand {
+    /// Active decisions.
+    List,
+    /// Add a decision (ban).
+    Add {
+        /// An address or range.
+        target: String,
+        /// How long (`4h`, `30m`, `2d`).
+        #[arg(long, default_value = "4h")]
+        duration: String,
+        /// Why.
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Delete decisions by target, by id, or all.
+    Delete {
+        /// The address or range, as decided.
+        target: Option<String>,
+        /// A decision id.
+        #[arg(long)]
+        id: Option<i64>,
+        /// Every active decision.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// The maps, if crowd's maps are pinned (a CLI change applies at once); `None` otherwise.
+fn maps(settings: &Settings) -> Option<BanMaps> {
+    match BanMaps::open(settings) {
+        Ok(m) => Some(m),
+        Err(EnforceError::NotInitialised(_)) => None,
+        Err(e) => {
+            eprintln!("warning: the kernel maps were not updated: {e}");
+            None
+        }
+    }
+}
+
+/// Runs a `crowd decisions` subcommand.
+///
+/// # Errors
+/// Bad input (named), store or map errors.
+pub fn dispatch(settings: &Settings, state_dir: &Path, cmd: &DecisionsCommand, fmt: Format) -> Result<()> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
+    let mut store = Store::open(&state_dir.join("crowd.db"))?;
+    let t = now();
+    match cmd {
+        DecisionsCommand::List => {
+            let rows = store.active(t)?;
+            match fmt {
+                Format::Json => output::json(&rows),
+                Format::Table => output::table(
+                    &["ID", "SCOPE", "VALUE", "TYPE", "ORIGIN", "SCENARIO", "EXPIRES IN"],
+                    &rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.id.to_string(),
+                                r.scope.clone(),
+                                r.value.clone(),
+                                r.kind.clone(),
+                                r.origin.clone(),
+                                r.scenario.clone(),
+                                crate::clock::go_duration(std::time::Duration::from_secs(
+                                    u64::try_from(r.until - t).unwrap_or(0),
+                                )),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        DecisionsCommand::Add { target, duration, reason } => {
+            let p = Target::parse(target)?;
+            for n in &p.notes {
+                eprintln!("note: {n}");
+            }
+            let d = super::map::parse_ban_duration(duration)?.context("--duration: a decision needs a duration")?;
+            let decision = NewDecision {
+                origin: "manual".into(),
+                scenario: "manual".into(),
+                scope: if matches!(p.target, Target::Ip(_)) { "Ip".into() } else { "Range".into() },
+                value: p.target.to_string(),
+                kind: "ban".into(),
+                duration_secs: d.as_secs(),
+                simulated: false,
+                reason: reason.clone(),
+            };
+            let id = store.record(None, std::slice::from_ref(&decision), t)?[0];
+            if let Some(mut m) = maps(settings) {
+                let row = store.get(id)?.context("decision just recorded")?;
+                m.insert_ban(p.target, ban_for(&row, t, &BootClock::now()))?;
+            }
+            match fmt {
+                Format::Json => {
+                    output::json(&json!({"id": id, "value": decision.value, "duration_secs": decision.duration_secs}))
+                }
+                Format::Table => {
+                    println!("decision {id}: ban {} for {}", decision.value, humantime::format_duration(d))
+                }
+            }
+        }
+        DecisionsCommand::Delete { target, id, all } => {
+            anyhow::ensure!(target.is_some() || id.is_some() || *all, "name a target, --id N, or --all");
+            let value = target.as_deref().map(|s| Target::parse(s).map(|p| p.target.to_string())).transpose()?;
+            let gone = store.delete(value.as_deref(), *id, t)?;
+            if let Some(mut m) = maps(settings) {
+                for r in &gone {
+                    if let Ok(tg) = r.value.parse::<Target>() {
+                        let _ = m.remove_ban(tg)?;
+                    }
+                }
+            }
+            match fmt {
+                Format::Json => output::json(&json!({"deleted": gone.iter().map(|r| r.id).collect::<Vec<_>>()})),
+                Format::Table => println!("deleted {} decision(s)", gone.len()),
+            }
+        }
+    }
+    Ok(())
+}
