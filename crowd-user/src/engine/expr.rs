@@ -149,7 +149,7 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        expr::compile(&rewrite_negated_ops(source))
+        expr::compile(&zero_value_fields(&rewrite_negated_ops(source)))
             .map(|p| Expr { program: Arc::new(p), source: source.to_owned(), fast: super::fast::compile(source) })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
     }
@@ -269,6 +269,45 @@ impl ContextProvider for EvtContext {
     fn to_context(&self) -> Context {
         self.vars.clone()
     }
+}
+
+/// In CrowdSec, `evt.Parsed`, `evt.Meta`, `evt.Enriched` and `evt.Line.Labels` are Go
+/// `map[string]string`: a missing key reads as "". The Rust interpreter gives nil, so each such
+/// field access is rewritten to `(field ?? "")`.
+fn zero_value_fields(src: &str) -> String {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(
+            r#"\bevt\.(?:Parsed|Meta|Enriched|Line\.Labels)(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:"[^"]*"|'[^']*')\s*\])"#,
+        )
+        .expect("valid")
+    });
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut last = 0;
+    let mut in_str: Option<char> = None;
+    let bytes: Vec<(usize, char)> = src.char_indices().collect();
+    // Positions inside string literals are left alone.
+    let mut literal = vec![false; src.len() + 1];
+    for &(i, c) in &bytes {
+        match in_str {
+            Some(q) if c == q => in_str = None,
+            Some(_) => literal[i] = true,
+            None if c == '"' || c == '\'' || c == '`' => in_str = Some(c),
+            None => {}
+        }
+    }
+    for m in re.find_iter(src) {
+        if literal[m.start()] || src[m.end()..].trim_start().starts_with('(') {
+            continue;
+        }
+        out.push_str(&src[last..m.start()]);
+        out.push('(');
+        out.push_str(m.as_str());
+        out.push_str(" ?? \"\")");
+        last = m.end();
+    }
+    out.push_str(&src[last..]);
+    out
 }
 
 /// Go's expr accepts `a not startsWith b` (and `endsWith`, `contains`, `matches`); the Rust
@@ -470,6 +509,17 @@ mod tests {
             let x = env.compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
             assert_eq!(env.test(&x, &e), want, "{src}");
         }
+    }
+
+    #[test]
+    fn missing_fields_read_as_empty_strings_like_go_maps() {
+        let env = env();
+        let e = evt();
+        let x = env.compile("evt.Parsed.nope != '' ? evt.Parsed.nope : evt.Parsed.program").unwrap();
+        assert_eq!(env.string(&x, &e).unwrap(), "sshd");
+        let x = env.compile("evt.Meta['nope'] == '' && len(evt.Parsed.program) == 4").unwrap();
+        assert!(env.test(&x, &e));
+        assert_eq!(zero_value_fields("'evt.Parsed.x' == evt.Parsed.x"), "'evt.Parsed.x' == (evt.Parsed.x ?? \"\")");
     }
 
     #[test]
