@@ -103,11 +103,19 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
             return utc(n);
         }
     }
-    // Unix epoch seconds (with a fraction).
+    // klog / glog: "0613 10:22:21.684962" (month and day, no year).
+    if s.len() > 5 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b' ' {
+        for f in ["%Y%m%d %H:%M:%S%.f", "%Y%m%d %H:%M:%S"] {
+            if let Ok(n) = NaiveDateTime::parse_from_str(&format!("{year}{s}"), f) {
+                return utc(n);
+            }
+        }
+    }
+    // Unix epoch seconds; the fraction is dropped, as CrowdSec does.
     if let Ok(secs) = s.parse::<f64>()
         && secs > 0.0
     {
-        let n = DateTime::from_timestamp(secs.trunc() as i64, (secs.fract() * 1e9) as u32)?;
+        let n = DateTime::from_timestamp(secs.trunc() as i64, 0)?;
         return Some(n.fixed_offset());
     }
     None
@@ -133,5 +141,8 @@ mod tests {
         assert_eq!(rfc("2024-09-12T09:15:43.126560Z"), "2024-09-12T09:15:43.12656Z");
         assert_eq!(rfc("2024-11-13 09:07:04.784"), "2024-11-13T09:07:04.784Z");
         assert!(parse_date("not a date", 2026).is_none());
+        assert_eq!(rfc("0613 10:22:21.684962"), "2026-06-13T10:22:21.684962Z");
+        assert_eq!(rfc("1700758468.384018898"), "2023-11-23T16:54:28Z");
+        assert_eq!(rfc("19-Oct-2022 05:34:02.425"), "2022-10-19T05:34:02.425Z");
     }
 }
