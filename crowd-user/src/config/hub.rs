@@ -146,8 +146,59 @@ impl Hub {
     }
 
     /// Every data file of the hub's `data/` folder, as lines (and regexes where they compile).
+    /// A `dest_file` that the folder does not hold under that name is found by the file name of
+    /// its `source_url` (packaged hubs keep the download's name).
     #[must_use]
     pub fn data(&self) -> DataFiles {
+        let mut d = self.data_files();
+        for (dest, src) in self.data_aliases() {
+            if !d.lines.contains_key(&dest)
+                && let Some(lines) = d.lines.get(&src).cloned()
+            {
+                let res = d.regexes.get(&src).cloned().unwrap_or_default();
+                d.lines.insert(dest.clone(), lines);
+                d.regexes.insert(dest, res);
+            }
+        }
+        d
+    }
+
+    /// (dest_file, file name of source_url) of every data entry of the hub's YAML files.
+    fn data_aliases(&self) -> Vec<(String, String)> {
+        let re = regex::Regex::new(r"(?m)^\s*-?\s*(source_url|dest_file):\s*(\S+)\s*$").expect("valid");
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.join("parsers"), self.dir.join("scenarios")];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                    && let Ok(text) = std::fs::read_to_string(&p)
+                    && text.contains("dest_file")
+                {
+                    let (mut src, mut dest): (Option<String>, Option<String>) = (None, None);
+                    for c in re.captures_iter(&text) {
+                        let v = c[2].trim_matches(['"', '\'']).to_owned();
+                        if &c[1] == "source_url" {
+                            src = v.rsplit('/').next().map(str::to_owned);
+                        } else {
+                            dest = Some(v);
+                        }
+                        if let (Some(s), Some(d)) = (&src, &dest) {
+                            out.push((d.clone(), s.clone()));
+                            src = None;
+                            dest = None;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn data_files(&self) -> DataFiles {
         let mut d = DataFiles::default();
         if let Ok(rd) = std::fs::read_dir(self.dir.join("data")) {
             for e in rd.flatten() {
