@@ -47,6 +47,34 @@ fn line_of(text: &str, needle: &str, from: usize) -> usize {
     text.lines().enumerate().skip(from.saturating_sub(1)).find(|(_, l)| l.contains(first)).map_or(from, |(i, _)| i + 1)
 }
 
+/// Reads every YAML document of a file strictly into `T`, with the line each document starts on.
+fn documents<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<(T, usize)>, LoadError> {
+    let mut out = Vec::new();
+    let mut doc_line = 1;
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        // Documents after the first start after a `---` line.
+        if i > 0 {
+            doc_line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim_end() == "---")
+                .nth(i - 1)
+                .map_or(doc_line, |(n, _)| n + 1);
+        }
+        match Option::<T>::deserialize(doc) {
+            Ok(Some(spec)) => out.push((spec, doc_line)),
+            Ok(None) => {}
+            Err(e) => {
+                let line = e.location().map_or(0, |l| l.line());
+                let msg = e.to_string();
+                let field = msg.split('`').nth(1).unwrap_or("yaml").to_owned();
+                return Err(LoadError::Invalid { path: path.to_owned(), line, field, message: msg });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Compiles every document of a parser file (all or nothing).
 ///
 /// # Errors
@@ -58,38 +86,19 @@ pub fn parsers_from_text(
     patterns: &mut Patterns,
     env: &Env,
 ) -> Result<Vec<Parser>, LoadError> {
-    let mut out = Vec::new();
-    let mut doc_line = 1;
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let spec = match Option::<NodeSpec>::deserialize(doc) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                let line = e.location().map_or(0, |l| l.line());
-                let msg = e.to_string();
-                let field = msg.split('`').nth(1).unwrap_or("yaml").to_owned();
-                return Err(LoadError::Invalid { path: path.to_owned(), line, field, message: msg });
-            }
-        };
-        // Documents after the first start after a `---` line.
-        if i > 0 {
-            doc_line = text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| l.trim_end() == "---")
-                .nth(i - 1)
-                .map_or(doc_line, |(n, _)| n + 1);
-        }
-        let parent = spec.name.clone().unwrap_or_default();
-        let node = Node::compile(&spec, patterns, env, &parent).map_err(|e| LoadError::Invalid {
-            path: path.to_owned(),
-            line: line_of(text, &e.text, doc_line),
-            field: e.field.clone(),
-            message: e.message.clone(),
-        })?;
-        out.push(Parser { stage: stage.to_owned(), node });
-    }
-    Ok(out)
+    documents::<NodeSpec>(path, text)?
+        .into_iter()
+        .map(|(spec, doc_line)| {
+            let parent = spec.name.clone().unwrap_or_default();
+            let node = Node::compile(&spec, patterns, env, &parent).map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, &e.text, doc_line),
+                field: e.field.clone(),
+                message: e.message.clone(),
+            })?;
+            Ok(Parser { stage: stage.to_owned(), node })
+        })
+        .collect()
 }
 
 /// Compiles every document of a scenario file (all or nothing).
@@ -97,36 +106,17 @@ pub fn parsers_from_text(
 /// # Errors
 /// [`LoadError`] naming the file, line and field.
 pub fn scenarios_from_text(path: &Path, text: &str, env: &Env) -> Result<Vec<Scenario>, LoadError> {
-    let mut out = Vec::new();
-    let mut doc_line = 1;
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let spec = match Option::<ScenarioSpec>::deserialize(doc) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                let line = e.location().map_or(0, |l| l.line());
-                let msg = e.to_string();
-                let field = msg.split('`').nth(1).unwrap_or("yaml").to_owned();
-                return Err(LoadError::Invalid { path: path.to_owned(), line, field, message: msg });
-            }
-        };
-        if i > 0 {
-            doc_line = text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| l.trim_end() == "---")
-                .nth(i - 1)
-                .map_or(doc_line, |(n, _)| n + 1);
-        }
-        let sc = Scenario::compile(&spec, env).map_err(|e| LoadError::Invalid {
-            path: path.to_owned(),
-            line: line_of(text, &e.text, doc_line),
-            field: e.field.clone(),
-            message: e.message.clone(),
-        })?;
-        out.push(sc);
-    }
-    Ok(out)
+    documents::<ScenarioSpec>(path, text)?
+        .into_iter()
+        .map(|(spec, doc_line)| {
+            Scenario::compile(&spec, env).map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, &e.text, doc_line),
+                field: e.field.clone(),
+                message: e.message.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Reads and compiles a parser file.
