@@ -23,19 +23,6 @@ pub mod map_names {
     pub const ALLOW_V6: &str = "CROWD_ALLOW_V6";
     /// Per-CPU packet counters: `PERCPU_ARRAY<Stats>` with one entry.
     pub const STATS: &str = "CROWD_STATS";
-    /// Length of [`Note::reason`].
-    pub const REASON_LEN: usize = 56;
-
-    /// A note on a manual map entry (`crowd map add --reason`). 64 bytes.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Note {
-        /// When the entry was added, seconds since the Unix epoch.
-        pub created_unix: u64,
-        /// UTF-8 reason, NUL-padded (cut at a character boundary to fit).
-        pub reason: [u8; REASON_LEN],
-    }
-
     /// Which optional lookups the program must do: `ARRAY<Config>` with one entry.
     pub const CONFIG: &str = "CROWD_CONFIG";
 

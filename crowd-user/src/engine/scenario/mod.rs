@@ -13,8 +13,6 @@ use std::{
     sync::Arc,
 };
 
-use indexmap::IndexMap;
-
 use self::spec::ScenarioSpec;
 use super::{
     event::Event,
@@ -439,7 +437,6 @@ impl Buckets {
     /// Drops idle buckets and stale blackholes; past `max_buckets`, the oldest buckets.
     fn collect(&mut self, now: f64) {
         let scenarios = &self.scenarios;
-        let _ = &self.next_expiry_check;
         self.live.retain(|(i, _), b| match scenarios[*i].kind {
             Kind::Leaky { capacity, leak } => now - b.last < f64::from(capacity.max(1)) * leak,
             Kind::Trigger => false,
@@ -457,12 +454,6 @@ impl Buckets {
             }
         }
     }
-}
-
-/// Meta of an alert's events, for dumps.
-#[must_use]
-pub fn event_meta(e: &Event) -> IndexMap<String, String> {
-    e.meta.clone()
 }
 
 #[cfg(test)]
