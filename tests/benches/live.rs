@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{TestRunAttrs, TestRunOptions, Xdp, XdpMode};
+use aya::programs::Xdp;
 use crowd::{
     addr::Target,
     enforce::{Settings, attach, maps::BanMaps, object::Loaded, sys},
@@ -45,73 +45,10 @@ fn generate(gen_ns: &Netns, tx: &Xdp, frame: &[u8], ifindex: u32, n: u32) -> Dur
     gen_ns.within(move || {
         // Re-open the program by fd inside the namespace thread (the fd is process-wide).
         let started = Instant::now();
-        let r = sys_test_run_live(&fd, &frame, &ctx, n);
+        let r = sys::test_run_live_frames(fd.as_fd(), &frame, &ctx, n, 256);
         assert!(r.is_ok(), "live frames test run: {r:?}");
         started.elapsed()
     })
-}
-
-fn sys_test_run_live(fd: &std::os::fd::OwnedFd, frame: &[u8], ctx: &[u8], repeat: u32) -> std::io::Result<()> {
-    let _ = (TestRunAttrs::new(), TestRunOptions::default());
-    crowd_tests_live::test_run_live(fd.as_fd(), frame, ctx, repeat)
-}
-
-mod crowd_tests_live {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-
-    /// BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on a program fd (aya's `test_run` needs the
-    /// `Xdp` value, which stays on the main thread; the namespace thread only has the fd).
-    pub fn test_run_live(prog: BorrowedFd<'_>, data: &[u8], ctx: &[u8], repeat: u32) -> std::io::Result<()> {
-        #[repr(C)]
-        struct Attr {
-            prog_fd: u32,
-            retval: u32,
-            data_size_in: u32,
-            data_size_out: u32,
-            data_in: u64,
-            data_out: u64,
-            repeat: u32,
-            duration: u32,
-            ctx_size_in: u32,
-            ctx_size_out: u32,
-            ctx_in: u64,
-            ctx_out: u64,
-            flags: u32,
-            cpu: u32,
-            batch_size: u32,
-            _pad: u32,
-        }
-        const BPF_PROG_TEST_RUN: libc::c_long = 10;
-        const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
-        let mut attr = Attr {
-            prog_fd: prog.as_raw_fd() as u32,
-            retval: 0,
-            data_size_in: data.len() as u32,
-            data_size_out: 0,
-            data_in: data.as_ptr() as u64,
-            data_out: 0,
-            repeat,
-            duration: 0,
-            ctx_size_in: ctx.len() as u32,
-            ctx_size_out: 0,
-            ctx_in: ctx.as_ptr() as u64,
-            ctx_out: 0,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            cpu: 0,
-            batch_size: 256,
-            _pad: 0,
-        };
-        // SAFETY: a correctly laid out bpf_attr prefix for BPF_PROG_TEST_RUN.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                std::ptr::from_mut(&mut attr).cast::<u8>(),
-                size_of::<Attr>(),
-            )
-        };
-        if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -187,67 +124,13 @@ pub fn run(loaded: &mut Loaded, settings: &Settings, quick: bool) -> Value {
     println!("{:<9} {:>12.2}", "drop_all", d / 1e6);
     println!("{:<9} {:>12.2}", "crowd", c / 1e6);
     println!("crowd / drop_all: {:.1}%", 100.0 * c / d);
-    let _ = XdpMode::Driver;
     json!({"frames_per_run": n, "crowd_pps": crowd_pps, "drop_all_pps": drop_pps, "crowd_median_pps": c, "drop_all_median_pps": d, "ratio": c / d})
 }
 
 /// Attaches a program fd to an interface in driver mode through a bpf link pinned like crowd's.
 fn link_attach(pin_dir: &std::path::Path, iface: &str, prog: &std::os::fd::OwnedFd, ifindex: u32) {
-    let link = sys_link_create(prog.as_fd(), ifindex).expect("bpf_link_create (driver mode)");
+    let link = sys::xdp_link_create_driver(prog.as_fd(), ifindex).expect("bpf_link_create (driver mode)");
     let pin = attach::link_pin(pin_dir, iface);
     let _ = std::fs::create_dir_all(pin.parent().expect("links dir"));
-    sys_obj_pin(link.as_fd(), &pin).expect("pin link");
-    let _ = sys::LinkInfo { link_type: 0, prog_id: 0, ifindex: 0 };
-}
-
-fn sys_link_create(prog: std::os::fd::BorrowedFd<'_>, ifindex: u32) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    #[repr(C)]
-    struct Attr {
-        prog_fd: u32,
-        target_ifindex: u32,
-        attach_type: u32,
-        flags: u32,
-        _rest: [u64; 4],
-    }
-    const BPF_LINK_CREATE: libc::c_long = 28;
-    const BPF_XDP: u32 = 37;
-    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-    let mut attr = Attr {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_ifindex: ifindex,
-        attach_type: BPF_XDP,
-        flags: XDP_FLAGS_DRV_MODE,
-        _rest: [0; 4],
-    };
-    // SAFETY: a correctly laid out bpf_attr prefix for BPF_LINK_CREATE.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>())
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd from the kernel.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(rc as i32) })
-}
-
-fn sys_obj_pin(fd: std::os::fd::BorrowedFd<'_>, path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct Attr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
-        _pad: u32,
-    }
-    const BPF_OBJ_PIN: libc::c_long = 6;
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-    let mut attr =
-        Attr { pathname: c.as_ptr() as u64, bpf_fd: fd.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
-    // SAFETY: a correctly laid out bpf_attr prefix for BPF_OBJ_PIN.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, std::ptr::from_mut(&mut attr).cast::<u8>(), size_of::<Attr>())
-    };
-    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    sys::obj_pin(link.as_fd(), &pin).expect("pin link");
 }

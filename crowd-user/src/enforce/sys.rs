@@ -1,5 +1,6 @@
-//! Raw `bpf(2)` calls that aya 0.14 does not offer: batch map updates, opening a pinned object
-//! without touching its pin, updating a pinned link in place, and reading a link's interface.
+//! Raw `bpf(2)` calls that aya 0.14 does not offer: batch map updates, opening and pinning objects
+//! by fd, creating and updating XDP links, reading a link's interface, and live-frames test runs
+//! (the benchmark's traffic generator, which runs on a thread that only holds the program's fd).
 //!
 //! Everything else goes through aya. Each call here is a thin wrapper over one command with the
 //! `bpf_attr` layout from `include/uapi/linux/bpf.h`.
@@ -11,7 +12,10 @@ use std::{
     path::Path,
 };
 
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_LINK_UPDATE: libc::c_long = 29;
@@ -22,22 +26,107 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
 }
 
+/// The `bpf_attr` of `BPF_OBJ_GET` and `BPF_OBJ_PIN`.
+#[repr(C)]
+struct ObjAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    _pad: u32,
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel returned a new file descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Opens a pinned BPF object (map, program or link); the pin is left as it is.
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    let mut attr = ObjAttr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0, _pad: 0 };
+    owned(bpf(BPF_OBJ_GET, &mut attr)?)
+}
+
+/// Pins a BPF object (map, program or link) at `path`.
+pub fn obj_pin(obj: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c = c_path(path)?;
+    let mut attr =
+        ObjAttr { pathname: c.as_ptr() as u64, bpf_fd: obj.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
+    bpf(BPF_OBJ_PIN, &mut attr).map(drop)
+}
+
+/// Creates an XDP link for a program on an interface, in driver mode.
+pub fn xdp_link_create_driver(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
     #[repr(C)]
     struct Attr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
+        prog_fd: u32,
+        target_ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+        _rest: [u64; 4],
+    }
+    const BPF_XDP: u32 = 37;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags: XDP_FLAGS_DRV_MODE,
+        _rest: [0; 4],
+    };
+    owned(bpf(BPF_LINK_CREATE, &mut attr)?)
+}
+
+/// Runs an XDP program on `repeat` copies of `data` in the kernel's live-frames mode
+/// (`BPF_F_TEST_XDP_LIVE_FRAMES`, kernel >= 5.18): the verdicts are acted on, so `XDP_TX` sends
+/// the frames out of the interface named by `ctx` (a `struct xdp_md`).
+pub fn test_run_live_frames(prog: BorrowedFd<'_>, data: &[u8], ctx: &[u8], repeat: u32, batch: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct Attr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
         _pad: u32,
     }
-    let c =
-        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut attr = Attr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0, _pad: 0 };
-    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
-    // SAFETY: the kernel returned a new file descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?) })
+    const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+    let len = |b: &[u8]| u32::try_from(b.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: len(data)?,
+        data_size_out: 0,
+        data_in: data.as_ptr() as u64,
+        data_out: 0,
+        repeat,
+        duration: 0,
+        ctx_size_in: len(ctx)?,
+        ctx_size_out: 0,
+        ctx_in: ctx.as_ptr() as u64,
+        ctx_out: 0,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        cpu: 0,
+        batch_size: batch,
+        _pad: 0,
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr).map(drop)
 }
 
 /// Atomically replaces the program behind an XDP link (`bpf_link_update`): no packet is left
