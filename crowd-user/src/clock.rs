@@ -84,6 +84,12 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// The wall clock as Unix seconds with a fraction (the time lines are read at).
+#[must_use]
+pub fn unix_now_f64() -> f64 {
+    SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,26 +1,28 @@
-//! Acquisition: where lines come from. Today: files, followed by name (`tail.rs`) and woken by
-//! inotify, configured by a CrowdSec-format acquisition YAML (`filenames`/`filename`,
-//! `labels.type`, `source: file`). Positions are persisted so a restart neither loses nor
-//! repeats lines. journald and syslog sources are not built yet and are refused by name.
+//! Acquisition: where lines come from, configured by a CrowdSec-format acquisition YAML
+//! (`source: file|journalctl|syslog|stdin`, `labels.type`). Files are followed by name and woken
+//! by inotify (`files.rs`, `tail.rs`), journald through `journalctl --follow -o json`
+//! (`journal.rs`), syslog senders through a UDP and TCP listener speaking RFC 3164 and RFC 5424
+//! (`syslog.rs`), and standard input line by line. Every source sends [`Read`]s into one bounded
+//! channel: when the pipeline is behind, sources wait; nothing is dropped.
+pub mod files;
+pub mod journal;
+pub mod syslog;
 pub mod tail;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    os::fd::AsRawFd,
+    collections::BTreeMap,
+    io::BufRead,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc::SyncSender,
-    },
-    time::{Duration, Instant},
+    sync::{Arc, atomic::AtomicBool, mpsc::SyncSender},
 };
 
-use inotify::{Inotify, WatchMask};
 use serde::Deserialize;
 
-use self::tail::{Position, Tail};
 use crate::engine::event::Line;
+
+/// A line read, with the time it was read (Unix seconds).
+pub type Read = (Line, f64);
 
 /// One source of an acquisition file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -36,10 +38,68 @@ pub struct SourceSpec {
     /// Labels; `type` selects the parsers.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Accepted and ignored (CrowdSec's acquisition mode).
+    /// Accepted and ignored (CrowdSec's acquisition mode: tail or cat).
     pub mode: Option<String>,
-    /// journalctl filters (refused for now).
+    /// Accepted and ignored (CrowdSec's name, log level and time machine flags).
+    pub name: Option<String>,
+    /// Accepted and ignored.
+    pub log_level: Option<String>,
+    /// Accepted and ignored (replay uses the logs' own time: `crowd replay`).
+    pub use_time_machine: Option<bool>,
+    /// Regular expressions of file names to leave out of `filenames` globs.
+    #[serde(default)]
+    pub exclude_regexps: Vec<String>,
+    /// journalctl matches (`_SYSTEMD_UNIT=ssh.service`, ...).
     pub journalctl_filter: Option<Vec<String>>,
+    /// syslog: the address to listen on (default 127.0.0.1).
+    pub listen_addr: Option<IpAddr>,
+    /// syslog: the port (default 514).
+    pub listen_port: Option<u16>,
+    /// syslog: the longest message kept (default 2048 bytes; longer ones are cut and counted).
+    pub max_message_len: Option<usize>,
+    /// syslog: `udp`, `tcp` or both (default both; a crowd extension).
+    pub protocol: Option<String>,
+}
+
+/// A source to read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file followed by name.
+    File(FileSource),
+    /// journald through journalctl.
+    Journal(journal::JournalSource),
+    /// A syslog listener.
+    Syslog(syslog::SyslogSource),
+    /// Standard input, line by line, until its end.
+    Stdin {
+        /// Labels (with `type`).
+        labels: BTreeMap<String, String>,
+    },
+}
+
+impl Source {
+    /// The `type` label (which parsers read the lines).
+    #[must_use]
+    pub fn kind(&self) -> &str {
+        let labels = match self {
+            Source::File(f) => &f.labels,
+            Source::Journal(j) => &j.labels,
+            Source::Syslog(s) => &s.labels,
+            Source::Stdin { labels } => labels,
+        };
+        labels.get("type").map_or("", String::as_str)
+    }
+
+    /// What the source reads, for logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(f) => f.path.display().to_string(),
+            Source::Journal(j) => format!("journalctl {}", j.filters.join(" ")),
+            Source::Syslog(s) => format!("syslog {:?} {}", s.protocols, s.addr),
+            Source::Stdin { .. } => "stdin".into(),
+        }
+    }
 }
 
 /// A file to follow and its labels.
@@ -71,7 +131,7 @@ pub enum AcquisError {
 /// # Errors
 /// [`AcquisError`] naming file and line: unknown fields, a missing `labels.type`, a source crowd
 /// does not support yet.
-pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, AcquisError> {
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Source>, AcquisError> {
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         let spec = match Option::<SourceSpec>::deserialize(doc) {
@@ -86,120 +146,158 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, AcquisError> {
             }
         };
         let bad = |m: String| AcquisError::Invalid { path: path.into(), line: 0, message: m };
-        match spec.source.as_deref().unwrap_or("file") {
-            "file" => {}
-            other => return Err(bad(format!("source `{other}` is not supported yet (only `file`)"))),
-        }
         if !spec.labels.contains_key("type") {
             return Err(bad("labels.type is required (it selects the parsers)".into()));
         }
-        for f in spec.filenames.iter().chain(spec.filename.iter()) {
-            let matches: Vec<PathBuf> = glob::glob(f).map(|g| g.flatten().collect()).unwrap_or_default();
-            if matches.is_empty() {
-                // Not there yet: followed by name, read when it appears.
-                out.push(FileSource { path: PathBuf::from(f), labels: spec.labels.clone() });
+        let labels = spec.labels.clone();
+        let source = spec.source.as_deref().unwrap_or("file");
+        let misplaced = |field: &str, set: bool| {
+            if set { Err(bad(format!("field `{field}` does not apply to `source: {source}`"))) } else { Ok(()) }
+        };
+        if source != "syslog" {
+            misplaced("listen_addr", spec.listen_addr.is_some())?;
+            misplaced("listen_port", spec.listen_port.is_some())?;
+            misplaced("max_message_len", spec.max_message_len.is_some())?;
+            misplaced("protocol", spec.protocol.is_some())?;
+        }
+        if source != "journalctl" {
+            misplaced("journalctl_filter", spec.journalctl_filter.is_some())?;
+        }
+        if source != "file" {
+            misplaced("filenames", !spec.filenames.is_empty() || spec.filename.is_some())?;
+        }
+        match source {
+            "file" => {
+                if spec.filenames.is_empty() && spec.filename.is_none() {
+                    return Err(bad("`source: file` needs `filenames` or `filename`".into()));
+                }
+                let exclude = spec
+                    .exclude_regexps
+                    .iter()
+                    .map(|r| regex::Regex::new(r).map_err(|e| bad(format!("exclude_regexps `{r}`: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let kept = |p: &Path| !exclude.iter().any(|r| r.is_match(&p.to_string_lossy()));
+                for f in spec.filenames.iter().chain(spec.filename.iter()) {
+                    let matches: Vec<PathBuf> =
+                        glob::glob(f).map(|g| g.flatten().filter(|p| kept(p)).collect()).unwrap_or_default();
+                    if matches.is_empty() {
+                        // Not there yet: followed by name, read when it appears.
+                        out.push(Source::File(FileSource { path: PathBuf::from(f), labels: labels.clone() }));
+                    }
+                    out.extend(
+                        matches.into_iter().map(|p| Source::File(FileSource { path: p, labels: labels.clone() })),
+                    );
+                }
             }
-            out.extend(matches.into_iter().map(|p| FileSource { path: p, labels: spec.labels.clone() }));
+            "journalctl" => {
+                let filters = spec.journalctl_filter.unwrap_or_default();
+                if let Some(f) = filters.iter().find(|f| f.starts_with('-') && !f.starts_with("--")) {
+                    return Err(bad(format!("journalctl_filter `{f}`: give matches (FIELD=value) or long options")));
+                }
+                out.push(Source::Journal(journal::JournalSource { filters, labels }));
+            }
+            "syslog" => {
+                let protocols = match spec.protocol.as_deref() {
+                    None | Some("udp,tcp" | "tcp,udp" | "both") => vec![syslog::Protocol::Udp, syslog::Protocol::Tcp],
+                    Some("udp") => vec![syslog::Protocol::Udp],
+                    Some("tcp") => vec![syslog::Protocol::Tcp],
+                    Some(p) => return Err(bad(format!("protocol `{p}`: expected udp, tcp or both"))),
+                };
+                out.push(Source::Syslog(syslog::SyslogSource {
+                    addr: SocketAddr::new(
+                        spec.listen_addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                        spec.listen_port.unwrap_or(514),
+                    ),
+                    protocols,
+                    max_len: spec.max_message_len.unwrap_or(2048),
+                    labels,
+                }));
+            }
+            "stdin" => out.push(Source::Stdin { labels }),
+            other => return Err(bad(format!("source `{other}` is unknown (file, journalctl, syslog or stdin)"))),
         }
     }
     Ok(out)
 }
 
-/// The embedded default: the usual locations that exist on this host.
+/// The embedded default: the usual log files that exist on this host, and journald for sshd
+/// when the host has no auth log file but has journalctl.
 #[must_use]
-pub fn defaults() -> Vec<FileSource> {
-    let mk =
-        |p: &str, t: &str| FileSource { path: p.into(), labels: BTreeMap::from([("type".to_owned(), t.to_owned())]) };
-    [
+pub fn defaults() -> Vec<Source> {
+    let labels = |t: &str| BTreeMap::from([("type".to_owned(), t.to_owned())]);
+    let mut out: Vec<Source> = [
         ("/var/log/auth.log", "syslog"),
         ("/var/log/secure", "syslog"),
         ("/var/log/nginx/access.log", "nginx"),
         ("/var/log/apache2/access.log", "apache2"),
+        ("/var/log/httpd/access_log", "apache2"),
+        ("/var/log/mail.log", "syslog"),
     ]
     .into_iter()
     .filter(|(p, _)| Path::new(p).exists())
-    .map(|(p, t)| mk(p, t))
-    .collect()
+    .map(|(p, t)| Source::File(FileSource { path: p.into(), labels: labels(t) }))
+    .collect();
+    let auth_file = out.iter().any(|s| matches!(s, Source::File(f) if f.path.starts_with("/var/log/auth.log") || f.path.starts_with("/var/log/secure")));
+    if !auth_file && journal::available() {
+        out.push(Source::Journal(journal::JournalSource {
+            filters: vec!["_SYSTEMD_UNIT=ssh.service".into(), "_SYSTEMD_UNIT=sshd.service".into()],
+            labels: labels("syslog"),
+        }));
+    }
+    out
 }
 
-/// A line read, with the time it was read (Unix seconds).
-pub type Read = (Line, f64);
-
-/// Follows `sources` until `stop`, sending lines to `tx` (blocking when the pipeline is behind:
-/// nothing is dropped). Positions are loaded from and saved to `state` (JSON).
+/// Starts one thread per kind of source (all files share one), sending lines into `tx` until
+/// `stop`. Read positions and journal cursors are kept in `state_dir` when given.
 ///
 /// # Errors
-/// inotify cannot be set up.
-pub fn follow(
-    sources: Vec<FileSource>,
-    state: Option<PathBuf>,
-    tx: SyncSender<Read>,
-    stop: Arc<AtomicBool>,
+/// A thread cannot be started, a syslog port cannot be bound, inotify cannot be set up.
+pub fn start(
+    sources: Vec<Source>,
+    state_dir: Option<&Path>,
+    tx: &SyncSender<Read>,
+    stop: &Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let saved: HashMap<String, Position> = state
-        .as_ref()
-        .and_then(|s| std::fs::read(s).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let mut tails: Vec<(Tail, Arc<FileSource>)> = sources
-        .into_iter()
-        .map(|s| {
-            let saved = saved.get(&s.path.display().to_string()).copied();
-            (Tail::new(&s.path, saved, false, 64 * 1024), Arc::new(s))
-        })
-        .collect();
-    let mut inotify = Inotify::init()?;
-    let mut dirs: Vec<PathBuf> = tails.iter().filter_map(|(t, _)| t.path().parent().map(Path::to_path_buf)).collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in &dirs {
-        if let Err(e) = inotify
-            .watches()
-            .add(d, WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE)
-        {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch; this directory is checked every 2s");
+    let mut file_sources = Vec::new();
+    for (n, s) in sources.into_iter().enumerate() {
+        let (tx, stop) = (tx.clone(), stop.clone());
+        match s {
+            Source::File(f) => file_sources.push(f),
+            Source::Journal(j) => {
+                let cursor = state_dir.map(|d| d.join(format!("journal-{n}.cursor")));
+                std::thread::Builder::new()
+                    .name("journal".into())
+                    .spawn(move || journal::follow(&j, cursor.as_deref(), &tx, &stop))?;
+            }
+            Source::Syslog(s) => syslog::listen(&s, &tx, &stop)?,
+            Source::Stdin { labels } => {
+                std::thread::Builder::new().name("stdin".into()).spawn(move || read_stdin(&labels, &tx))?;
+            }
         }
     }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut last_save = Instant::now();
-    let mut lines = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        for (t, src) in &mut tails {
-            if let Err(e) = t.poll(&mut lines) {
-                tracing::warn!(file = %t.path().display(), error = %e, "reading");
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            for raw in lines.drain(..) {
-                let line = Line {
-                    raw,
-                    src: src.path.display().to_string(),
-                    module: "file".into(),
-                    labels: src.labels.clone(),
-                };
-                if tx.send((line, now)).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        if let Some(s) = &state
-            && last_save.elapsed() > Duration::from_secs(1)
-        {
-            let map: HashMap<String, Position> =
-                tails.iter().map(|(t, _)| (t.path().display().to_string(), t.position())).collect();
-            let tmp = s.with_extension("tmp");
-            if std::fs::write(&tmp, serde_json::to_vec(&map).unwrap_or_default()).is_ok() {
-                let _ = std::fs::rename(&tmp, s);
-            }
-            last_save = Instant::now();
-        }
-        // Sleep until inotify says something changed (or 2 s, as a safety net).
-        let mut pfd = libc::pollfd { fd: inotify.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&raw mut pfd, 1, 2000) };
-        let _ = inotify.read_events(&mut buf);
+    if !file_sources.is_empty() {
+        let state = state_dir.map(|d| d.join("positions.json"));
+        let (tx, stop) = (tx.clone(), stop.clone());
+        // inotify is set up before the thread starts, so its errors reach the caller.
+        let follower = files::Follower::new(file_sources, state)?;
+        std::thread::Builder::new().name("files".into()).spawn(move || follower.run(&tx, &stop))?;
     }
     Ok(())
+}
+
+fn read_stdin(labels: &BTreeMap<String, String>, tx: &SyncSender<Read>) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match stdin.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let raw = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned();
+        let line = Line { raw, src: "stdin".into(), module: "stdin".into(), labels: labels.clone() };
+        if tx.send((line, crate::clock::unix_now_f64())).is_err() {
+            return;
+        }
+    }
 }

@@ -113,7 +113,7 @@ pub enum Command {
         /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Log files.
+        /// Log files (`-` reads standard input).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

@@ -44,9 +44,13 @@ pub fn replay(kind: &str, files: &[PathBuf], config_dir: Option<&PathBuf>, fmt: 
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
     for f in files {
-        // Streamed: memory does not grow with the file.
-        let file = std::fs::File::open(f).with_context(|| format!("reading `{}`", f.display()))?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        // Streamed: memory does not grow with the file. `-` is standard input.
+        let mut reader: Box<dyn std::io::BufRead> = if f.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(f).with_context(|| format!("reading `{}`", f.display()))?;
+            Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+        };
         let src = f.display().to_string();
         let mut buf = Vec::with_capacity(4096);
         loop {

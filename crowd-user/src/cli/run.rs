@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::{Format, output};
 use crate::{
+    acquisition::Source,
     clock::boot_now_ns,
     enforce::{
         Settings,
@@ -45,9 +46,13 @@ pub struct DetectArgs {
     /// Run the enforcer only: no log reading.
     #[arg(long)]
     pub no_detect: bool,
+    /// Also read standard input as lines of this type (e.g. `--stdin syslog`).
+    #[arg(long, value_name = "TYPE")]
+    pub stdin: Option<String>,
 }
 
-fn sources(args: &DetectArgs) -> Result<Vec<crate::acquisition::FileSource>> {
+fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
+    let labels = |t: &str| std::collections::BTreeMap::from([("type".to_owned(), t.to_owned())]);
     let mut out = Vec::new();
     if let Some(a) = &args.acquis {
         let text = std::fs::read_to_string(a).with_context(|| format!("reading `{}`", a.display()))?;
@@ -55,12 +60,12 @@ fn sources(args: &DetectArgs) -> Result<Vec<crate::acquisition::FileSource>> {
     }
     for w in &args.watch {
         let (path, kind) = w.rsplit_once('=').with_context(|| format!("--watch `{w}`: expected PATH=TYPE"))?;
-        out.push(crate::acquisition::FileSource {
-            path: path.into(),
-            labels: std::collections::BTreeMap::from([("type".to_owned(), kind.to_owned())]),
-        });
+        out.push(Source::File(crate::acquisition::FileSource { path: path.into(), labels: labels(kind) }));
     }
-    if args.acquis.is_none() && args.watch.is_empty() {
+    if let Some(kind) = &args.stdin {
+        out.push(Source::Stdin { labels: labels(kind) });
+    }
+    if args.acquis.is_none() && args.watch.is_empty() && args.stdin.is_none() {
         out = crate::acquisition::defaults();
     }
     Ok(out)
@@ -83,17 +88,12 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     profile.protect(crate::addr::local_addresses());
     let mut detector = super::replay::detector(args.config.as_ref(), profile)?;
     let _ = std::fs::create_dir_all(&args.state_dir);
-    let state = Some(args.state_dir.join("positions.json"));
     for s in &sources {
-        tracing::info!(file = %s.path.display(), kind = s.labels.get("type").map_or("", String::as_str), "following");
+        tracing::info!(source = %s.describe(), kind = s.kind(), "reading");
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::acquisition::Read>(4096);
-    let st = stop.clone();
-    std::thread::Builder::new().name("acquisition".into()).spawn(move || {
-        if let Err(e) = crate::acquisition::follow(sources, state, tx, st) {
-            tracing::error!(error = %e, "acquisition stopped");
-        }
-    })?;
+    crate::acquisition::start(sources, Some(&args.state_dir), &tx, &stop).context("starting acquisition")?;
+    drop(tx);
     let mut maps = BanMaps::open(settings)?;
     let mut store = crate::store::Store::open(&args.state_dir.join("crowd.db"))?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
