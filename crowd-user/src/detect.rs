@@ -93,7 +93,7 @@ impl Detector {
 
     /// End of input: counters report what they counted.
     pub fn finish(&mut self) -> Output {
-        let alerts = self.buckets.flush();
+        let alerts = self.buckets.flush(&self.env);
         self.decide(alerts)
     }
 

@@ -73,7 +73,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
             alerts.extend(buckets.pour(&evt, &env));
         }
     }
-    alerts.extend(buckets.flush());
+    alerts.extend(buckets.flush(&env));
     // CrowdSec's hub tests list overflows sorted by scenario and sources, descending.
     alerts.sort_by(|a, b| format!("{}{}", b.scenario, b.value).cmp(&format!("{}{}", a.scenario, a.value)));
     let mut parsers = serde_json::Map::new();

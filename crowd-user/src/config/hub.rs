@@ -151,6 +151,11 @@ impl Hub {
     #[must_use]
     pub fn data(&self) -> DataFiles {
         let mut d = self.data_files();
+        // The MaxMind databases the hub's geoip-enrich parser names, when the folder has them.
+        match crate::engine::geoip::GeoIp::open_dir(&self.dir.join("data")) {
+            Ok(g) => d.geoip = Arc::new(g),
+            Err(e) => tracing::warn!(error = %e, "GeoIP database not loaded: GeoIP enrichment adds nothing"),
+        }
         for (dest, src) in self.data_aliases() {
             if !d.lines.contains_key(&dest)
                 && let Some(lines) = d.lines.get(&src).cloned()
@@ -202,6 +207,9 @@ impl Hub {
         let mut d = DataFiles::default();
         if let Ok(rd) = std::fs::read_dir(self.dir.join("data")) {
             for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "mmdb") {
+                    continue;
+                }
                 let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
                 let name = e.file_name().to_string_lossy().into_owned();
                 let lines: Vec<String> =

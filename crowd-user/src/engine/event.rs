@@ -43,6 +43,9 @@ pub struct Event {
     pub stage: String,
     /// JSON documents decoded by `UnmarshalJSON(..., evt.Unmarshaled, "key")`, by key.
     pub unmarshaled: serde_json::Map<String, serde_json::Value>,
+    /// For an overflow poured back into the scenarios (`reprocess: true`): the scenario that
+    /// overflowed. Such an event has `Type` 1 and `evt.Overflow.Alert.Scenario` set.
+    pub overflow: Option<String>,
 }
 
 /// Converts decoded JSON into an expr value.
@@ -95,7 +98,16 @@ impl Event {
             ("StrTime".to_owned(), Value::String(self.str_time.clone())),
             ("Stage".to_owned(), Value::String(self.stage.clone())),
             ("Whitelisted".to_owned(), Value::Bool(self.whitelisted)),
-            ("Type".to_owned(), Value::Integer(0)),
+            ("Type".to_owned(), Value::Integer(i64::from(self.overflow.is_some()))),
+            (
+                "Overflow".to_owned(),
+                Value::Map(IndexMap::from([(
+                    "Alert".to_owned(),
+                    self.overflow.as_ref().map_or(Value::Nil, |s| {
+                        Value::Map(IndexMap::from([("Scenario".to_owned(), Value::String(s.clone()))]))
+                    }),
+                )])),
+            ),
             (
                 "Unmarshaled".to_owned(),
                 Value::Map(self.unmarshaled.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),

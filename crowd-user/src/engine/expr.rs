@@ -19,6 +19,8 @@ pub struct DataFiles {
     pub lines: HashMap<String, Vec<String>>,
     /// Compiled regexes of each regexp file.
     pub regexes: HashMap<String, Vec<Regex>>,
+    /// MaxMind databases for the GeoIP methods (none loaded by default).
+    pub geoip: Arc<super::geoip::GeoIp>,
 }
 
 /// A compiled expression.
@@ -43,6 +45,45 @@ pub struct ExprError {
 pub struct Env {
     env: Environment<'static>,
     data: Arc<DataFiles>,
+    stash: Arc<Stash>,
+}
+
+/// The parsers' stash: named caches of values by key with a time to live and a size bound,
+/// written by nodes that succeed and read by `GetFromStash(name, key)`.
+#[derive(Debug, Default)]
+pub struct Stash {
+    caches: std::sync::Mutex<HashMap<String, StashCache>>,
+}
+
+#[derive(Debug, Default)]
+struct StashCache {
+    entries: HashMap<String, (String, std::time::Instant)>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Stash {
+    /// Keeps `value` under `key` in cache `name` for `ttl` seconds, dropping the oldest entries
+    /// beyond `size`.
+    pub fn set(&self, name: &str, key: String, value: String, ttl: f64, size: usize) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(ttl.max(0.0));
+        let mut caches = self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let c = caches.entry(name.to_owned()).or_default();
+        if c.entries.insert(key.clone(), (value, until)).is_none() {
+            c.order.push_back(key);
+        }
+        while c.entries.len() > size {
+            let Some(old) = c.order.pop_front() else { break };
+            c.entries.remove(&old);
+        }
+    }
+
+    /// The live value under `key` in cache `name`.
+    #[must_use]
+    pub fn get(&self, name: &str, key: &str) -> Option<String> {
+        let caches = self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (v, until) = caches.get(name)?.entries.get(key)?;
+        (std::time::Instant::now() < *until).then(|| v.clone())
+    }
 }
 
 fn arg_str(v: Option<&Value>) -> String {
@@ -63,6 +104,8 @@ impl Env {
     #[must_use]
     pub fn new(data: Arc<DataFiles>) -> Env {
         let data_keep = data.clone();
+        let stash = Arc::new(Stash::default());
+        let st = stash.clone();
         let mut env = Environment::new();
         env.add_function("Upper", |c| Ok(arg_str(c.args.first()).to_uppercase().into()));
         env.add_function("Lower", |c| Ok(arg_str(c.args.first()).to_lowercase().into()));
@@ -117,6 +160,20 @@ impl Env {
             Ok(d.lines.get(&name).is_some_and(|l| l.contains(&s)).into())
         });
         env.add_function("Distance", |_| Ok(Value::Float(0.0)));
+        env.add_function("GetFromStash", move |c| {
+            Ok(st.get(&arg_str(c.args.first()), &arg_str(c.args.get(1))).map_or(Value::Nil, Value::String))
+        });
+        env.add_function("IpToRange", |c| {
+            // `IpToRange("192.0.2.7", "/16")` is "192.0.2.0/16"... truncated: "192.0.0.0/16".
+            let (ip, mask) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
+            let bits: u8 = mask.trim_start_matches('/').parse().unwrap_or(32);
+            Ok(match ip.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => ipnet::Ipv4Net::new(a, bits).map(|n| n.trunc().to_string()).unwrap_or_default(),
+                Ok(IpAddr::V6(a)) => ipnet::Ipv6Net::new(a, bits).map(|n| n.trunc().to_string()).unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+            .into())
+        });
         env.add_function("JsonExtract", |c| {
             Ok(json_extract(&arg_str(c.args.first()), &arg_str(c.args.get(1)), false).into())
         });
@@ -141,7 +198,19 @@ impl Env {
             }
             Ok(fmt.into())
         });
-        Env { env, data: data_keep }
+        Env { env, data: data_keep, stash }
+    }
+
+    /// The parsers' stash.
+    #[must_use]
+    pub fn stash(&self) -> &Stash {
+        &self.stash
+    }
+
+    /// The data files and databases expressions and enrichers read.
+    #[must_use]
+    pub fn data(&self) -> &DataFiles {
+        &self.data
     }
 
     /// Compiles an expression.
@@ -149,7 +218,7 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        expr::compile(&zero_value_fields(&rewrite_negated_ops(source)))
+        expr::compile(&zero_value_fields(&closure_member_shorthand(&rewrite_negated_ops(source))))
             .map(|p| Expr { program: Arc::new(p), source: source.to_owned(), fast: super::fast::compile(source) })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
     }
@@ -260,6 +329,13 @@ impl EvtContext {
         vars.insert("evt".to_owned(), event.to_value());
         EvtContext { vars }
     }
+
+    /// Adds a variable (`queue`, `signal`, `leaky` for bucket expressions).
+    #[must_use]
+    pub fn with(mut self, name: &str, value: Value) -> EvtContext {
+        self.vars.insert(name.to_owned(), value);
+        self
+    }
 }
 
 impl ContextProvider for EvtContext {
@@ -278,7 +354,7 @@ fn zero_value_fields(src: &str) -> String {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
         Regex::new(
-            r#"\bevt\.(?:Parsed|Meta|Enriched|Line\.Labels)(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:"[^"]*"|'[^']*')\s*\])"#,
+            r#"(?:\bevt|#)\.(?:Parsed|Meta|Enriched|Line\.Labels)(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:"[^"]*"|'[^']*')\s*\])"#,
         )
         .expect("valid")
     });
@@ -307,6 +383,33 @@ fn zero_value_fields(src: &str) -> String {
         last = m.end();
     }
     out.push_str(&src[last..]);
+    out
+}
+
+/// Go's expr reads `.Meta.x` inside a closure as a field of the element (`#.Meta.x`); the Rust
+/// crate needs the `#`.
+fn closure_member_shorthand(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 8);
+    let mut in_str: Option<char> = None;
+    let mut prev: Option<char> = None;
+    let mut chars = src.chars().peekable();
+    while let Some(c) = chars.next() {
+        match in_str {
+            Some(q) if c == q && prev != Some('\\') => in_str = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' || c == '`' => in_str = Some(c),
+            None if c == '.'
+                && chars.peek().is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+                && prev
+                    .is_none_or(|p| !(p.is_ascii_alphanumeric() || matches!(p, '_' | ')' | ']' | '#' | '.' | '?'))) =>
+            {
+                out.push('#');
+            }
+            None => {}
+        }
+        out.push(c);
+        prev = Some(c);
+    }
     out
 }
 

@@ -1,6 +1,7 @@
 //! Enrichment methods that statics call with `method:` (`ParseDate`, `GeoIpCity`, `GeoIpASN`,
-//! `IpToRange`). Pure functions of the value and the event; GeoIP needs a MaxMind database,
-//! which is not wired yet, so those methods add nothing.
+//! `IpToRange`, `UnmarshalJSON`, `reverse_dns`). Functions of the value and the event; the GeoIP
+//! ones read the MaxMind databases the configuration loaded (`engine/geoip.rs`). Reverse DNS is
+//! off: `reverse_dns` adds nothing (a resolver on the hot path would stall the pipeline).
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::node::Ctx;
@@ -16,13 +17,19 @@ pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
             }
         }
         "IpToRange" => {
-            if let Ok(ip) = value.parse::<std::net::IpAddr>() {
-                let net = match ip {
-                    std::net::IpAddr::V4(a) => ipnet::IpNet::V4(ipnet::Ipv4Net::new(a, 24).expect("24").trunc()),
-                    std::net::IpAddr::V6(a) => ipnet::IpNet::V6(ipnet::Ipv6Net::new(a, 64).expect("64").trunc()),
-                };
-                evt.enriched.insert("SourceRange".into(), net.to_string());
+            if let Some(r) = ctx.env.data().geoip.range(value) {
+                evt.enriched.insert("SourceRange".into(), r);
             }
+        }
+        "GeoIpCity" => ctx.env.data().geoip.city(value, &mut evt.enriched),
+        "GeoIpASN" => ctx.env.data().geoip.asn(value, &mut evt.enriched),
+        "UnmarshalJSON" => {
+            // As CrowdSec: the document under `JSON`; an empty one when the value is not JSON.
+            let doc = serde_json::from_str::<serde_json::Value>(value)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+            evt.unmarshaled.insert("JSON".into(), doc);
         }
         _ => {}
     }
@@ -91,6 +98,8 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
         "%y%m%d %H:%M:%S",
         "%Y%m%d %H:%M:%S",
         "%d-%b-%Y %H:%M:%S%.f",
+        "%m/%d/%Y %H:%M:%S",
+        "%d/%m/%Y %H:%M:%S",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
             return utc(n);
@@ -101,6 +110,12 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
     for f in ["%Y %b %d %H:%M:%S%.f", "%Y %b %d %H:%M:%S"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(&with_year, f) {
             return utc(n);
+        }
+    }
+    // Dates alone: midnight UTC.
+    for f in ["%Y/%m/%d", "%Y-%m-%d", "%m/%d/%Y", "%d/%b/%Y"] {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, f) {
+            return utc(d.and_hms_opt(0, 0, 0)?);
         }
     }
     // klog / glog: "0613 10:22:21.684962" (month and day, no year).
@@ -144,5 +159,7 @@ mod tests {
         assert_eq!(rfc("0613 10:22:21.684962"), "2026-06-13T10:22:21.684962Z");
         assert_eq!(rfc("1700758468.384018898"), "2023-11-23T16:54:28Z");
         assert_eq!(rfc("19-Oct-2022 05:34:02.425"), "2022-10-19T05:34:02.425Z");
+        assert_eq!(rfc("2012/11/01"), "2012-11-01T00:00:00Z");
+        assert_eq!(rfc("11/02/2012 13:37:05"), "2012-11-02T13:37:05Z");
     }
 }

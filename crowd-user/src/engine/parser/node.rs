@@ -99,8 +99,18 @@ pub struct Node {
     children: Vec<Node>,
     statics: Vec<Static>,
     whitelist: Option<Whitelist>,
+    stash: Vec<Stash>,
     /// `onsuccess: next_stage`.
     pub next_stage: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Stash {
+    name: String,
+    key: Expr,
+    value: Expr,
+    ttl: f64,
+    size: usize,
 }
 
 /// A compile error: the field and what is wrong with it (the loader adds file and line).
@@ -228,7 +238,27 @@ impl Node {
                 return Err(err("onsuccess", format!("`{other}`: the only strategy is `next_stage`"), other));
             }
         };
-        Ok(Node { name, unmarshal, filter, grok, children, statics, whitelist, next_stage })
+        let stash = spec
+            .stash
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, st)| {
+                let at = |f: &str| format!("stash[{i}].{f}");
+                Ok(Stash {
+                    name: st.name.clone(),
+                    key: env.compile(&st.key).map_err(|e| err(at("key"), e, &st.key))?,
+                    value: env.compile(&st.value).map_err(|e| err(at("value"), e, &st.value))?,
+                    ttl: match st.ttl.as_deref() {
+                        None => 3600.0,
+                        Some(t) => crate::engine::scenario::go_duration_secs(t)
+                            .ok_or_else(|| err(at("ttl"), format!("`{t}` is not a duration"), t))?,
+                    },
+                    size: st.size.unwrap_or(1000).max(1),
+                })
+            })
+            .collect::<Result<Vec<_>, CompileError>>()?;
+        Ok(Node { name, unmarshal, filter, grok, children, statics, whitelist, stash, next_stage })
     }
 
     /// Processes the event; returns whether the node succeeded.
@@ -290,6 +320,11 @@ impl Node {
         }
         if !self.statics.is_empty() && (whitelisted || self.whitelist.is_none()) {
             apply(&self.statics, evt, ctx);
+        }
+        for st in &self.stash {
+            if let (Ok(k), Ok(v)) = (ctx.env.string(&st.key, evt), ctx.env.string(&st.value, evt)) {
+                ctx.env.stash().set(&st.name, k, v, st.ttl, st.size);
+            }
         }
         true
     }

@@ -29,8 +29,8 @@ pub struct NodeSpec {
     pub data: Option<Vec<DataSpec>>,
     /// Whitelist: IPs, CIDRs and expressions that mark the event whitelisted.
     pub whitelist: Option<WhitelistSpec>,
-    /// Data stash (cache of values by key): accepted, not evaluated yet.
-    pub stash: Option<serde_yaml::Value>,
+    /// Values kept by key when the node succeeds, read back with `GetFromStash(name, key)`.
+    pub stash: Option<Vec<StashSpec>>,
     /// Format version: accepted and ignored.
     pub format: Option<serde_yaml::Value>,
 }
@@ -69,6 +69,24 @@ pub struct StaticSpec {
     pub value: Option<String>,
     /// Or an expression.
     pub expression: Option<String>,
+}
+
+/// A stash: on success, `value` is kept under `key` in the cache `name`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StashSpec {
+    /// Cache name.
+    pub name: String,
+    /// Key expression.
+    pub key: String,
+    /// Value expression.
+    pub value: String,
+    /// How long an entry lives (Go duration; default 1h).
+    pub ttl: Option<String>,
+    /// Most entries kept (oldest dropped first).
+    pub size: Option<usize>,
+    /// Eviction strategy (LRU, LFU, ARC): all behave as oldest-first here.
+    pub strategy: Option<String>,
 }
 
 /// A data file a parser or scenario needs.

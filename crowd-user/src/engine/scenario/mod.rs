@@ -70,7 +70,18 @@ pub struct Scenario {
     /// `labels.remediation`.
     pub remediation: bool,
     cache_size: usize,
+    /// `conditional` buckets: overflow as soon as this holds over `queue.Queue`.
+    condition: Option<Expr>,
+    /// An overflow is kept only if this holds (over `queue`, `signal`).
+    overflow_filter: Option<Expr>,
+    /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
+    pub reprocess: bool,
 }
+
+/// Events a bucket keeps for its alert and its expressions when `cache_size` does not say.
+const MAX_QUEUE: usize = 10_000;
+/// How many times an overflow may be poured back (`reprocess`) in a chain.
+const MAX_REPROCESS_DEPTH: u32 = 4;
 
 /// A compile error: field and message (the loader adds file and line).
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +157,17 @@ impl Scenario {
         };
         let kind = match spec.kind.as_str() {
             "trigger" => Kind::Trigger,
-            "leaky" | "conditional" => {
+            "conditional" => {
+                let leak = dur("leakspeed", &spec.leakspeed)?
+                    .ok_or_else(|| serr("leakspeed", "a conditional bucket needs a leakspeed", &spec.name))?;
+                // capacity -1 (the usual): only the condition overflows it.
+                let capacity = match spec.capacity {
+                    Some(c) if c >= 0 => u32::try_from(c).unwrap_or(u32::MAX),
+                    _ => u32::MAX,
+                };
+                Kind::Leaky { capacity, leak }
+            }
+            "leaky" => {
                 let capacity =
                     spec.capacity.ok_or_else(|| serr("capacity", "a leaky bucket needs a capacity", &spec.name))?;
                 let leak = dur("leakspeed", &spec.leakspeed)?
@@ -200,6 +221,16 @@ impl Scenario {
             scope,
             remediation,
             cache_size: spec.cache_size.unwrap_or(0),
+            condition: match (spec.kind.as_str(), spec.condition.as_deref()) {
+                ("conditional", Some(c)) => Some(compile("condition", c)?),
+                ("conditional", None) => {
+                    return Err(serr("condition", "a conditional bucket needs a condition", &spec.name));
+                }
+                (_, Some(c)) => return Err(serr("condition", "only `type: conditional` takes a condition", c)),
+                (_, None) => None,
+            },
+            overflow_filter: spec.overflow_filter.as_deref().map(|f| compile("overflow_filter", f)).transpose()?,
+            reprocess: spec.reprocess.unwrap_or(false),
         })
     }
 }
@@ -287,16 +318,55 @@ impl Buckets {
     }
 
     /// Pours an event (at its own time) into every scenario whose filter it passes; returns the
-    /// alerts raised, counters that ran out first.
+    /// alerts raised, counters that ran out first. Overflows of `reprocess` scenarios are poured
+    /// back as events, and what they raise follows.
     pub fn pour(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
         let now = evt.time;
         // Counters are checked at most once a second of event time.
         let mut out = if self.has_counters && now >= self.next_expiry_check {
             self.next_expiry_check = now + 1.0;
-            self.expire(now)
+            self.expire(now, env)
         } else {
             Vec::new()
         };
+        out.extend(self.pour_one(evt, env));
+        self.reprocess(out, env, 0)
+    }
+
+    /// Pours back the overflows of `reprocess` scenarios among `alerts` (returned with theirs).
+    fn reprocess(&mut self, alerts: Vec<Alert>, env: &Env, depth: u32) -> Vec<Alert> {
+        if depth >= MAX_REPROCESS_DEPTH || !alerts.iter().any(|a| self.reprocessed(a)) {
+            return alerts;
+        }
+        let mut out = Vec::with_capacity(alerts.len() + 1);
+        for a in alerts {
+            if self.reprocessed(&a) {
+                // An overflow event has no log line: it reaches only scenarios that look for it.
+                let last = a.events.last().map(|e| (**e).clone()).unwrap_or_default();
+                let ovf = Event {
+                    meta: last.meta,
+                    enriched: last.enriched,
+                    time: a.at,
+                    overflow: Some(a.scenario.clone()),
+                    ..Event::default()
+                };
+                out.push(a);
+                let more = self.pour_one(&ovf, env);
+                out.extend(self.reprocess(more, env, depth + 1));
+            } else {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    fn reprocessed(&self, a: &Alert) -> bool {
+        self.scenarios.iter().any(|s| s.reprocess && s.name == a.scenario)
+    }
+
+    fn pour_one(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
+        let now = evt.time;
+        let mut out = Vec::new();
         let ctx = std::cell::OnceCell::new();
         let ctx = || ctx.get_or_init(|| EvtContext::new(evt));
         let shared = std::cell::OnceCell::new();
@@ -345,7 +415,7 @@ impl Buckets {
                 Kind::Counter { .. } => false,
                 Kind::Leaky { capacity, leak } => {
                     // An idle bucket has fully leaked: it starts afresh.
-                    if now - b.last >= f64::from(capacity.max(1)) * leak && b.count > 0 {
+                    if now - b.last >= drain_secs(capacity, leak, b.count) && b.count > 0 {
                         b.events.clear();
                         b.count = 0;
                         b.first = now;
@@ -363,15 +433,20 @@ impl Buckets {
             };
             b.count += 1;
             b.events.push_back(shared.get_or_init(|| Arc::new(evt.clone())).clone());
-            if cache > 0 && b.events.len() > cache {
+            if b.events.len() > if cache > 0 { cache } else { MAX_QUEUE } {
                 b.events.pop_front();
             }
+            let overflow = overflow
+                || self.scenarios[i].condition.as_ref().is_some_and(|c| {
+                    let b = &self.live[&k];
+                    env.test_in(c, &queue_context(evt, b))
+                });
             if overflow {
                 let b = self.live.remove(&k).expect("present");
-                out.push(self.alert(i, b, now, evt, env));
                 if self.scenarios[i].blackhole > 0.0 {
                     self.blackholed.insert(k, now + self.scenarios[i].blackhole);
                 }
+                out.extend(self.overflow(i, b, now, evt, env));
             }
         }
         self.pours += 1;
@@ -381,13 +456,20 @@ impl Buckets {
         out
     }
 
-    fn alert(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Alert {
+    /// The alert of an overflowing bucket, unless its `overflow_filter` discards it.
+    fn overflow(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Option<Alert> {
         let sc = &self.scenarios[i];
+        if let Some(f) = &sc.overflow_filter {
+            let ctx = queue_context(evt, &b).with("signal", signal_value(&sc.name, b.count));
+            if !env.test_in(f, &ctx) {
+                return None;
+            }
+        }
         let (scope, value) = match &sc.scope {
             Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").cloned().unwrap_or_default()),
             Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
         };
-        Alert {
+        Some(Alert {
             scenario: sc.name.clone(),
             events_count: b.count,
             events: b.events.into_iter().collect(),
@@ -395,11 +477,11 @@ impl Buckets {
             value,
             remediation: sc.remediation,
             at,
-        }
+        })
     }
 
     /// Reports counters whose duration ended before `now`.
-    pub fn expire(&mut self, now: f64) -> Vec<Alert> {
+    pub fn expire(&mut self, now: f64, env: &Env) -> Vec<Alert> {
         let due: Vec<(usize, String)> = self
             .live
             .iter()
@@ -409,36 +491,23 @@ impl Buckets {
         let mut out = Vec::new();
         for k in due {
             let b = self.live.remove(&k).expect("present");
-            let last = b.events.back().map(|e| (**e).clone()).unwrap_or_default();
-            let env_free = self.counter_alert(k.0, b, &last);
-            out.push(env_free);
+            let last = b.events.back().cloned().unwrap_or_default();
+            out.extend(self.overflow(k.0, b, last.time, &last, env));
         }
         out
     }
 
-    fn counter_alert(&self, i: usize, b: Bucket, last: &Event) -> Alert {
-        let sc = &self.scenarios[i];
-        Alert {
-            scenario: sc.name.clone(),
-            events_count: b.count,
-            events: b.events.into_iter().collect(),
-            scope: "Ip".into(),
-            value: last.meta.get("source_ip").cloned().unwrap_or_default(),
-            remediation: sc.remediation,
-            at: last.time,
-        }
-    }
-
     /// Reports every counter still counting (end of a replay).
-    pub fn flush(&mut self) -> Vec<Alert> {
-        self.expire(f64::INFINITY)
+    pub fn flush(&mut self, env: &Env) -> Vec<Alert> {
+        let out = self.expire(f64::INFINITY, env);
+        self.reprocess(out, env, 0)
     }
 
     /// Drops idle buckets and stale blackholes; past `max_buckets`, the oldest buckets.
     fn collect(&mut self, now: f64) {
         let scenarios = &self.scenarios;
         self.live.retain(|(i, _), b| match scenarios[*i].kind {
-            Kind::Leaky { capacity, leak } => now - b.last < f64::from(capacity.max(1)) * leak,
+            Kind::Leaky { capacity, leak } => now - b.last < drain_secs(capacity, leak, b.count),
             Kind::Trigger => false,
             Kind::Counter { .. } => true,
         });
@@ -454,6 +523,33 @@ impl Buckets {
             }
         }
     }
+}
+
+/// Seconds after its last event when a leaky bucket has surely leaked empty.
+fn drain_secs(capacity: u32, leak: f64, poured: usize) -> f64 {
+    f64::from(capacity.min(u32::try_from(poured).unwrap_or(u32::MAX)).max(1)) * leak
+}
+
+/// `queue.Queue` (the bucket's events, oldest first) and `leaky` for bucket expressions.
+fn queue_context(evt: &Event, b: &Bucket) -> EvtContext {
+    use expr::Value;
+    let queue = Value::Array(b.events.iter().map(|e| e.to_value()).collect());
+    let leaky = Value::Map(indexmap::IndexMap::from([
+        ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count).unwrap_or(i64::MAX))),
+        ("First_ts".to_owned(), Value::Float(b.first)),
+        ("Last_ts".to_owned(), Value::Float(b.last)),
+    ]));
+    EvtContext::new(evt)
+        .with("queue", Value::Map(indexmap::IndexMap::from([("Queue".to_owned(), queue)])))
+        .with("leaky", leaky)
+}
+
+fn signal_value(scenario: &str, count: usize) -> expr::Value {
+    use expr::Value;
+    Value::Map(indexmap::IndexMap::from([
+        ("Scenario".to_owned(), Value::String(scenario.to_owned())),
+        ("EventsCount".to_owned(), Value::Integer(i64::try_from(count).unwrap_or(i64::MAX))),
+    ]))
 }
 
 #[cfg(test)]
