@@ -230,8 +230,13 @@ impl Hub {
         let env = Env::new(Arc::new(self.data()));
         let mut patterns = self.patterns()?;
         let mut parsers: Vec<Parser> = Vec::new();
+        let mut files = Vec::new();
         for n in names.iter().filter(|n| !n.trim().is_empty()) {
-            let (stage, file) = self.parser_file(n)?;
+            files.push(self.parser_file(n)?);
+        }
+        // As CrowdSec, which loads each stage's folder of installed files: by file name.
+        files.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
+        for (stage, file) in files {
             parsers.extend(parsers_from_file(&file, &stage, &mut patterns, &env)?);
         }
         Ok((Pipeline::new(parsers), env))
