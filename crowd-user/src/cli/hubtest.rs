@@ -36,7 +36,7 @@ fn event_json(e: &Event) -> Value {
         "Parsed": e.parsed,
         "Meta": e.meta,
         "Enriched": e.enriched,
-        "Unmarshaled": {},
+        "Unmarshaled": e.unmarshaled,
         "Whitelisted": e.whitelisted,
         "WhitelistReason": e.whitelist_reason,
     })
