@@ -74,6 +74,15 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
             }
         }
     }
+    // A comma before the fraction (Java, Python logging): "2022-04-05 14:40:34,644".
+    let comma;
+    let s = match s.find(',') {
+        Some(i) if i >= 8 && s.as_bytes()[i - 3] == b':' && s.as_bytes().get(i + 1).is_some_and(u8::is_ascii_digit) => {
+            comma = format!("{}.{}", &s[..i], &s[i + 1..]);
+            comma.as_str()
+        }
+        _ => s,
+    };
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t);
     }
@@ -100,6 +109,8 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
         "%d-%b-%Y %H:%M:%S%.f",
         "%m/%d/%Y %H:%M:%S",
         "%d/%m/%Y %H:%M:%S",
+        "%m/%d/%Y, %I:%M:%S %p",
+        "%m/%d/%Y-%H:%M:%S%.f",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
             return utc(n);
@@ -160,6 +171,9 @@ mod tests {
         assert_eq!(rfc("1700758468.384018898"), "2023-11-23T16:54:28Z");
         assert_eq!(rfc("19-Oct-2022 05:34:02.425"), "2022-10-19T05:34:02.425Z");
         assert_eq!(rfc("2012/11/01"), "2012-11-01T00:00:00Z");
+        assert_eq!(rfc("08/02/2023, 7:32:47 PM"), "2023-08-02T19:32:47Z");
+        assert_eq!(rfc("2022-04-05 14:40:34,644"), "2022-04-05T14:40:34.644Z");
+        assert_eq!(rfc("07/11/2022-10:29:01.860293"), "2022-07-11T10:29:01.860293Z");
         assert_eq!(rfc("11/02/2012 13:37:05"), "2012-11-02T13:37:05Z");
     }
 }

@@ -433,7 +433,13 @@ impl Buckets {
             };
             b.count += 1;
             b.events.push_back(shared.get_or_init(|| Arc::new(evt.clone())).clone());
-            if b.events.len() > if cache > 0 { cache } else { MAX_QUEUE } {
+            // As CrowdSec's queues: a leaky bucket keeps its last capacity + 1 events.
+            let keep = match kind {
+                _ if cache > 0 => cache,
+                Kind::Leaky { capacity, .. } if capacity < u32::MAX => capacity as usize + 1,
+                _ => MAX_QUEUE,
+            };
+            if b.events.len() > keep {
                 b.events.pop_front();
             }
             let overflow = overflow
