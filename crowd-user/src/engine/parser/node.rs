@@ -75,16 +75,26 @@ struct Whitelist {
 struct Unmarshal {
     arg: Expr,
     key: String,
+    /// `ParseKV` (logfmt `key=value` pairs) rather than JSON.
+    kv: bool,
 }
 
 fn unmarshal_steps(src: &str, env: &Env) -> Result<Vec<Unmarshal>, CompileError> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r#"UnmarshalJSON\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#)
-            .expect("valid")
+        regex::Regex::new(
+            r#"(UnmarshalJSON|ParseKV)\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#,
+        )
+        .expect("valid")
     });
     re.captures_iter(src)
-        .map(|c| Ok(Unmarshal { arg: env.compile(&c[1]).map_err(|e| err("filter", e, src))?, key: c[2].to_owned() }))
+        .map(|c| {
+            Ok(Unmarshal {
+                arg: env.compile(&c[2]).map_err(|e| err("filter", e, src))?,
+                key: c[3].to_owned(),
+                kv: &c[1] == "ParseKV",
+            })
+        })
         .collect()
 }
 
@@ -347,12 +357,46 @@ fn decode(steps: &[Unmarshal], evt: &mut Event, ctx: &Ctx<'_>) {
         if evt.unmarshaled.contains_key(&u.key) {
             continue;
         }
-        if let Ok(text) = ctx.env.string(&u.arg, evt)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-        {
+        let Ok(text) = ctx.env.string(&u.arg, evt) else { continue };
+        if u.kv {
+            evt.unmarshaled.insert(u.key.clone(), parse_kv(&text));
+        } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
             evt.unmarshaled.insert(u.key.clone(), v);
         }
     }
+}
+
+/// logfmt: `key=value key2="quoted \"value\"" flag` into a JSON object of strings.
+#[must_use]
+pub fn parse_kv(text: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '=')).collect();
+        if key.is_empty() {
+            if chars.next().is_none() {
+                break;
+            }
+            continue;
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'=').is_some() {
+            if chars.next_if_eq(&'"').is_some() {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next()),
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                value = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())).collect();
+            }
+        }
+        out.insert(key, serde_json::Value::String(value));
+    }
+    serde_json::Value::Object(out)
 }
 
 fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
@@ -388,5 +432,17 @@ fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
             Dest::Method(m) => super::enrich::run(m, &v, evt, ctx),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logfmt_pairs() {
+        let v = super::parse_kv(r#"logger=context uname= t=2023 msg="Invalid \"x\" password" flag"#);
+        assert_eq!(v["logger"], "context");
+        assert_eq!(v["uname"], "");
+        assert_eq!(v["msg"], "Invalid \"x\" password");
+        assert_eq!(v["flag"], "");
     }
 }
