@@ -1,8 +1,8 @@
 //! Parsers: CrowdSec's node format, run stage by stage (`s00-raw`, `s01-parse`, `s02-enrich`).
 //!
 //! An event enters the first stage; within a stage the top-level parsers run in load order until
-//! one with `onsuccess: next_stage` succeeds, which moves the event to the next stage. An event
-//! that ends a stage without moving on (before the last stage) is not parsed, as in CrowdSec.
+//! one with `onsuccess: next_stage` succeeds. An event that no parser of a stage succeeded on is
+//! not parsed; one that some parser succeeded on goes on to the next stage, as in CrowdSec.
 //! [`Dump`] records, per stage and parser, each event's state after that parser ran (hub tests,
 //! `crowd explain`).
 pub mod enrich;
@@ -81,11 +81,9 @@ impl Pipeline {
     /// Runs the event through every stage. `None` when it is not parsed (a stage it could not
     /// leave). With `dump`, records every parser's result.
     pub fn process(&self, mut evt: Event, ctx: &Ctx<'_>, mut dump: Option<&mut Dump>) -> Option<Event> {
-        let last = self.stages.len().saturating_sub(1);
-        for (i, (stage, nodes)) in self.stages.iter().enumerate() {
+        for (stage, nodes) in &self.stages {
             evt.stage.clone_from(stage);
             let mut ok = false;
-            let mut moved = false;
             for node in nodes {
                 let success = node.process(&mut evt, ctx);
                 if let Some(d) = dump.as_deref_mut() {
@@ -99,12 +97,11 @@ impl Pipeline {
                 if success {
                     ok = true;
                     if node.next_stage {
-                        moved = true;
                         break;
                     }
                 }
             }
-            if !ok || (!moved && i < last) {
+            if !ok {
                 return None;
             }
         }
