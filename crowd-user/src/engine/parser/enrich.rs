@@ -107,9 +107,10 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
         "%y%m%d %H:%M:%S",
         "%Y%m%d %H:%M:%S",
         "%d-%b-%Y %H:%M:%S%.f",
-        "%m/%d/%Y %H:%M:%S",
-        "%d/%m/%Y %H:%M:%S",
+        "%m/%d/%Y %H:%M:%S%.f",
+        "%d/%m/%Y %H:%M:%S%.f",
         "%m/%d/%Y, %I:%M:%S %p",
+        "%m/%d/%Y, %H:%M:%S",
         "%m/%d/%Y-%H:%M:%S%.f",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
@@ -174,6 +175,8 @@ mod tests {
         assert_eq!(rfc("08/02/2023, 7:32:47 PM"), "2023-08-02T19:32:47Z");
         assert_eq!(rfc("2022-04-05 14:40:34,644"), "2022-04-05T14:40:34.644Z");
         assert_eq!(rfc("07/11/2022-10:29:01.860293"), "2022-07-11T10:29:01.860293Z");
+        assert_eq!(rfc("07/11/2022 10:29:01.860293"), "2022-07-11T10:29:01.860293Z");
+        assert_eq!(rfc("08/02/2023, 7:34:03"), "2023-08-02T07:34:03Z");
         assert_eq!(rfc("11/02/2012 13:37:05"), "2012-11-02T13:37:05Z");
     }
 }

@@ -423,7 +423,8 @@ impl Buckets {
                     }
                     b.tokens = (b.tokens + (now - b.last).max(0.0) / leak).min(f64::from(capacity));
                     b.last = b.last.max(now);
-                    if b.tokens >= 1.0 {
+                    // Tokens accumulate in steps: allow for rounding (1.0 exactly refilled reads 0.999...).
+                    if b.tokens >= 1.0 - 1e-9 {
                         b.tokens -= 1.0;
                         false
                     } else {
