@@ -188,8 +188,8 @@ impl Env {
                 Err(e) => e.to_string().into(),
             })
         });
-        // As UnmarshalJSON: the node decodes (`parse_kv`); the helper reports success.
-        env.add_function("ParseKV", |_| Ok("".into()));
+        // As UnmarshalJSON, the node decodes (`parse_kv`); the helper returns nothing, as CrowdSec.
+        env.add_function("ParseKV", |_| Ok(Value::Nil));
         env.add_function("Sprintf", |c| {
             let mut fmt = arg_str(c.args.first());
             for a in c.args.iter().skip(1) {
