@@ -42,6 +42,10 @@ impl Hub {
             if !p.exists() && name.contains(".tests/") {
                 p = self.dir.join(name.replacen(".tests/", "tests/", 1));
             }
+            // A path relative to the working directory (as `load_all` lists them).
+            if !p.exists() && Path::new(name).exists() {
+                p = PathBuf::from(name);
+            }
             let stage = p
                 .components()
                 .filter_map(|c| c.as_os_str().to_str())
@@ -71,7 +75,7 @@ impl Hub {
     /// [`LoadError::NotFound`].
     pub fn scenario_file(&self, name: &str) -> Result<PathBuf, LoadError> {
         let candidates = if name.ends_with(".yaml") || name.ends_with(".yml") {
-            vec![self.dir.join(name), self.dir.join(name.replacen(".tests/", "tests/", 1))]
+            vec![self.dir.join(name), self.dir.join(name.replacen(".tests/", "tests/", 1)), PathBuf::from(name)]
         } else {
             vec![
                 self.dir.join("scenarios").join(format!("{name}.yaml")),
