@@ -12,7 +12,7 @@ use std::{
 use crowd::{
     config::load::{parsers_from_file, scenarios_from_text},
     engine::{
-        event::{Event, Line},
+        event::{Event, Fields, Line},
         expr::{DataFiles, Env},
         grok::Patterns,
         parser::{Ctx, Pipeline},
@@ -41,7 +41,7 @@ fn read_value(path: &Path) -> Value {
     }
 }
 
-fn string_map(v: Option<&Value>) -> indexmap::IndexMap<String, String> {
+fn string_map(v: Option<&Value>) -> Fields {
     v.and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
         .unwrap_or_default()
@@ -112,7 +112,7 @@ fn same(expected: &Value, actual: Option<&String>) -> bool {
     actual.map_or(String::new(), Clone::clone) == want
 }
 
-fn check_map(what: &str, expected: Option<&Value>, actual: &indexmap::IndexMap<String, String>) -> Vec<String> {
+fn check_map(what: &str, expected: Option<&Value>, actual: &Fields) -> Vec<String> {
     let Some(m) = expected.and_then(Value::as_object) else { return Vec::new() };
     m.iter()
         .filter(|(k, v)| !same(v, actual.get(*k)))

@@ -20,17 +20,21 @@ pub struct Line {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A map of event fields (`Parsed`, `Meta`, `Enriched`): insertion-ordered, with a fast
+/// non-cryptographic hash (keys are field names from configuration, not attacker input).
+pub type Fields = IndexMap<String, String, rustc_hash::FxBuildHasher>;
+
 /// An event: a line and everything the parsers learnt from it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Event {
     /// The line.
     pub line: Line,
     /// Fields captured by grok and `parsed:` statics.
-    pub parsed: IndexMap<String, String>,
+    pub parsed: Fields,
     /// Fields the scenarios group and report by (`source_ip`, `log_type`, ...).
-    pub meta: IndexMap<String, String>,
+    pub meta: Fields,
     /// Enrichment results (GeoIP, ASN, ...).
-    pub enriched: IndexMap<String, String>,
+    pub enriched: Fields,
     /// The log's own timestamp as text (set by statics), parsed by the date enricher.
     pub str_time: String,
     /// The event time in Unix seconds: the log's own time once parsed, else the read time.
@@ -63,7 +67,7 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
     }
 }
 
-fn map_value(m: &IndexMap<String, String>) -> Value {
+fn map_value(m: &Fields) -> Value {
     Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 

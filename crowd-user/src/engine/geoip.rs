@@ -4,7 +4,7 @@
 //! an unknown address (`IsInEU: false`, `SourceRange` from the address's /24 or /64).
 use std::{net::IpAddr, path::Path};
 
-use indexmap::IndexMap;
+use super::event::Fields;
 use maxminddb::{Reader, geoip2};
 
 /// The databases found, if any.
@@ -49,7 +49,7 @@ impl GeoIp {
     }
 
     /// `GeoIpCity`: `IsoCode`, `IsInEU`, `GeoCoords`, `Latitude`, `Longitude`.
-    pub fn city(&self, ip: &str, out: &mut IndexMap<String, String>) {
+    pub fn city(&self, ip: &str, out: &mut Fields) {
         let Ok(ip) = ip.parse::<IpAddr>() else { return };
         let rec: Option<geoip2::City<'_>> =
             self.city.as_ref().and_then(|r| r.lookup(ip).ok()).and_then(|l| l.decode().ok().flatten());
@@ -70,7 +70,7 @@ impl GeoIp {
     }
 
     /// `GeoIpASN`: `ASNNumber`, `ASNumber`, `ASNOrg`.
-    pub fn asn(&self, ip: &str, out: &mut IndexMap<String, String>) {
+    pub fn asn(&self, ip: &str, out: &mut Fields) {
         let Ok(ip) = ip.parse::<IpAddr>() else { return };
         let rec: Option<geoip2::Asn<'_>> =
             self.asn.as_ref().and_then(|r| r.lookup(ip).ok()).and_then(|l| l.decode().ok().flatten());
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn without_databases_like_crowdsec_for_unknown_addresses() {
         let g = GeoIp::default();
-        let mut m = IndexMap::new();
+        let mut m = Fields::default();
         g.city("192.0.2.1", &mut m);
         g.asn("192.0.2.1", &mut m);
         assert_eq!(m.get("IsInEU").map(String::as_str), Some("false"));

@@ -24,6 +24,14 @@ pub struct Grok {
     re: Regex,
     /// (capture group index, field name), in pattern order.
     fields: Vec<(usize, String)>,
+    /// A literal every match contains: text without it is refused before the regex runs (most
+    /// lines fail most of a parser's patterns; a substring search is far cheaper).
+    required: Option<memchr::memmem::Finder<'static>>,
+    /// For a pattern that ends in a top-level greedy `(?P<g>.*)` (`%{GREEDYDATA:message}`):
+    /// the pattern without it and that group's index. The prefix gives the same captures (a
+    /// greedy `.*` at the end accepts whatever follows the first prefix match in priority order)
+    /// over a much shorter span, and the tail is the rest of the line.
+    tail: Option<(Regex, usize)>,
 }
 
 /// Why a grok expression did not compile.
@@ -94,12 +102,17 @@ impl Patterns {
         let mut fields = Vec::new();
         let mut out = String::with_capacity(pattern.len() * 4);
         self.expand(pattern, local, &mut out, &mut fields, 0, "")?;
-        let out = escape_literal_braces(&out);
+        let out = re2_ascii_classes(&escape_literal_braces(&out));
         let re = Regex::new(&out).map_err(|e| GrokError::Regex(e.to_string()))?;
         let names: HashMap<&str, usize> =
             re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (n, i))).collect();
         let fields = fields.into_iter().filter_map(|(g, f)| names.get(g.as_str()).map(|i| (*i, f))).collect();
-        Ok(Grok { re, fields })
+        let required = required_literal(&out).map(|l| memchr::memmem::Finder::new(&l).into_owned());
+        let tail = greedy_tail(&out).and_then(|(prefix, name)| {
+            let group = re.capture_names().position(|n| n == Some(name.as_str()))?;
+            Some((Regex::new(&prefix).ok()?, group))
+        });
+        Ok(Grok { re, fields, required, tail })
     }
 
     fn lookup<'a>(&'a self, name: &str, local: &'a HashMap<String, String>) -> Option<&'a str> {
@@ -169,6 +182,118 @@ impl Patterns {
     }
 }
 
+/// RE2 (Go), which CrowdSec uses, gives `\d`, `\w`, `\s` and `\b` their ASCII meaning; the
+/// `regex` crate their Unicode one. Rewrite them to ASCII: the same matches as CrowdSec, and far
+/// smaller automata (Unicode `\w` alone is hundreds of ranges).
+fn re2_ascii_classes(re: &str) -> String {
+    const W: &str = "0-9A-Za-z_";
+    const D: &str = "0-9";
+    const S: &str = "\\t\\n\\f\\r ";
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut chars = re.chars().peekable();
+    let mut class_depth = 0usize;
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let Some(n) = chars.next() else {
+                out.push(c);
+                break;
+            };
+            let inside = class_depth > 0;
+            match (n, inside) {
+                ('w', false) => out.push_str(&format!("[{W}]")),
+                ('W', false) => out.push_str(&format!("[^{W}]")),
+                ('d', false) => out.push_str(&format!("[{D}]")),
+                ('D', false) => out.push_str(&format!("[^{D}]")),
+                ('s', false) => out.push_str(&format!("[{S}]")),
+                ('S', false) => out.push_str(&format!("[^{S}]")),
+                ('b', false) => out.push_str("(?-u:\\b)"),
+                ('B', false) => out.push_str("(?-u:\\B)"),
+                ('w', true) => out.push_str(W),
+                ('d', true) => out.push_str(D),
+                ('s', true) => out.push_str(S),
+                _ => {
+                    out.push(c);
+                    out.push(n);
+                }
+            }
+            continue;
+        }
+        if c == '[' {
+            class_depth += 1;
+            out.push(c);
+            // A `]` right after `[` or `[^` is a literal member.
+            if chars.peek() == Some(&'^') {
+                out.push(chars.next().expect("peeked"));
+            }
+            if chars.peek() == Some(&']') {
+                out.push(chars.next().expect("peeked"));
+            }
+            continue;
+        }
+        if c == ']' && class_depth > 0 {
+            class_depth -= 1;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// When `re` is a top-level concatenation ending in a named greedy `(?P<name>.*)`: the pattern
+/// before it and the group's name.
+fn greedy_tail(re: &str) -> Option<(String, String)> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = regex_syntax::ParserBuilder::new().utf8(true).build().parse(re).ok()?;
+    let HirKind::Concat(parts) = hir.kind() else { return None };
+    let HirKind::Capture(cap) = parts.last()?.kind() else { return None };
+    let name = cap.name.as_deref()?;
+    let HirKind::Repetition(rep) = cap.sub.kind() else { return None };
+    // `.`: every character but `\n`.
+    let dot = matches!(rep.sub.kind(), HirKind::Class(Class::Unicode(c))
+        if c.ranges().len() == 2 && c.ranges()[0].start() == '\0' && c.ranges()[0].end() == '\u{9}'
+            && c.ranges()[1].start() == '\u{b}' && c.ranges()[1].end() == char::MAX);
+    if !(rep.min == 0 && rep.max.is_none() && rep.greedy && dot) {
+        return None;
+    }
+    let suffix = format!("(?P<{name}>.*)");
+    let prefix = re.strip_suffix(&suffix)?;
+    // The prefix must be a whole pattern of its own (the suffix was the last concatenated part).
+    regex_syntax::ParserBuilder::new().build().parse(prefix).ok()?;
+    Some((prefix.to_owned(), name.to_owned()))
+}
+
+/// The longest literal (at least 3 bytes) that every match of `re` contains: literals met on
+/// every path through the pattern (concatenations, groups, repetitions of at least one), never
+/// inside alternations or optional parts. Case-insensitive parts are classes, not literals, so
+/// they are never chosen.
+fn required_literal(re: &str) -> Option<Vec<u8>> {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn walk(h: &Hir, run: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) {
+        match h.kind() {
+            HirKind::Literal(l) => run.extend_from_slice(&l.0),
+            HirKind::Capture(c) => walk(&c.sub, run, out),
+            HirKind::Concat(v) => {
+                for x in v {
+                    walk(x, run, out);
+                }
+            }
+            HirKind::Repetition(r) if r.min >= 1 => {
+                // One occurrence is certain; what follows it is not adjacent to it.
+                out.push(std::mem::take(run));
+                walk(&r.sub, run, out);
+                out.push(std::mem::take(run));
+            }
+            // Empty matches and look-arounds (`^`, `\b`) add no text.
+            HirKind::Empty | HirKind::Look(_) => {}
+            _ => out.push(std::mem::take(run)),
+        }
+    }
+    let hir = regex_syntax::ParserBuilder::new().utf8(true).build().parse(re).ok()?;
+    let (mut run, mut out) = (Vec::new(), Vec::new());
+    walk(&hir, &mut run, &mut out);
+    out.push(run);
+    out.into_iter().filter(|l| l.len() >= 3).max_by_key(Vec::len)
+}
+
 /// RE2 (Go) reads a `{` that starts no valid repetition (`{"ip":`) as a literal; the `regex`
 /// crate refuses it. Escape those, leaving `{n}`, `{n,}` and `{n,m}` alone.
 fn escape_literal_braces(re: &str) -> String {
@@ -219,10 +344,26 @@ impl Grok {
     /// field name wins; fields that captured nothing are present and empty, as in CrowdSec).
     #[must_use]
     pub fn captures(&self, text: &str) -> Option<Vec<(&str, String)>> {
-        let caps = self.re.captures(text)?;
+        if let Some(f) = &self.required
+            && f.find(text.as_bytes()).is_none()
+        {
+            return None;
+        }
+        let (caps, tail) = match &self.tail {
+            Some((prefix, group)) => {
+                let caps = prefix.captures(text)?;
+                let end = caps.get(0).map_or(0, |m| m.end());
+                let rest = &text[end..];
+                (caps, Some((*group, rest.split('\n').next().unwrap_or(rest))))
+            }
+            None => (self.re.captures(text)?, None),
+        };
         let mut out: Vec<(&str, String)> = Vec::with_capacity(self.fields.len());
         for (i, f) in &self.fields {
-            let v = caps.get(*i).map_or("", |m| m.as_str());
+            let v = match tail {
+                Some((g, rest)) if g == *i => rest,
+                _ => caps.get(*i).map_or("", |m| m.as_str()),
+            };
             match out.iter_mut().find(|(n, _)| *n == f.as_str()) {
                 Some((_, old)) if old.is_empty() => *old = v.to_owned(),
                 Some(_) => {}
@@ -242,6 +383,50 @@ impl Grok {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_greedy_tail_is_cut_off_and_gives_the_same_captures() {
+        let p = lib();
+        let g = p.compile(r"^%{WORD:a} (?:x|%{INT:n}) %{GREEDYDATA:rest}", &HashMap::new()).unwrap();
+        assert!(g.tail.is_some());
+        let mut g2 = p.compile(r"^%{WORD:a} (?:x|%{INT:n}) %{GREEDYDATA:rest}", &HashMap::new()).unwrap();
+        g2.tail = None;
+        let with_tail = |t: &str| g.captures(t);
+        let full = |t: &str| g2.captures(t);
+        for t in ["abc 12 the rest of it", "abc x  two spaces", "abc 12 ", "abc 12", "nope", "abc 7 a\nb"] {
+            assert_eq!(with_tail(t), full(t), "{t:?}");
+        }
+        // Not at the top level, or not greedy: no cut.
+        assert!(p.compile(r"a|b%{GREEDYDATA:x}", &HashMap::new()).unwrap().tail.is_none());
+        assert!(p.compile(r"a(?P<x>.*?)", &HashMap::new()).unwrap().tail.is_none());
+    }
+
+    #[test]
+    fn classes_have_their_re2_ascii_meaning() {
+        assert_eq!(
+            re2_ascii_classes(r"\w+\d\s\b[\w.-]\\w[^\d]"),
+            r"[0-9A-Za-z_]+[0-9][\t\n\f\r ](?-u:\b)[0-9A-Za-z_.-]\\w[^0-9]"
+        );
+        let p = lib();
+        let g = p.compile(r"^%{WORD:w}$", &HashMap::new()).unwrap();
+        assert!(g.captures("abc_1").is_some());
+        // Not word characters for RE2 (nor for CrowdSec).
+        assert!(g.captures("héllo").is_none());
+        assert!(p.compile(r"^\d+$", &HashMap::new()).unwrap().captures("١٢").is_none());
+    }
+
+    #[test]
+    fn required_literals_are_on_every_path() {
+        let lit = |re: &str| required_literal(re).map(|l| String::from_utf8(l).unwrap());
+        assert_eq!(lit(r"Failed (?P<a>\w+) for (?P<u>\S+) from").as_deref(), Some("Failed "));
+        assert_eq!(lit(r"^Connection closed by (?P<ip>\S+)$").as_deref(), Some("Connection closed by "));
+        // Alternations and optional parts are never required.
+        assert_eq!(lit(r"(?:abcdef|xyz)\d+").as_deref(), None);
+        assert_eq!(lit(r"x(?:abcdefgh)?y").as_deref(), None);
+        assert_eq!(lit(r"(?i)abcdef").as_deref(), None);
+        // A repeated group's literal is required once.
+        assert_eq!(lit(r"(?:port )+\d").as_deref(), Some("port "));
+    }
 
     fn lib() -> Patterns {
         let mut p = Patterns::default();

@@ -82,10 +82,8 @@ struct Unmarshal {
 fn unmarshal_steps(src: &str, env: &Env) -> Result<Vec<Unmarshal>, CompileError> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r#"(UnmarshalJSON|ParseKV)\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#,
-        )
-        .expect("valid")
+        regex::Regex::new(r#"(UnmarshalJSON|ParseKV)\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#)
+            .expect("valid")
     });
     re.captures_iter(src)
         .map(|c| {
@@ -296,14 +294,15 @@ impl Node {
         let (mut state, grok_ok) = match &self.grok {
             None => (true, false),
             Some(g) => {
-                let text = match &g.source {
+                // The captures own their text: the field is read in place, not copied.
+                let caps = match &g.source {
                     GrokSource::Field(f) => match evt.get(f) {
-                        Some(t) => t.to_owned(),
+                        Some(t) => g.grok.captures(t),
                         None => return false,
                     },
-                    GrokSource::Expr(e) => ctx.env.string(e, evt).unwrap_or_default(),
+                    GrokSource::Expr(e) => g.grok.captures(&ctx.env.string(e, evt).unwrap_or_default()),
                 };
-                match g.grok.captures(&text) {
+                match caps {
                     None => (false, false),
                     Some(caps) => {
                         for (k, v) in caps {
