@@ -232,6 +232,7 @@ pub fn defaults() -> Vec<Source> {
         ("/var/log/apache2/access.log", "apache2"),
         ("/var/log/httpd/access_log", "apache2"),
         ("/var/log/mail.log", "syslog"),
+        ("/var/log/mysql/error.log", "mysql"),
     ]
     .into_iter()
     .filter(|(p, _)| Path::new(p).exists())

@@ -11,7 +11,7 @@ use crate::engine::{
 };
 
 /// (path inside `scenarios/`, stage, text) of every embedded parser.
-const PARSERS: [(&str, &str, &str); 4] = [
+const PARSERS: [(&str, &str, &str); 6] = [
     (
         "parsers/s00-raw/crowd/syslog.yaml",
         "s00-raw",
@@ -28,6 +28,16 @@ const PARSERS: [(&str, &str, &str); 4] = [
         include_str!("../../../scenarios/parsers/s01-parse/crowd/http-access.yaml"),
     ),
     (
+        "parsers/s01-parse/crowd/mail.yaml",
+        "s01-parse",
+        include_str!("../../../scenarios/parsers/s01-parse/crowd/mail.yaml"),
+    ),
+    (
+        "parsers/s01-parse/crowd/mysql.yaml",
+        "s01-parse",
+        include_str!("../../../scenarios/parsers/s01-parse/crowd/mysql.yaml"),
+    ),
+    (
         "parsers/s02-enrich/crowd/dateparse.yaml",
         "s02-enrich",
         include_str!("../../../scenarios/parsers/s02-enrich/crowd/dateparse.yaml"),
@@ -35,9 +45,11 @@ const PARSERS: [(&str, &str, &str); 4] = [
 ];
 
 /// (path inside `scenarios/`, text) of every embedded scenario file.
-const SCENARIOS: [(&str, &str); 2] = [
+const SCENARIOS: [(&str, &str); 4] = [
     ("scenarios/crowd/sshd.yaml", include_str!("../../../scenarios/scenarios/crowd/sshd.yaml")),
     ("scenarios/crowd/http.yaml", include_str!("../../../scenarios/scenarios/crowd/http.yaml")),
+    ("scenarios/crowd/mail.yaml", include_str!("../../../scenarios/scenarios/crowd/mail.yaml")),
+    ("scenarios/crowd/mysql.yaml", include_str!("../../../scenarios/scenarios/crowd/mysql.yaml")),
 ];
 
 /// (file name, text) of every embedded data file.
@@ -79,7 +91,7 @@ mod tests {
     #[test]
     fn the_embedded_configuration_compiles() {
         let (p, _, s) = super::load().unwrap();
-        assert_eq!(p.len(), 6);
+        assert_eq!(p.len(), 9);
         assert!(s.len() >= 8);
     }
 }
