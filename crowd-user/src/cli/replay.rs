@@ -18,9 +18,26 @@ use crate::{
 /// # Errors
 /// Configuration that does not load, with file, line and field.
 pub fn detector(config_dir: Option<&PathBuf>, profile: Profile) -> Result<Detector> {
+    detector_with(config_dir, profile, false)
+}
+
+/// [`detector`]; with `skip_invalid`, files that do not load are left out (each named in a
+/// warning) instead of refusing to start.
+///
+/// # Errors
+/// Configuration that does not load (without `skip_invalid`), with file, line and field.
+pub fn detector_with(config_dir: Option<&PathBuf>, profile: Profile, skip_invalid: bool) -> Result<Detector> {
     let (pipeline, env, scenarios) = match config_dir {
         None => config::defaults::load()?,
-        Some(dir) => config::hub::Hub::new(dir).load_all()?,
+        Some(dir) => {
+            let (p, e, s, skipped) = config::hub::Hub::new(dir)
+                .load_all_with(skip_invalid)
+                .with_context(|| format!("loading `{}` (--skip-invalid leaves bad files out)", dir.display()))?;
+            for err in &skipped {
+                tracing::warn!(error = %err, "skipped: this file did not load");
+            }
+            (p, e, s)
+        }
     };
     Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()))
 }

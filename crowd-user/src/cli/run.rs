@@ -46,6 +46,10 @@ pub struct DetectArgs {
     /// Run the enforcer only: no log reading.
     #[arg(long)]
     pub no_detect: bool,
+    /// Leave out parser and scenario files that do not load (each is named in a warning)
+    /// instead of refusing to start.
+    #[arg(long)]
+    pub skip_invalid: bool,
     /// Also read standard input as lines of this type (e.g. `--stdin syslog`).
     #[arg(long, value_name = "TYPE")]
     pub stdin: Option<String>,
@@ -86,7 +90,7 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     }
     let mut profile = crate::engine::profile::Profile { simulation: args.simulation, ..Default::default() };
     profile.protect(crate::addr::local_addresses());
-    let mut detector = super::replay::detector(args.config.as_ref(), profile)?;
+    let mut detector = super::replay::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
     let _ = std::fs::create_dir_all(&args.state_dir);
     for s in &sources {
         tracing::info!(source = %s.describe(), kind = s.kind(), "reading");

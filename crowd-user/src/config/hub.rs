@@ -109,6 +109,20 @@ impl Hub {
     /// # Errors
     /// The first file that fails, with file, line and field.
     pub fn load_all(&self) -> Result<(Pipeline, Env, Vec<Scenario>), LoadError> {
+        let (pipeline, env, scenarios, skipped) = self.load_all_with(false)?;
+        debug_assert!(skipped.is_empty());
+        Ok((pipeline, env, scenarios))
+    }
+
+    /// As [`Hub::load_all`]; with `skip_invalid`, a file that fails is left out (whole: nothing of
+    /// it is loaded) and its error returned beside what loaded.
+    ///
+    /// # Errors
+    /// Without `skip_invalid`, the first file that fails.
+    pub fn load_all_with(
+        &self,
+        skip_invalid: bool,
+    ) -> Result<(Pipeline, Env, Vec<Scenario>, Vec<LoadError>), LoadError> {
         let list = |dir: PathBuf| -> Vec<PathBuf> {
             let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map(|rd| {
@@ -121,15 +135,36 @@ impl Hub {
             v.sort();
             v
         };
-        let mut parsers = Vec::new();
+        let mut skipped = Vec::new();
+        let mut keep = |r: Result<(), LoadError>| -> Result<(), LoadError> {
+            match r {
+                Err(e) if skip_invalid => {
+                    skipped.push(e);
+                    Ok(())
+                }
+                other => other,
+            }
+        };
+        let env = Env::new(Arc::new(self.data()));
+        let mut patterns = self.patterns()?;
+        let mut files = Vec::new();
         for stage in STAGES {
-            parsers.extend(list(self.dir.join("parsers").join(stage)).into_iter().map(|p| p.display().to_string()));
+            files.extend(list(self.dir.join("parsers").join(stage)).into_iter().map(|p| (stage.to_owned(), p)));
         }
-        let (pipeline, env) = self.pipeline(&parsers)?;
-        let scenarios: Vec<String> =
-            list(self.dir.join("scenarios")).into_iter().map(|p| p.display().to_string()).collect();
-        let scenarios = self.scenarios(&scenarios, &env)?;
-        Ok((pipeline, env, scenarios))
+        files.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
+        let mut parsers = Vec::new();
+        for (stage, file) in files {
+            keep(parsers_from_file(&file, &stage, &mut patterns, &env).map(|p| parsers.extend(p)))?;
+        }
+        let mut scenarios = Vec::new();
+        for path in list(self.dir.join("scenarios")) {
+            let r = std::fs::read_to_string(&path)
+                .map_err(|source| LoadError::Io { path: path.clone(), source })
+                .and_then(|text| scenarios_from_text(&path, &text, &env))
+                .map(|s| scenarios.extend(s));
+            keep(r)?;
+        }
+        Ok((Pipeline::new(parsers), env, scenarios, skipped))
     }
 
     /// crowd's base patterns plus every pattern file of the hub.
