@@ -11,5 +11,6 @@ pub mod config;
 pub mod detect;
 pub mod enforce;
 pub mod engine;
+pub mod fuzzing;
 pub mod reconcile;
 pub mod store;

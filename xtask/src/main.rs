@@ -40,6 +40,16 @@ enum Task {
         #[arg(last = true)]
         rest: Vec<String>,
     },
+    /// Fuzz a target with libFuzzer (`log_line`, `expression`); installs cargo-fuzz and a
+    /// nightly toolchain when missing.
+    Fuzz {
+        /// Which target.
+        #[arg(default_value = "log_line")]
+        target: String,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// Benchmarks that print figures: `dataplane`, `engine`.
     Bench {
         /// Which benchmark.
@@ -101,6 +111,23 @@ fn main() -> Result<()> {
             run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
             run(cargo().args(["build", "--bins"]))?;
             run(cargo().args(["test"]).args(rest))
+        }
+        Task::Fuzz { target, secs } => {
+            let has = |what: &str, args: &[&str]| {
+                Command::new(what).args(args).output().is_ok_and(|o| o.status.success())
+            };
+            if !has("rustup", &["run", "nightly", "rustc", "--version"]) {
+                run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+            }
+            if !has("cargo", &["fuzz", "--version"]) {
+                run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+            }
+            let mut c = Command::new("cargo");
+            c.current_dir(root().join("fuzz"))
+                // The fuzzed code is the engine: the BPF object is not needed.
+                .env("CROWD_SKIP_EBPF", "1")
+                .args(["+nightly", "fuzz", "run", &target, "--", &format!("-max_total_time={secs}")]);
+            run(&mut c)
         }
         Task::Bench { which, quick } => {
             setup::all()?;
