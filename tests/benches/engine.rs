@@ -1,10 +1,11 @@
 //! `cargo xtask bench engine`: detection throughput, memory, accuracy and latency.
 //!
-//! 1. Throughput: `../shared/tools/genlogs.py` writes a 1M-line sshd auth.log (seeded, with
-//!    ground truth); `crowd replay` runs it through the whole pipeline with crowd's own parsers
-//!    and scenarios, and with the hub's sshd collection (`--config` on a folder of the hub's
-//!    files). Reported: lines/s on one core, aggregate lines/s with one replay per core, peak RSS,
-//!    attackers found against the truth and benign sources banned.
+//! 1. Throughput: `../shared/tools/genlogs.py` writes a 1M-line sshd auth.log and a 1M-line nginx
+//!    access.log (seeded, with ground truth); `crowd replay` runs each through the whole pipeline
+//!    with crowd's own parsers and scenarios, and with the hub's full sshd and nginx collections
+//!    (`--config` on a folder of the hub's files, sub-collections followed). Reported: lines/s on
+//!    one core, aggregate lines/s with one replay per core and its ratio to CrowdSec 1.4.6's
+//!    figures, peak RSS, attackers found against the truth and benign sources banned.
 //! 2. Latency: the daemon follows a log in a network namespace; for each trial a burst of failed
 //!    logins from a new address is appended and the ban map polled until the ban is there.
 //!    Reported: p50 and p99 over the trials.
@@ -26,21 +27,14 @@ fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
 }
 
-fn generate(dir: &Path, lines: usize) -> PathBuf {
-    let log = dir.join("auth.log");
+/// Generates (once) a log of `kind` (`ssh`: auth.log, `nginx`: access.log) with its truth.
+fn generate(dir: &Path, lines: usize, kind: &str) -> PathBuf {
+    let log = dir.join(if kind == "ssh" { "auth.log" } else { "access.log" });
     if !log.exists() {
         let st = Command::new("python3")
             .arg(shared().join("tools/genlogs.py"))
-            .args([
-                "--out-dir",
-                dir.to_str().expect("utf-8"),
-                "--lines",
-                &lines.to_string(),
-                "--kind",
-                "ssh",
-                "--seed",
-                "1",
-            ])
+            .args(["--out-dir", dir.to_str().expect("utf-8"), "--lines", &lines.to_string(), "--kind", kind])
+            .args(["--seed", "1"])
             .stdout(Stdio::null())
             .status()
             .expect("python3 genlogs.py");
@@ -49,29 +43,55 @@ fn generate(dir: &Path, lines: usize) -> PathBuf {
     log
 }
 
-/// A folder with the hub's sshd collection (its parsers and scenarios, the pattern library).
-fn hub_sshd(dir: &Path) -> PathBuf {
-    let hub = shared().join("crowdsec-hub");
-    let root = dir.join("hub-sshd");
-    for (from, to) in [
-        ("parsers/s00-raw/crowdsecurity/syslog-logs.yaml", "parsers/s00-raw/crowdsecurity/syslog-logs.yaml"),
-        ("parsers/s01-parse/crowdsecurity/sshd-logs.yaml", "parsers/s01-parse/crowdsecurity/sshd-logs.yaml"),
-        (
-            "parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
-            "parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml",
-        ),
-        ("scenarios/crowdsecurity/ssh-bf.yaml", "scenarios/crowdsecurity/ssh-bf.yaml"),
-        ("scenarios/crowdsecurity/ssh-slow-bf.yaml", "scenarios/crowdsecurity/ssh-slow-bf.yaml"),
-    ] {
-        let dst = root.join(to);
-        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(hub.join(from), &dst).expect("copy hub file");
+/// Every parser and scenario a hub collection names, following its sub-collections.
+fn resolve(hub: &Path, collection: &str, parsers: &mut Vec<String>, scenarios: &mut Vec<String>) {
+    let path = hub.join("collections").join(format!("{collection}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).expect("collection yaml");
+    let names = |k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(serde_yaml::Value::as_sequence)
+            .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    parsers.extend(names("parsers"));
+    scenarios.extend(names("scenarios"));
+    for c in names("collections") {
+        resolve(hub, &c, parsers, scenarios);
     }
-    let patterns = root.join("patterns");
-    if !patterns.exists() {
-        std::os::unix::fs::symlink(hub.join("patterns"), &patterns).expect("symlink patterns");
+}
+
+/// A hub-layout folder with what `collection` names (plus the syslog and date parsers every
+/// CrowdSec install has), the hub's patterns and data files.
+fn hub_folder(dir: &Path, collection: &str) -> PathBuf {
+    let hub = shared().join("crowdsec-hub");
+    let root = dir.join(format!("hub-{}", collection.replace('/', "-")));
+    let (mut parsers, mut scenarios) =
+        (vec!["crowdsecurity/syslog-logs".to_owned(), "crowdsecurity/dateparse-enrich".to_owned()], Vec::new());
+    resolve(&hub, collection, &mut parsers, &mut scenarios);
+    for p in parsers {
+        let found = ["s00-raw", "s01-parse", "s02-enrich"]
+            .iter()
+            .map(|st| format!("parsers/{st}/{p}.yaml"))
+            .find(|rel| hub.join(rel).exists())
+            .unwrap_or_else(|| panic!("parser {p} not in the hub"));
+        copy(&hub, &root, &found);
+    }
+    for s in scenarios {
+        copy(&hub, &root, &format!("scenarios/{s}.yaml"));
+    }
+    for link in ["patterns", "data"] {
+        if !root.join(link).exists() {
+            std::os::unix::fs::symlink(hub.join(link), root.join(link)).expect("symlink");
+        }
     }
     root
+}
+
+fn copy(hub: &Path, root: &Path, rel: &str) {
+    let dst = root.join(rel);
+    std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(hub.join(rel), &dst).unwrap_or_else(|e| panic!("{rel}: {e}"));
 }
 
 struct Run {
@@ -82,9 +102,9 @@ struct Run {
 
 // The child is reaped with wait4 (for its own rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn replay(log: &Path, config: Option<&Path>) -> Run {
+fn replay(log: &Path, kind: &str, config: Option<&Path>) -> Run {
     let mut c = Command::new(crowd_bin());
-    c.args(["replay", "--type", "syslog", "-o", "json"]).arg(log);
+    c.args(["replay", "--type", kind, "-o", "json"]).arg(log);
     if let Some(cfg) = config {
         c.arg("--config").arg(cfg);
     }
@@ -121,12 +141,12 @@ fn accuracy(truth: &Value, out: &Value) -> (usize, usize, usize, Vec<String>) {
     (att.intersection(&banned).count(), att.len(), ben.intersection(&banned).count(), missed)
 }
 
-fn parallel(log: &Path, config: Option<&Path>, n: usize) -> f64 {
+fn parallel(log: &Path, kind: &str, config: Option<&Path>, n: usize) -> f64 {
     let started = Instant::now();
     let children: Vec<_> = (0..n)
         .map(|_| {
             let mut c = Command::new(crowd_bin());
-            c.args(["replay", "--type", "syslog", "-o", "json"]).arg(log).stdout(Stdio::null());
+            c.args(["replay", "--type", kind, "-o", "json"]).arg(log).stdout(Stdio::null());
             if let Some(cfg) = config {
                 c.arg("--config").arg(cfg);
             }
@@ -213,33 +233,52 @@ fn main() {
     let lines = if quick { 100_000 } else { 1_000_000 };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench/logs-{lines}"));
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let log = generate(&dir, lines);
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("auth.log.truth.json")).expect("truth")).expect("json");
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let hub = hub_sshd(&dir);
+    // CrowdSec 1.4.6 on this machine kind (the figures), lines/s.
+    let crowdsec = [("ssh", 4_200.0), ("nginx", 290.0)];
     let mut results = Vec::new();
-    println!("\nreplay of {lines} sshd lines (genlogs seed 1)\n");
-    println!(
-        "{:<22} {:>12} {:>16} {:>10} {:>10} {:>8}",
-        "rules",
-        "lines/s",
-        format!("lines/s x{cores}"),
-        "peak RSS",
-        "attackers",
-        "benign"
-    );
-    for (name, cfg) in [("crowd (own)", None), ("hub sshd collection", Some(hub.as_path()))] {
-        let r = replay(&log, cfg);
-        let lps = lines as f64 / r.secs;
-        let all = (lines * cores) as f64 / parallel(&log, cfg, cores);
-        let (found, total, benign, missed) = accuracy(&truth, &r.out);
-        println!("{name:<22} {lps:>12.0} {all:>16.0} {:>7} MiB {found:>4}/{total:<5} {benign:>8}", r.rss_kib / 1024);
-        if !missed.is_empty() {
-            println!("  missed: {}", missed.join(", "));
+    for (kind, log_type, collection) in
+        [("ssh", "syslog", "crowdsecurity/sshd"), ("nginx", "nginx", "crowdsecurity/nginx")]
+    {
+        let log = generate(&dir, lines, kind);
+        let truth: Value = serde_json::from_slice(
+            &std::fs::read(
+                log.with_file_name(format!("{}.truth.json", log.file_name().expect("name").to_string_lossy())),
+            )
+            .expect("truth"),
+        )
+        .expect("json");
+        let hub = hub_folder(&dir, collection);
+        let reference = crowdsec.iter().find(|(k, _)| *k == kind).map_or(1.0, |(_, v)| *v);
+        println!("\nreplay of {lines} {kind} lines (genlogs seed 1); CrowdSec 1.4.6: {reference} lines/s\n");
+        println!(
+            "{:<26} {:>10} {:>14} {:>10} {:>10} {:>10} {:>8}",
+            "rules",
+            "lines/s",
+            format!("lines/s x{cores}"),
+            "vs CrowdSec",
+            "peak RSS",
+            "attackers",
+            "benign"
+        );
+        for (name, cfg) in [("crowd (own)".to_owned(), None), (format!("hub {collection}"), Some(hub.as_path()))] {
+            let r = replay(&log, log_type, cfg);
+            let lps = lines as f64 / r.secs;
+            let all = (lines * cores) as f64 / parallel(&log, log_type, cfg, cores);
+            let (found, total, benign, missed) = accuracy(&truth, &r.out);
+            println!(
+                "{name:<26} {lps:>10.0} {all:>14.0} {:>10.0}x {:>7} MiB {found:>4}/{total:<5} {benign:>8}",
+                all / reference,
+                r.rss_kib / 1024
+            );
+            if !missed.is_empty() {
+                println!("  missed: {}", missed.join(", "));
+            }
+            results.push(json!({"log": kind, "rules": name, "lines": lines, "lines_per_sec": lps,
+                "lines_per_sec_all_cores": all, "cores": cores, "times_crowdsec": all / reference,
+                "peak_rss_kib": r.rss_kib, "attackers_found": found, "attackers": total,
+                "benign_banned": benign, "missed": missed}));
         }
-        results.push(json!({"rules": name, "lines": lines, "lines_per_sec": lps, "lines_per_sec_all_cores": all, "cores": cores,
-            "peak_rss_kib": r.rss_kib, "attackers_found": found, "attackers": total, "benign_banned": benign, "missed": missed}));
     }
     let lat = latency(if quick { 100 } else { 1000 });
     let out = json!({"throughput": results, "latency": lat});

@@ -113,9 +113,8 @@ fn main() -> Result<()> {
             run(cargo().args(["test"]).args(rest))
         }
         Task::Fuzz { target, secs } => {
-            let has = |what: &str, args: &[&str]| {
-                Command::new(what).args(args).output().is_ok_and(|o| o.status.success())
-            };
+            let has =
+                |what: &str, args: &[&str]| Command::new(what).args(args).output().is_ok_and(|o| o.status.success());
             if !has("rustup", &["run", "nightly", "rustc", "--version"]) {
                 run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
             }

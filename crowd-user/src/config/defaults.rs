@@ -53,9 +53,10 @@ const SCENARIOS: [(&str, &str); 4] = [
 ];
 
 /// (file name, text) of every embedded data file.
-const DATA: [(&str, &str); 2] = [
+const DATA: [(&str, &str); 3] = [
     ("sensitive_paths.txt", include_str!("../../../scenarios/data/sensitive_paths.txt")),
     ("bad_user_agents.txt", include_str!("../../../scenarios/data/bad_user_agents.txt")),
+    ("static_files.txt", include_str!("../../../scenarios/data/static_files.txt")),
 ];
 
 fn data() -> DataFiles {

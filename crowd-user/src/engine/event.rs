@@ -103,6 +103,9 @@ impl Event {
             ("Stage".to_owned(), Value::String(self.stage.clone())),
             ("Whitelisted".to_owned(), Value::Bool(self.whitelisted)),
             ("Type".to_owned(), Value::Integer(i64::from(self.overflow.is_some()))),
+            // Unix seconds (CrowdSec's is a time.Time; `duration()` and `MedianInterval` work in
+            // seconds here).
+            ("Time".to_owned(), Value::Float(self.time)),
             (
                 "Overflow".to_owned(),
                 Value::Map(IndexMap::from([(

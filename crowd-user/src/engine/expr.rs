@@ -29,6 +29,10 @@ pub struct Expr {
     program: Arc<Program>,
     source: String,
     fast: Option<super::fast::Fast>,
+    /// The program with every `evt` field read as a `CrowdField(...)` call, when that leaves no
+    /// other use of `evt`: it runs without converting the event, and closures (which copy the
+    /// variables for every element) copy nothing.
+    light: Option<Arc<Program>>,
 }
 
 /// Why an expression failed to compile or run.
@@ -160,6 +164,36 @@ impl Env {
             Ok(d.lines.get(&name).is_some_and(|l| l.contains(&s)).into())
         });
         env.add_function("Distance", |_| Ok(Value::Float(0.0)));
+        // `queue.Queue` of bucket expressions, rewritten to this call (see scenario/queue.rs):
+        // the queue stays out of the variables every closure element copies.
+        env.add_function("CrowdField", |c| {
+            Ok(Value::String(CurrentEvent::field(&arg_str(c.args.first()), &arg_str(c.args.get(1)))))
+        });
+        env.add_function("CrowdQueue", |_| Ok(BUCKET_QUEUE.with(|q| q.borrow().clone())));
+        // Times are Unix seconds (`evt.Time`), durations seconds.
+        env.add_function("duration", |c| {
+            Ok(super::scenario::go_duration_secs(&arg_str(c.args.first())).map_or(Value::Nil, Value::Float))
+        });
+        env.add_function("MedianInterval", |c| {
+            let times: Vec<f64> = match c.args.first() {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Float(f) => Some(*f),
+                        Value::Integer(i) => Some(*i as f64),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+            if gaps.is_empty() {
+                return Ok(Value::Float(0.0));
+            }
+            gaps.sort_by(f64::total_cmp);
+            let m = gaps.len() / 2;
+            Ok(Value::Float(if gaps.len().is_multiple_of(2) { f64::midpoint(gaps[m - 1], gaps[m]) } else { gaps[m] }))
+        });
         env.add_function("GetFromStash", move |c| {
             Ok(st.get(&arg_str(c.args.first()), &arg_str(c.args.get(1))).map_or(Value::Nil, Value::String))
         });
@@ -220,9 +254,33 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        expr::compile(&zero_value_fields(&closure_member_shorthand(&rewrite_negated_ops(source))))
-            .map(|p| Expr { program: Arc::new(p), source: source.to_owned(), fast: super::fast::compile(source) })
+        let pre = closure_member_shorthand(&rewrite_negated_ops(&inline_lets(source)));
+        let light = field_calls(&pre).and_then(|l| expr::compile(&l).ok()).map(Arc::new);
+        expr::compile(&zero_value_fields(&pre))
+            .map(|p| Expr {
+                program: Arc::new(p),
+                source: source.to_owned(),
+                fast: super::fast::compile(source),
+                light,
+            })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
+    }
+
+    /// Runs the light program of `e` (see [`Expr`]) on `event`.
+    fn run_light(&self, e: &Expr, p: &Program, event: &Event) -> Result<Value, ExprError> {
+        let _current = CurrentEvent::set(event);
+        self.env
+            .run(p, &EvtContext { vars: Context::default() })
+            .map_err(|err| ExprError { source_text: e.source.clone(), message: err.to_string() })
+    }
+
+    fn to_string_value(v: Value) -> String {
+        match v {
+            Value::String(s) => s,
+            Value::Nil => String::new(),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+            other => other.to_string(),
+        }
     }
 
     /// Runs an expression with `evt` bound to `event`.
@@ -230,7 +288,10 @@ impl Env {
     /// # Errors
     /// [`ExprError`] when evaluation fails (a type error, a missing function).
     pub fn run(&self, e: &Expr, event: &Event) -> Result<Value, ExprError> {
-        self.run_in(e, &EvtContext::new(event))
+        match &e.light {
+            Some(p) => self.run_light(e, p, event),
+            None => self.run_in(e, &EvtContext::new(event)),
+        }
     }
 
     /// Runs an expression in a prepared context (several expressions over one unchanged event
@@ -248,9 +309,10 @@ impl Env {
     /// the fast path needs none; the interpreter builds it once.
     #[must_use]
     pub fn test_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> bool {
-        match &e.fast {
-            Some(f) => f.test(event, &self.data),
-            None => self.test_in(e, ctx()),
+        match (&e.fast, &e.light) {
+            (Some(f), _) => f.test(event, &self.data),
+            (None, Some(p)) => matches!(self.run_light(e, p, event), Ok(Value::Bool(true))),
+            (None, None) => self.test_in(e, ctx()),
         }
     }
 
@@ -264,18 +326,20 @@ impl Env {
         event: &Event,
         ctx: impl FnOnce() -> &'c EvtContext,
     ) -> Result<String, ExprError> {
-        match &e.fast {
-            Some(f) => Ok(f.string(event, &self.data)),
-            None => self.string_in(e, ctx()),
+        match (&e.fast, &e.light) {
+            (Some(f), _) => Ok(f.string(event, &self.data)),
+            (None, Some(p)) => self.run_light(e, p, event).map(Self::to_string_value),
+            (None, None) => self.string_in(e, ctx()),
         }
     }
 
     /// Runs a filter: true only for a boolean true (errors and non-booleans are false).
     #[must_use]
     pub fn test(&self, e: &Expr, event: &Event) -> bool {
-        match &e.fast {
-            Some(f) => f.test(event, &self.data),
-            None => self.test_in(e, &EvtContext::new(event)),
+        match (&e.fast, &e.light) {
+            (Some(f), _) => f.test(event, &self.data),
+            (None, Some(p)) => matches!(self.run_light(e, p, event), Ok(Value::Bool(true))),
+            (None, None) => self.test_in(e, &EvtContext::new(event)),
         }
     }
 
@@ -290,9 +354,10 @@ impl Env {
     /// # Errors
     /// As [`Env::run`].
     pub fn string(&self, e: &Expr, event: &Event) -> Result<String, ExprError> {
-        match &e.fast {
-            Some(f) => Ok(f.string(event, &self.data)),
-            None => self.string_in(e, &EvtContext::new(event)),
+        match (&e.fast, &e.light) {
+            (Some(f), _) => Ok(f.string(event, &self.data)),
+            (None, Some(p)) => self.run_light(e, p, event).map(Self::to_string_value),
+            (None, None) => self.string_in(e, &EvtContext::new(event)),
         }
     }
 
@@ -301,12 +366,7 @@ impl Env {
     /// # Errors
     /// As [`Env::run`].
     pub fn string_in(&self, e: &Expr, ctx: &EvtContext) -> Result<String, ExprError> {
-        Ok(match self.run_in(e, ctx)? {
-            Value::String(s) => s,
-            Value::Nil => String::new(),
-            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
-            other => other.to_string(),
-        })
+        Ok(Self::to_string_value(self.run_in(e, ctx)?))
     }
 }
 
@@ -316,6 +376,124 @@ impl Expr {
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+thread_local! {
+    /// The event a light program runs on (see [`CurrentEvent`]); null outside of one.
+    static CURRENT_EVENT: std::cell::Cell<*const Event> = const { std::cell::Cell::new(std::ptr::null()) };
+    /// The queue of the bucket whose expression is being evaluated on this thread.
+    static BUCKET_QUEUE: std::cell::RefCell<Value> = const { std::cell::RefCell::new(Value::Nil) };
+}
+
+/// While alive, the event `CrowdField(...)` reads on this thread. Light programs run
+/// synchronously inside [`Env::run_light`], which holds the guard and the `&Event` it points to.
+struct CurrentEvent(*const Event);
+
+impl CurrentEvent {
+    fn set(event: &Event) -> CurrentEvent {
+        CurrentEvent(CURRENT_EVENT.with(|c| c.replace(std::ptr::from_ref(event))))
+    }
+
+    /// `evt.<part>.<key>` of the current event; "" when absent (Go's zero value).
+    fn field(part: &str, key: &str) -> String {
+        let ptr = CURRENT_EVENT.with(std::cell::Cell::get);
+        if ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-null only while a `CurrentEvent` guard lives in `run_light`, whose
+        // `&Event` outlives the guard; this thread alone reads it.
+        let e = unsafe { &*ptr };
+        let v = match part {
+            "Parsed" => e.parsed.get(key),
+            "Meta" => e.meta.get(key),
+            "Enriched" => e.enriched.get(key),
+            "Labels" => e.line.labels.get(key),
+            "Line" => {
+                return match key {
+                    "Raw" => e.line.raw.clone(),
+                    "Src" => e.line.src.clone(),
+                    "Module" => e.line.module.clone(),
+                    _ => String::new(),
+                };
+            }
+            "StrTime" => return e.str_time.clone(),
+            _ => None,
+        };
+        v.cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for CurrentEvent {
+    fn drop(&mut self) {
+        CURRENT_EVENT.with(|c| c.set(self.0));
+    }
+}
+
+/// `evt.Meta.x`, `evt.Parsed["x"]`, `evt.Line.Raw`, `evt.Line.Labels.type`, `evt.StrTime` as
+/// `CrowdField(...)` calls; `None` when `evt` is still used otherwise (`evt.Unmarshaled`,
+/// `evt.SetMeta(...)`, `evt.Time`, ...).
+fn field_calls(src: &str) -> Option<String> {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(
+            r#"\bevt\.(?:(Parsed|Meta|Enriched)\.([A-Za-z_][A-Za-z0-9_]*)|(Parsed|Meta|Enriched)\[\s*(?:"([^"]*)"|'([^']*)')\s*\]|Line\.(Raw|Src|Module)\b|Line\.Labels\.([A-Za-z_][A-Za-z0-9_]*)|(StrTime)\b)"#,
+        )
+        .expect("valid")
+    });
+    let mut literal = vec![false; src.len() + 1];
+    let mut q: Option<char> = None;
+    for (i, c) in src.char_indices() {
+        match q {
+            Some(x) if c == x => q = None,
+            Some(_) => literal[i] = true,
+            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
+            None => {}
+        }
+    }
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut last = 0;
+    for c in re.captures_iter(src) {
+        let m = c.get(0).expect("match");
+        if literal[m.start()] || src[m.end()..].trim_start().starts_with('(') {
+            continue;
+        }
+        let g = |i: usize| c.get(i).map(|x| x.as_str());
+        let (part, key) = match (g(1), g(3), g(6), g(7), g(8)) {
+            (Some(p), ..) => (p, g(2).unwrap_or_default()),
+            (_, Some(p), ..) => (p, g(4).or(g(5)).unwrap_or_default()),
+            (_, _, Some(k), ..) => ("Line", k),
+            (_, _, _, Some(k), _) => ("Labels", k),
+            _ => ("StrTime", ""),
+        };
+        if key.contains(['\'', '\\']) {
+            return None;
+        }
+        out.push_str(&src[last..m.start()]);
+        out.push_str(&format!("CrowdField('{part}', '{key}')"));
+        last = m.end();
+    }
+    out.push_str(&src[last..]);
+    // Any other use of `evt` needs the converted event.
+    let word = Regex::new(r"\bevt\b").expect("valid");
+    let mut lit = vec![false; out.len() + 1];
+    let mut q: Option<char> = None;
+    for (i, c) in out.char_indices() {
+        match q {
+            Some(x) if c == x => q = None,
+            Some(_) => lit[i] = true,
+            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
+            None => {}
+        }
+    }
+    if word.find_iter(&out).any(|m| !lit[m.start()]) {
+        return None;
+    }
+    Some(out)
+}
+
+/// Sets what `CrowdQueue()` returns on this thread (a bucket's `queue.Queue`).
+pub fn set_bucket_queue(queue: Value) {
+    BUCKET_QUEUE.with(|q| *q.borrow_mut() = queue);
 }
 
 /// The variables an expression sees: `evt`, converted once.
@@ -329,6 +507,14 @@ impl EvtContext {
     pub fn new(event: &Event) -> EvtContext {
         let mut vars = Context::default();
         vars.insert("evt".to_owned(), event.to_value());
+        EvtContext { vars }
+    }
+
+    /// A context whose `evt` is an already converted value.
+    #[must_use]
+    pub fn from_value(evt: Value) -> EvtContext {
+        let mut vars = Context::default();
+        vars.insert("evt".to_owned(), evt);
         EvtContext { vars }
     }
 
@@ -385,6 +571,102 @@ fn zero_value_fields(src: &str) -> String {
         last = m.end();
     }
     out.push_str(&src[last..]);
+    out
+}
+
+/// Go's expr accepts `let x = e; body` anywhere an expression goes (`a and (let u = e; u == 1)`);
+/// the Rust crate only at the top. Bindings are inlined instead: every `x` of the body (up to the
+/// end of the enclosing parentheses) becomes `(e)`. The expressions are pure, so only the number
+/// of evaluations changes.
+fn inline_lets(src: &str) -> String {
+    let mut s = src.to_owned();
+    for _ in 0..16 {
+        let Some((start, name, expr_start)) = find_let(&s) else { break };
+        let b = s.as_bytes();
+        // The bound expression ends at the first `;` outside strings and brackets.
+        let (mut i, mut depth, mut q) = (expr_start, 0i32, None::<u8>);
+        while i < b.len() {
+            match (q, b[i]) {
+                (Some(c), x) if x == c && b[i - 1] != b'\\' => q = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'' | b'`') => q = Some(b[i]),
+                (None, b'(' | b'[' | b'{') => depth += 1,
+                (None, b')' | b']' | b'}') => depth -= 1,
+                (None, b';') if depth == 0 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let value = s[expr_start..i].trim().to_owned();
+        // The body runs to the `)` closing the group the `let` is in (or the end).
+        let (mut j, mut depth, mut q) = (i + 1, 0i32, None::<u8>);
+        while j < b.len() {
+            match (q, b[j]) {
+                (Some(c), x) if x == c && b[j - 1] != b'\\' => q = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'' | b'`') => q = Some(b[j]),
+                (None, b'(' | b'[' | b'{') => depth += 1,
+                (None, b')' | b']' | b'}') if depth == 0 => break,
+                (None, b')' | b']' | b'}') => depth -= 1,
+                _ => {}
+            }
+            j += 1;
+        }
+        let body = replace_word(&s[i + 1..j], &name, &format!("({value})"));
+        s = format!("{}{}{}", &s[..start], body, &s[j..]);
+    }
+    s
+}
+
+/// The first `let NAME =` outside string literals: (its start, NAME, where the value starts).
+fn find_let(s: &str) -> Option<(usize, String, usize)> {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"\blet\s+([A-Za-z_][A-Za-z0-9_]*)\s*=[^=]").expect("valid"));
+    let mut q: Option<char> = None;
+    let mut literal = vec![false; s.len() + 1];
+    for (i, c) in s.char_indices() {
+        match q {
+            Some(x) if c == x => q = None,
+            Some(_) => literal[i] = true,
+            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
+            None => {}
+        }
+    }
+    re.captures_iter(s).find(|c| !literal[c.get(0).map_or(0, |m| m.start())]).map(|c| {
+        let m = c.get(0).expect("match");
+        (m.start(), c[1].to_owned(), m.end() - 1)
+    })
+}
+
+/// `text` with every whole-word `name` outside string literals (not a field: no `.` or `#`
+/// before it) replaced by `with`.
+fn replace_word(text: &str, name: &str, with: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut q) = (0, None::<u8>);
+    while i < b.len() {
+        let c = b[i];
+        match q {
+            Some(x) if c == x => q = None,
+            Some(_) => {}
+            None if matches!(c, b'"' | b'\'' | b'`') => q = Some(c),
+            None if text[i..].starts_with(name)
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b'.' | b'#')))
+                && !text[i + name.len()..].starts_with(|n: char| n.is_ascii_alphanumeric() || n == '_') =>
+            {
+                out.push_str(with);
+                i += name.len();
+                continue;
+            }
+            None => {}
+        }
+        let ch = text[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
     out
 }
 
@@ -625,6 +907,35 @@ mod tests {
         let x = env.compile("evt.Meta['nope'] == '' && len(evt.Parsed.program) == 4").unwrap();
         assert!(env.test(&x, &e));
         assert_eq!(zero_value_fields("'evt.Parsed.x' == evt.Parsed.x"), "'evt.Parsed.x' == (evt.Parsed.x ?? \"\")");
+    }
+
+    #[test]
+    fn light_programs_read_fields_without_the_event() {
+        let e = env();
+        let x = e.compile("any(['a', 'b', 'sqlmap'], {Lower(evt.Meta.http_user_agent) contains #}) && evt.Line.Labels.type == 'nginx'").unwrap();
+        assert!(x.light.is_some());
+        let mut ev = evt();
+        ev.meta.insert("http_user_agent".into(), "SQLMap/1.7".into());
+        ev.line.labels.insert("type".into(), "nginx".into());
+        assert!(e.test(&x, &ev));
+        ev.meta.insert("http_user_agent".into(), "curl".into());
+        assert!(!e.test(&x, &ev));
+        // Missing fields are "" as in Go maps; other uses of evt keep the full program.
+        assert_eq!(e.string(&e.compile("evt.Parsed.nope + 'x'").unwrap(), &ev).unwrap(), "x");
+        assert!(e.compile("evt.Unmarshaled.a.b == 1").unwrap().light.is_none());
+        assert!(e.compile("'evt.Meta.x' == evt.Meta['y']").unwrap().light.is_some());
+    }
+
+    #[test]
+    fn nested_lets_are_inlined() {
+        let e = env();
+        let x = e.compile("evt.Meta.source_ip != '' and (\n  let uri = Lower(evt.Meta.http_path);\n  uri contains '/sap/' or uri == '/nwa'\n)").unwrap();
+        let mut ev = evt();
+        ev.meta.insert("http_path".into(), "/SAP/bc".into());
+        assert!(e.test(&x, &ev));
+        ev.meta.insert("http_path".into(), "/other".into());
+        assert!(!e.test(&x, &ev));
+        assert_eq!(inline_lets("let a = 1; a + 'a' + b.a"), " (1) + 'a' + b.a");
     }
 
     #[test]

@@ -76,10 +76,15 @@ pub struct Scenario {
     overflow_filter: Option<Expr>,
     /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
     pub reprocess: bool,
+    /// The event fields `condition` and `overflow_filter` read.
+    slim: queue::Slim,
 }
 
-/// Events a bucket keeps for its alert and its expressions when `cache_size` does not say.
-const MAX_QUEUE: usize = 10_000;
+/// Events an unbounded bucket (a counter, a conditional bucket of capacity -1) keeps for its
+/// alert and its expressions when `cache_size` does not say. Bounded so that neither memory nor
+/// the cost of a `queue.Queue` expression (the queue is converted at every pour) grows with a
+/// flood; conditions over the queue look at recent events (`queue.Queue[-4:]`).
+const MAX_QUEUE: usize = 64;
 /// How many times an overflow may be poured back (`reprocess`) in a chain.
 const MAX_REPROCESS_DEPTH: u32 = 4;
 
@@ -222,15 +227,23 @@ impl Scenario {
             remediation,
             cache_size: spec.cache_size.unwrap_or(0),
             condition: match (spec.kind.as_str(), spec.condition.as_deref()) {
-                ("conditional", Some(c)) => Some(compile("condition", c)?),
+                ("conditional", Some(c)) => Some(compile("condition", &queue::rewrite(c))?),
                 ("conditional", None) => {
                     return Err(serr("condition", "a conditional bucket needs a condition", &spec.name));
                 }
                 (_, Some(c)) => return Err(serr("condition", "only `type: conditional` takes a condition", c)),
                 (_, None) => None,
             },
-            overflow_filter: spec.overflow_filter.as_deref().map(|f| compile("overflow_filter", f)).transpose()?,
+            overflow_filter: spec
+                .overflow_filter
+                .as_deref()
+                .map(|f| compile("overflow_filter", &queue::rewrite(f)))
+                .transpose()?,
             reprocess: spec.reprocess.unwrap_or(false),
+            slim: queue::Slim::of(&[
+                spec.condition.as_deref().unwrap_or_default(),
+                spec.overflow_filter.as_deref().unwrap_or_default(),
+            ]),
         })
     }
 }
@@ -446,7 +459,7 @@ impl Buckets {
             let overflow = overflow
                 || self.scenarios[i].condition.as_ref().is_some_and(|c| {
                     let b = &self.live[&k];
-                    env.test_in(c, &queue_context(evt, b))
+                    env.test_in(c, &queue_context(&self.scenarios[i].slim, evt, b))
                 });
             if overflow {
                 let b = self.live.remove(&k).expect("present");
@@ -467,7 +480,7 @@ impl Buckets {
     fn overflow(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Option<Alert> {
         let sc = &self.scenarios[i];
         if let Some(f) = &sc.overflow_filter {
-            let ctx = queue_context(evt, &b).with("signal", signal_value(&sc.name, b.count));
+            let ctx = queue_context(&sc.slim, evt, &b).with("signal", signal_value(&sc.name, b.count));
             if !env.test_in(f, &ctx) {
                 return None;
             }
@@ -538,17 +551,14 @@ fn drain_secs(capacity: u32, leak: f64, poured: usize) -> f64 {
 }
 
 /// `queue.Queue` (the bucket's events, oldest first) and `leaky` for bucket expressions.
-fn queue_context(evt: &Event, b: &Bucket) -> EvtContext {
+fn queue_context(slim: &queue::Slim, evt: &Event, b: &Bucket) -> EvtContext {
     use expr::Value;
-    let queue = Value::Array(b.events.iter().map(|e| e.to_value()).collect());
     let leaky = Value::Map(indexmap::IndexMap::from([
         ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count).unwrap_or(i64::MAX))),
         ("First_ts".to_owned(), Value::Float(b.first)),
         ("Last_ts".to_owned(), Value::Float(b.last)),
     ]));
-    EvtContext::new(evt)
-        .with("queue", Value::Map(indexmap::IndexMap::from([("Queue".to_owned(), queue)])))
-        .with("leaky", leaky)
+    queue::context(slim, evt, b.events.iter(), leaky)
 }
 
 fn signal_value(scenario: &str, count: usize) -> expr::Value {
@@ -559,5 +569,6 @@ fn signal_value(scenario: &str, count: usize) -> expr::Value {
     ]))
 }
 
+mod queue;
 #[cfg(test)]
 mod tests;
