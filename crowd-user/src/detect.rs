@@ -101,10 +101,10 @@ impl Detector {
         let mut decisions = Vec::new();
         for a in &alerts {
             self.counts.alerts += 1;
-            match self.profile.decide(a) {
-                Ok(d) => {
-                    self.counts.decisions += 1;
-                    decisions.push(d);
+            match self.profile.decide_all(a) {
+                Ok(ds) => {
+                    self.counts.decisions += ds.len() as u64;
+                    decisions.extend(ds);
                 }
                 Err(Skip::Allowlisted(by)) => {
                     self.counts.allowlisted += 1;

@@ -113,6 +113,10 @@ pub enum Command {
         /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A CrowdSec `profiles.yaml` (default: `<config>/profiles.yaml` if present, else
+        /// CrowdSec's default profiles).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
         /// Log files (`-` reads standard input).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -187,7 +191,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Decisions { state_dir, command } => {
             decisions::dispatch(&cli.settings(None), state_dir, command, cli.output)
         }
-        Command::Replay { kind, config, files } => replay::replay(kind, files, config.as_ref(), cli.output),
+        Command::Replay { kind, config, profiles, files } => {
+            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
+        }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
     }
 }

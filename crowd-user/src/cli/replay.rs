@@ -13,6 +13,21 @@ use crate::{
     engine::{event::Line, profile::Profile},
 };
 
+/// The profile: CrowdSec's defaults, or the profiles of `profiles` (a `profiles.yaml`), else of
+/// `<config>/profiles.yaml` when that exists.
+///
+/// # Errors
+/// An unreadable or invalid profiles file (nothing of it is used).
+pub fn profile(config_dir: Option<&PathBuf>, profiles: Option<&PathBuf>) -> Result<Profile> {
+    let path = profiles.cloned().or_else(|| config_dir.map(|d| d.join("profiles.yaml")).filter(|p| p.exists()));
+    let mut p = Profile::default();
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
+        p.rules = crate::engine::profile::load_rules(&path, &text)?;
+    }
+    Ok(p)
+}
+
 /// Builds a detector from `--config DIR` (a hub-layout folder) or the embedded defaults.
 ///
 /// # Errors
@@ -55,8 +70,14 @@ fn line(raw: &str, src: &str, kind: &str) -> Line {
 ///
 /// # Errors
 /// Unreadable files or bad configuration.
-pub fn replay(kind: &str, files: &[PathBuf], config_dir: Option<&PathBuf>, fmt: Format) -> Result<()> {
-    let mut d = detector(config_dir, Profile::default())?;
+pub fn replay(
+    kind: &str,
+    files: &[PathBuf],
+    config_dir: Option<&PathBuf>,
+    profiles: Option<&PathBuf>,
+    fmt: Format,
+) -> Result<()> {
+    let mut d = detector(config_dir, profile(config_dir, profiles)?)?;
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;

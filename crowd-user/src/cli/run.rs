@@ -46,6 +46,10 @@ pub struct DetectArgs {
     /// Run the enforcer only: no log reading.
     #[arg(long)]
     pub no_detect: bool,
+    /// A CrowdSec `profiles.yaml` (default: `<config>/profiles.yaml` if present, else
+    /// CrowdSec's default profiles: ban 4h on Ip and Range alerts).
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
     /// Leave out parser and scenario files that do not load (each is named in a warning)
     /// instead of refusing to start.
     #[arg(long)]
@@ -88,7 +92,13 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
         tracing::warn!("no log to follow (give --acquis or --watch): enforcing only");
         return Ok(());
     }
-    let mut profile = crate::engine::profile::Profile { simulation: args.simulation, ..Default::default() };
+    let mut profile = super::replay::profile(args.config.as_ref(), args.profiles.as_ref())?;
+    profile.simulation = args.simulation;
+    let _ = std::fs::create_dir_all(&args.state_dir);
+    // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
+    if let Ok(store) = crate::store::Store::open(&args.state_dir.join("crowd.db")) {
+        profile.history = store.decision_counts().unwrap_or_default();
+    }
     profile.protect(crate::addr::local_addresses());
     let mut detector = super::replay::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
     let _ = std::fs::create_dir_all(&args.state_dir);

@@ -169,6 +169,15 @@ impl Env {
         env.add_function("CrowdField", |c| {
             Ok(Value::String(CurrentEvent::field(&arg_str(c.args.first()), &arg_str(c.args.get(1)))))
         });
+        // Profiles' `duration_expr`: decisions already taken for a value (see profile.rs).
+        env.add_function("GetDecisionsCount", |c| {
+            let v = arg_str(c.args.first());
+            Ok(Value::Integer(DECISION_COUNTS.with(|h| h.borrow().get(&v).copied().unwrap_or(0)) as i64))
+        });
+        env.add_function("GetDecisionsSinceCount", |c| {
+            let v = arg_str(c.args.first());
+            Ok(Value::Integer(DECISION_COUNTS.with(|h| h.borrow().get(&v).copied().unwrap_or(0)) as i64))
+        });
         env.add_function("CrowdQueue", |_| Ok(BUCKET_QUEUE.with(|q| q.borrow().clone())));
         // Times are Unix seconds (`evt.Time`), durations seconds.
         env.add_function("duration", |c| {
@@ -378,7 +387,14 @@ impl Expr {
     }
 }
 
+/// Swaps the decision counts `GetDecisionsCount` reads on this thread with `counts`.
+pub fn swap_decision_counts(counts: &mut HashMap<String, u64>) {
+    DECISION_COUNTS.with(|h| std::mem::swap(&mut *h.borrow_mut(), counts));
+}
+
 thread_local! {
+    /// Decisions taken per value, for profiles' `GetDecisionsCount`.
+    static DECISION_COUNTS: std::cell::RefCell<HashMap<String, u64>> = std::cell::RefCell::new(HashMap::new());
     /// The event a light program runs on (see [`CurrentEvent`]); null outside of one.
     static CURRENT_EVENT: std::cell::Cell<*const Event> = const { std::cell::Cell::new(std::ptr::null()) };
     /// The queue of the bucket whose expression is being evaluated on this thread.

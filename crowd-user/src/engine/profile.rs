@@ -1,12 +1,178 @@
-//! Profiles: turn alerts into decisions. Today the default profile of CrowdSec (`ban` for 4h on
-//! `Ip` and `Range` alerts that ask for a remediation), with the rule that allowlisted and our
-//! own addresses are never banned, and simulation mode (decisions recorded, not enforced).
-use std::{net::IpAddr, time::Duration};
+//! Profiles: turn alerts into decisions. Without a `profiles.yaml`, CrowdSec's default profiles
+//! (`ban` for 4h on `Ip` and `Range` alerts that ask for a remediation); with one, its profiles in
+//! order (`filters` over `Alert`, `decisions`, `duration_expr` with `GetDecisionsCount` for
+//! escalating repeat offenders, `on_success`/`on_failure: break`). Before any profile:
+//! allowlisted and our own addresses are never banned. Simulation mode records decisions
+//! without enforcing them.
+use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc, time::Duration};
 
+use expr::Value;
+use indexmap::IndexMap;
 use ipnet::IpNet;
+use serde::Deserialize;
 
-use super::scenario::Alert;
+use super::{
+    expr::{Env, EvtContext, Expr},
+    scenario::{Alert, go_duration_secs},
+};
 use crate::addr::{Target, canonical_ip};
+
+/// One profile of a `profiles.yaml`, as written (strict).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// Name.
+    pub name: String,
+    /// Accepted and ignored.
+    pub debug: Option<bool>,
+    /// Expressions over `Alert`; the profile applies when one holds.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Decisions to take.
+    #[serde(default)]
+    pub decisions: Vec<DecisionSpec>,
+    /// An expression giving the duration (`Sprintf('%dh', (GetDecisionsCount(Alert.GetValue()) + 1) * 4)`).
+    pub duration_expr: Option<String>,
+    /// Notification plugins: accepted (crowd has none yet).
+    #[serde(default)]
+    pub notifications: Vec<String>,
+    /// `break` (stop after this profile) or `continue`.
+    pub on_success: Option<String>,
+    /// `break` or `continue` when the filters do not hold.
+    pub on_failure: Option<String>,
+}
+
+/// A decision of a profile, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionSpec {
+    /// `ban` (what the XDP maps enforce); other types are recorded.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Go duration (default 4h).
+    pub duration: Option<String>,
+    /// Scope override: accepted and ignored (the alert's scope is used).
+    pub scope: Option<String>,
+}
+
+/// A compiled profile.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    name: String,
+    filters: Vec<Expr>,
+    decisions: Vec<(String, u64)>,
+    duration_expr: Option<Expr>,
+    on_success_break: bool,
+    on_failure_break: bool,
+}
+
+/// Why a profiles file was refused (nothing of it is used).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: profile {profile}: {field}: {message}")]
+pub struct ProfileError {
+    /// The file.
+    pub path: String,
+    /// The profile (its name, or its position).
+    pub profile: String,
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads a `profiles.yaml` (several documents), all or nothing.
+///
+/// # Errors
+/// [`ProfileError`] naming the file, profile and field.
+pub fn load_rules(path: &Path, text: &str) -> Result<Vec<Rule>, ProfileError> {
+    let env = profile_env();
+    let err = |profile: &str, field: &str, message: String| ProfileError {
+        path: path.display().to_string(),
+        profile: profile.to_owned(),
+        field: field.to_owned(),
+        message,
+    };
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let spec = match Option::<ProfileSpec>::deserialize(doc) {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => {
+                let line = e.location().map_or(0, |l| l.line());
+                return Err(err(&format!("#{}", i + 1), &format!("line {line}"), e.to_string()));
+            }
+        };
+        let compile = |field: &str, src: &str| {
+            env.compile(&rewrite_getters(src)).map_err(|e| err(&spec.name, field, e.to_string()))
+        };
+        let flow = |field: &str, v: &Option<String>| match v.as_deref() {
+            None | Some("continue") => Ok(false),
+            Some("break") => Ok(true),
+            Some(o) => Err(err(&spec.name, field, format!("`{o}`: expected break or continue"))),
+        };
+        let decisions = spec
+            .decisions
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let secs = match d.duration.as_deref() {
+                    None => 4.0 * 3600.0,
+                    Some(t) => go_duration_secs(t).ok_or_else(|| {
+                        err(&spec.name, &format!("decisions[{k}].duration"), format!("`{t}` is not a duration"))
+                    })?,
+                };
+                Ok((d.kind.clone(), secs as u64))
+            })
+            .collect::<Result<Vec<_>, ProfileError>>()?;
+        out.push(Rule {
+            filters: spec
+                .filters
+                .iter()
+                .enumerate()
+                .map(|(k, f)| compile(&format!("filters[{k}]"), f))
+                .collect::<Result<_, _>>()?,
+            duration_expr: spec.duration_expr.as_deref().map(|d| compile("duration_expr", d)).transpose()?,
+            on_success_break: flow("on_success", &spec.on_success)?,
+            on_failure_break: flow("on_failure", &spec.on_failure)?,
+            decisions,
+            name: spec.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// `Alert.GetScope()` and the like, as fields of the map profiles see.
+fn rewrite_getters(src: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"\.Get([A-Z][A-Za-z]*)\(\s*\)").expect("valid"))
+        .replace_all(src, ".$1")
+        .into_owned()
+}
+
+fn profile_env() -> Env {
+    Env::new(Arc::default())
+}
+
+fn alert_value(a: &Alert) -> Value {
+    let s = |v: &str| Value::String(v.to_owned());
+    let (ip, range) = if a.scope.eq_ignore_ascii_case("ip") { (a.value.as_str(), "") } else { ("", a.value.as_str()) };
+    Value::Map(IndexMap::from([
+        ("Remediation".to_owned(), Value::Bool(a.remediation)),
+        ("Scenario".to_owned(), s(&a.scenario)),
+        ("Scope".to_owned(), s(&a.scope)),
+        ("Value".to_owned(), s(&a.value)),
+        ("EventsCount".to_owned(), Value::Integer(i64::try_from(a.events_count).unwrap_or(i64::MAX))),
+        (
+            "Source".to_owned(),
+            Value::Map(IndexMap::from([
+                ("Scope".to_owned(), s(&a.scope)),
+                ("Value".to_owned(), s(&a.value)),
+                ("IP".to_owned(), s(ip)),
+                ("Range".to_owned(), s(range)),
+            ])),
+        ),
+    ]))
+}
 
 /// A decision taken on an alert.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -56,17 +222,27 @@ pub enum Skip {
 /// The profile.
 #[derive(Clone, Debug)]
 pub struct Profile {
-    /// Ban duration.
+    /// Ban duration of the default profiles.
     pub ban: Duration,
     /// Addresses and ranges never banned (our own addresses, the configured allowlist).
     pub never: Vec<IpNet>,
     /// Simulation mode.
     pub simulation: bool,
+    /// The profiles of a `profiles.yaml`, in order (empty: CrowdSec's defaults).
+    pub rules: Vec<Rule>,
+    /// Decisions taken per value (`GetDecisionsCount`), seeded from the store by the daemon.
+    pub history: HashMap<String, u64>,
 }
 
 impl Default for Profile {
     fn default() -> Self {
-        Profile { ban: Duration::from_secs(4 * 3600), never: Vec::new(), simulation: false }
+        Profile {
+            ban: Duration::from_secs(4 * 3600),
+            never: Vec::new(),
+            simulation: false,
+            rules: Vec::new(),
+            history: HashMap::new(),
+        }
     }
 }
 
@@ -76,7 +252,59 @@ impl Profile {
         self.never.extend(ips.into_iter().map(|ip| IpNet::from(canonical_ip(ip))));
     }
 
-    /// The decision for an alert, or why there is none.
+    /// The decisions for an alert (one per decision of every profile that applies), or why
+    /// there are none.
+    ///
+    /// # Errors
+    /// [`Skip`] saying why no decision was taken.
+    pub fn decide_all(&mut self, a: &Alert) -> Result<Vec<Decision>, Skip> {
+        if self.rules.is_empty() {
+            let d = self.decide(a)?;
+            *self.history.entry(d.value.clone()).or_default() += 1;
+            return Ok(vec![d]);
+        }
+        // The allowlist and the scope check come first, whatever the profiles say.
+        let base = self.decide(&Alert { remediation: true, ..a.clone() })?;
+        let value = alert_value(a);
+        super::expr::swap_decision_counts(&mut self.history);
+        let env = profile_env();
+        let mut out = Vec::new();
+        for r in &self.rules {
+            let ctx = EvtContext::from_value(Value::Nil).with("Alert", value.clone());
+            let hit = r.filters.is_empty() || r.filters.iter().any(|f| env.test_in(f, &ctx));
+            if !hit {
+                if r.on_failure_break {
+                    break;
+                }
+                continue;
+            }
+            let from_expr = r
+                .duration_expr
+                .as_ref()
+                .and_then(|e| env.string_in(e, &ctx).ok())
+                .and_then(|d| go_duration_secs(&d))
+                .map(|s| s as u64);
+            for (kind, secs) in &r.decisions {
+                out.push(Decision {
+                    kind: kind.clone(),
+                    duration_secs: from_expr.unwrap_or(*secs),
+                    origin: "crowd".into(),
+                    ..base.clone()
+                });
+            }
+            tracing::debug!(profile = %r.name, decisions = r.decisions.len(), "profile applied");
+            if r.on_success_break {
+                break;
+            }
+        }
+        super::expr::swap_decision_counts(&mut self.history);
+        for d in &out {
+            *self.history.entry(d.value.clone()).or_default() += 1;
+        }
+        if out.is_empty() { Err(Skip::NoRemediation) } else { Ok(out) }
+    }
+
+    /// The decision of CrowdSec's default profiles for an alert, or why there is none.
     ///
     /// # Errors
     /// [`Skip`] saying why no decision was taken.
@@ -135,6 +363,43 @@ mod tests {
     fn no_remediation_no_decision() {
         assert_eq!(Profile::default().decide(&alert("192.0.2.9", "Ip", false)), Err(Skip::NoRemediation));
         assert_eq!(Profile::default().decide(&alert("alice", "username", true)), Err(Skip::Scope));
+    }
+
+    #[test]
+    fn profiles_yaml_filters_escalates_and_breaks() {
+        let yaml = "name: escalate\nfilters:\n  - Alert.Remediation == true && Alert.GetScope() == 'Ip'\ndecisions:\n  - type: ban\n    duration: 4h\nduration_expr: Sprintf('%dh', (GetDecisionsCount(Alert.GetValue()) + 1) * 4)\non_success: break\n---\nname: never-reached\nfilters: ['true']\ndecisions: [{type: ban, duration: 1m}]\n";
+        let mut p = Profile { rules: load_rules(Path::new("profiles.yaml"), yaml).unwrap(), ..Profile::default() };
+        let hours = |p: &mut Profile| p.decide_all(&alert("192.0.2.9", "Ip", true)).unwrap()[0].duration_secs / 3600;
+        assert_eq!(hours(&mut p), 4);
+        assert_eq!(hours(&mut p), 8, "a repeat offender gets longer");
+        assert_eq!(hours(&mut p), 12);
+        assert_eq!(p.decide_all(&alert("192.0.2.9", "Ip", true)).unwrap().len(), 1, "on_success: break");
+        // The first profile does not apply to a range (on_failure: continue): the second does.
+        assert_eq!(p.decide_all(&alert("192.0.2.0/24", "Range", true)).unwrap()[0].duration_secs, 60);
+        // No profile applies: no decision. The allowlist wins over profiles.
+        let mut none = Profile {
+            rules: load_rules(
+                Path::new("p.yaml"),
+                "name: x\nfilters: ['Alert.Scenario == \"other\"']\ndecisions: [{type: ban}]\n",
+            )
+            .unwrap(),
+            ..Profile::default()
+        };
+        assert!(none.decide_all(&alert("192.0.2.9", "Ip", true)).is_err());
+        p.protect(["192.0.2.10".parse().unwrap()]);
+        assert!(matches!(p.decide_all(&alert("192.0.2.10", "Ip", true)), Err(Skip::Allowlisted(_))));
+    }
+
+    #[test]
+    fn bad_profiles_are_refused_with_profile_and_field() {
+        let e = load_rules(Path::new("p.yaml"), "name: a\nfilters: ['Alert.Scope ==']\n").unwrap_err().to_string();
+        assert!(e.contains("p.yaml") && e.contains("profile a") && e.contains("filters[0]"), "{e}");
+        let e = load_rules(Path::new("p.yaml"), "name: a\nfilterz: []\n").unwrap_err().to_string();
+        assert!(e.contains("filterz"), "{e}");
+        let e = load_rules(Path::new("p.yaml"), "name: a\ndecisions: [{type: ban, duration: soon}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("decisions[0].duration"), "{e}");
     }
 
     #[test]

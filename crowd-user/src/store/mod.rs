@@ -238,6 +238,21 @@ impl Store {
         Ok(st.query_map([now], row)?.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many decisions each value has had (profiles' `GetDecisionsCount`: repeat offenders).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn decision_counts(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let mut st = self.conn.prepare("SELECT value, COUNT(*) FROM decisions GROUP BY value")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = std::collections::HashMap::new();
+        for r in rows {
+            let (v, n) = r?;
+            out.insert(v, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
     /// One decision by id.
     ///
     /// # Errors
