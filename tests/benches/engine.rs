@@ -61,14 +61,32 @@ fn resolve(hub: &Path, collection: &str, parsers: &mut Vec<String>, scenarios: &
     }
 }
 
-/// A hub-layout folder with what `collection` names (plus the syslog and date parsers every
-/// CrowdSec install has), the hub's patterns and data files.
-fn hub_folder(dir: &Path, collection: &str) -> PathBuf {
+/// The rules a run uses: a hub collection (followed into its sub-collections), or the sshd
+/// collection as CrowdSec 1.4.6 shipped it (the set its measured figure used).
+#[derive(Clone, Copy)]
+enum Rules {
+    Own,
+    Collection(&'static str),
+    Sshd146,
+}
+
+/// A hub-layout folder with what `rules` name (plus the syslog and date parsers every CrowdSec
+/// install has), the hub's patterns and data files.
+fn hub_folder(dir: &Path, rules: Rules) -> PathBuf {
     let hub = shared().join("crowdsec-hub");
-    let root = dir.join(format!("hub-{}", collection.replace('/', "-")));
     let (mut parsers, mut scenarios) =
         (vec!["crowdsecurity/syslog-logs".to_owned(), "crowdsecurity/dateparse-enrich".to_owned()], Vec::new());
-    resolve(&hub, collection, &mut parsers, &mut scenarios);
+    let root = match rules {
+        Rules::Collection(c) => {
+            resolve(&hub, c, &mut parsers, &mut scenarios);
+            dir.join(format!("hub-{}", c.replace('/', "-")))
+        }
+        Rules::Sshd146 | Rules::Own => {
+            parsers.push("crowdsecurity/sshd-logs".into());
+            scenarios.extend(["crowdsecurity/ssh-bf".to_owned(), "crowdsecurity/ssh-slow-bf".to_owned()]);
+            dir.join("hub-sshd-1.4.6")
+        }
+    };
     for p in parsers {
         let found = ["s00-raw", "s01-parse", "s02-enrich"]
             .iter()
@@ -237,14 +255,17 @@ fn main() {
     let mut results = Vec::new();
     // The hub's full nginx collection (48 scenarios, hundreds of data-file patterns per line)
     // is slow in any engine (CrowdSec: 290 lines/s): it replays a 100k-line log.
+    // The sshd collection has grown since 1.4.6 (ssh-time-based-bf is a conditional bucket over
+    // its queue at every event): it replays a 100k-line log too.
     let runs = [
-        ("ssh", "syslog", None, lines),
-        ("ssh", "syslog", Some("crowdsecurity/sshd"), lines),
-        ("nginx", "nginx", None, lines),
-        ("nginx", "nginx", Some("crowdsecurity/nginx"), lines.min(100_000)),
+        ("ssh", "syslog", Rules::Own, lines),
+        ("ssh", "syslog", Rules::Sshd146, lines),
+        ("ssh", "syslog", Rules::Collection("crowdsecurity/sshd"), lines.min(100_000)),
+        ("nginx", "nginx", Rules::Own, lines),
+        ("nginx", "nginx", Rules::Collection("crowdsecurity/nginx"), lines.min(100_000)),
     ];
     println!(
-        "\n{:<5} {:<26} {:>9} {:>10} {:>14} {:>11} {:>10} {:>10} {:>8}",
+        "\n{:<5} {:<30} {:>9} {:>10} {:>14} {:>11} {:>10} {:>10} {:>8}",
         "log",
         "rules",
         "lines",
@@ -255,22 +276,26 @@ fn main() {
         "attackers",
         "benign"
     );
-    for (kind, log_type, collection, n) in runs {
+    for (kind, log_type, rules, n) in runs {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench/logs-{n}"));
         std::fs::create_dir_all(&dir).expect("bench dir");
         let log = generate(&dir, n, kind);
         let truth_file = format!("{}.truth.json", log.file_name().expect("name").to_string_lossy());
         let truth: Value =
             serde_json::from_slice(&std::fs::read(log.with_file_name(truth_file)).expect("truth")).expect("json");
-        let hub = collection.map(|c| hub_folder(&dir, c));
+        let hub = (!matches!(rules, Rules::Own)).then(|| hub_folder(&dir, rules));
         let reference = crowdsec.iter().find(|(k, _)| *k == kind).map_or(1.0, |(_, v)| *v);
-        let name = collection.map_or_else(|| "crowd (own)".to_owned(), |c| format!("hub {c}"));
+        let name = match rules {
+            Rules::Own => "crowd (own)".to_owned(),
+            Rules::Sshd146 => "hub sshd (1.4.6 set)".to_owned(),
+            Rules::Collection(c) => format!("hub {c} (full)"),
+        };
         let r = replay(&log, log_type, hub.as_deref());
         let lps = n as f64 / r.secs;
         let all = (n * cores) as f64 / parallel(&log, log_type, hub.as_deref(), cores);
         let (found, total, benign, missed) = accuracy(&truth, &r.out);
         println!(
-            "{kind:<5} {name:<26} {n:>9} {lps:>10.0} {all:>14.0} {:>10.0}x {:>7} MiB {found:>4}/{total:<5} {benign:>8}",
+            "{kind:<5} {name:<30} {n:>9} {lps:>10.0} {all:>14.0} {:>10.0}x {:>7} MiB {found:>4}/{total:<5} {benign:>8}",
             all / reference,
             r.rss_kib / 1024
         );

@@ -83,8 +83,9 @@ pub struct Scenario {
 /// Events an unbounded bucket (a counter, a conditional bucket of capacity -1) keeps for its
 /// alert and its expressions when `cache_size` does not say. Bounded so that neither memory nor
 /// the cost of a `queue.Queue` expression (the queue is converted at every pour) grows with a
-/// flood; conditions over the queue look at recent events (`queue.Queue[-4:]`).
-const MAX_QUEUE: usize = 64;
+/// flood; conditions over the queue look at recent events (`queue.Queue[-4:]`), and the
+/// interpreter copies values per closure element, so the queue is kept short.
+const MAX_QUEUE: usize = 16;
 /// How many times an overflow may be poured back (`reprocess`) in a chain.
 const MAX_REPROCESS_DEPTH: u32 = 4;
 
