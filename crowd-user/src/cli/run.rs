@@ -233,11 +233,6 @@ pub fn daemon(
         ifaces.to_vec()
     };
     let mut loaded = object::load(settings)?;
-    for iface in &ifaces {
-        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode)
-            .with_context(|| format!("attaching to `{iface}`"))?;
-        tracing::info!(iface = %a.iface, mode = a.mode, replaced = a.replaced, "enforcing");
-    }
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
     // The maps are a cache of the store: bring them in line before anything else.
@@ -251,6 +246,13 @@ pub fn daemon(
     let stop = Arc::new(AtomicBool::new(false));
     if !detect.no_detect {
         start_detection(settings, detect, stop.clone())?;
+    }
+    // Attached last: once the links are pinned, the logs are being followed, so nothing written
+    // after the daemon reports itself enforcing is missed.
+    for iface in &ifaces {
+        let a = attach::attach(&mut loaded, &settings.pin_dir, iface, mode)
+            .with_context(|| format!("attaching to `{iface}`"))?;
+        tracing::info!(iface = %a.iface, mode = a.mode, replaced = a.replaced, "enforcing");
     }
     println!(
         "crowd: enforcing on {} (pins under {}); Ctrl-C leaves enforcement on",
