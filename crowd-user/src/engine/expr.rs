@@ -445,6 +445,21 @@ impl Drop for CurrentEvent {
     }
 }
 
+/// For each byte of `src`: whether it lies inside a string literal (`"..."`, `'...'`, `` `...` ``).
+fn literal_mask(src: &str) -> Vec<bool> {
+    let mut literal = vec![false; src.len() + 1];
+    let mut q: Option<char> = None;
+    for (i, c) in src.char_indices() {
+        match q {
+            Some(x) if c == x => q = None,
+            Some(_) => literal[i] = true,
+            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
+            None => {}
+        }
+    }
+    literal
+}
+
 /// `evt.Meta.x`, `evt.Parsed["x"]`, `evt.Line.Raw`, `evt.Line.Labels.type`, `evt.StrTime` as
 /// `CrowdField(...)` calls; `None` when `evt` is still used otherwise (`evt.Unmarshaled`,
 /// `evt.SetMeta(...)`, `evt.Time`, ...).
@@ -456,16 +471,7 @@ fn field_calls(src: &str) -> Option<String> {
         )
         .expect("valid")
     });
-    let mut literal = vec![false; src.len() + 1];
-    let mut q: Option<char> = None;
-    for (i, c) in src.char_indices() {
-        match q {
-            Some(x) if c == x => q = None,
-            Some(_) => literal[i] = true,
-            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
-            None => {}
-        }
-    }
+    let literal = literal_mask(src);
     let mut out = String::with_capacity(src.len() + 32);
     let mut last = 0;
     for c in re.captures_iter(src) {
@@ -490,17 +496,9 @@ fn field_calls(src: &str) -> Option<String> {
     }
     out.push_str(&src[last..]);
     // Any other use of `evt` needs the converted event.
-    let word = Regex::new(r"\bevt\b").expect("valid");
-    let mut lit = vec![false; out.len() + 1];
-    let mut q: Option<char> = None;
-    for (i, c) in out.char_indices() {
-        match q {
-            Some(x) if c == x => q = None,
-            Some(_) => lit[i] = true,
-            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
-            None => {}
-        }
-    }
+    static WORD: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let word = WORD.get_or_init(|| Regex::new(r"\bevt\b").expect("valid"));
+    let lit = literal_mask(&out);
     if word.find_iter(&out).any(|m| !lit[m.start()]) {
         return None;
     }
@@ -564,18 +562,8 @@ fn zero_value_fields(src: &str) -> String {
     });
     let mut out = String::with_capacity(src.len() + 16);
     let mut last = 0;
-    let mut in_str: Option<char> = None;
-    let bytes: Vec<(usize, char)> = src.char_indices().collect();
     // Positions inside string literals are left alone.
-    let mut literal = vec![false; src.len() + 1];
-    for &(i, c) in &bytes {
-        match in_str {
-            Some(q) if c == q => in_str = None,
-            Some(_) => literal[i] = true,
-            None if c == '"' || c == '\'' || c == '`' => in_str = Some(c),
-            None => {}
-        }
-    }
+    let literal = literal_mask(src);
     for m in re.find_iter(src) {
         if literal[m.start()] || src[m.end()..].trim_start().starts_with('(') {
             continue;
@@ -641,16 +629,7 @@ fn inline_lets(src: &str) -> String {
 fn find_let(s: &str) -> Option<(usize, String, usize)> {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"\blet\s+([A-Za-z_][A-Za-z0-9_]*)\s*=[^=]").expect("valid"));
-    let mut q: Option<char> = None;
-    let mut literal = vec![false; s.len() + 1];
-    for (i, c) in s.char_indices() {
-        match q {
-            Some(x) if c == x => q = None,
-            Some(_) => literal[i] = true,
-            None if matches!(c, '"' | '\'' | '`') => q = Some(c),
-            None => {}
-        }
-    }
+    let literal = literal_mask(s);
     re.captures_iter(s).find(|c| !literal[c.get(0).map_or(0, |m| m.start())]).map(|c| {
         let m = c.get(0).expect("match");
         (m.start(), c[1].to_owned(), m.end() - 1)
