@@ -74,10 +74,7 @@ impl Follower {
                 if let Err(e) = t.poll(&mut lines) {
                     tracing::warn!(file = %t.path().display(), error = %e, "reading");
                 }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
+                let now = crate::clock::unix_now_f64();
                 for raw in lines.drain(..) {
                     let line = Line {
                         raw,
@@ -95,10 +92,7 @@ impl Follower {
             {
                 let map: HashMap<String, Position> =
                     tails.iter().map(|(t, _)| (t.path().display().to_string(), t.position())).collect();
-                let tmp = s.with_extension("tmp");
-                if std::fs::write(&tmp, serde_json::to_vec(&map).unwrap_or_default()).is_ok() {
-                    let _ = std::fs::rename(&tmp, s);
-                }
+                super::save_atomically(s, &serde_json::to_vec(&map).unwrap_or_default());
                 last_save = Instant::now();
             }
             // Sleep until inotify says something changed (or 2 s, as a safety net).

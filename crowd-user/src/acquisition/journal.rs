@@ -158,10 +158,7 @@ pub fn follow(source: &JournalSource, cursor_file: Option<&Path>, tx: &SyncSende
 }
 
 fn save(path: &Path, cursor: &str) {
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, cursor).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
-    }
+    super::save_atomically(path, cursor.as_bytes());
 }
 
 #[cfg(test)]

@@ -286,6 +286,16 @@ pub fn start(
     Ok(())
 }
 
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash leaves
+/// the old state or the new one, never half of one (read positions, journal cursors). Failures are
+/// left for the next save.
+fn save_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
 fn read_stdin(labels: &BTreeMap<String, String>, tx: &SyncSender<Read>) {
     let mut stdin = std::io::stdin().lock();
     let mut buf = Vec::new();
