@@ -29,6 +29,9 @@ pub struct Expr {
     program: Arc<Program>,
     source: String,
     fast: Option<super::fast::Fast>,
+    /// When `fast` is `None`: a necessary condition the fast path runs first (see
+    /// [`super::fast::guard`]).
+    guard: Option<super::fast::Fast>,
     /// The program with every `evt` field read as a `CrowdField(...)` call, when that leaves no
     /// other use of `evt`: it runs without converting the event, and closures (which copy the
     /// variables for every element) copy nothing.
@@ -269,7 +272,8 @@ impl Env {
             .map(|p| Expr {
                 program: Arc::new(p),
                 source: source.to_owned(),
-                fast: super::fast::compile(source),
+                fast: super::fast::compile(&inline_lets(source)),
+                guard: super::fast::guard(&inline_lets(source)),
                 light,
             })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
@@ -320,6 +324,7 @@ impl Env {
     pub fn test_with<'c>(&self, e: &Expr, event: &Event, ctx: impl FnOnce() -> &'c EvtContext) -> bool {
         match (&e.fast, &e.light) {
             (Some(f), _) => f.test(event, &self.data),
+            _ if e.guard.as_ref().is_some_and(|g| !g.test(event, &self.data)) => false,
             (None, Some(p)) => matches!(self.run_light(e, p, event), Ok(Value::Bool(true))),
             (None, None) => self.test_in(e, ctx()),
         }
@@ -347,6 +352,7 @@ impl Env {
     pub fn test(&self, e: &Expr, event: &Event) -> bool {
         match (&e.fast, &e.light) {
             (Some(f), _) => f.test(event, &self.data),
+            _ if e.guard.as_ref().is_some_and(|g| !g.test(event, &self.data)) => false,
             (None, Some(p)) => matches!(self.run_light(e, p, event), Ok(Value::Bool(true))),
             (None, None) => self.test_in(e, &EvtContext::new(event)),
         }
@@ -839,6 +845,89 @@ mod tests {
         e.meta.insert("source_ip".into(), "192.0.2.7".into());
         e.line.labels.insert("type".into(), "syslog".into());
         e
+    }
+
+    /// Every shape the fast path takes gives the interpreter's answer, on events with and
+    /// without the fields read.
+    #[test]
+    fn fast_path_agrees_with_the_interpreter() {
+        let mut d = DataFiles::default();
+        let lines = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        d.lines.insert("ua.txt".into(), lines(&["sqlmap", "Nikto"]));
+        d.lines.insert("paths.txt".into(), lines(&["/.env", "/WP-login", "/etc/passwd"]));
+        d.lines.insert("ext.txt".into(), lines(&[".bak", ".sql"]));
+        d.lines.insert("files.txt".into(), lines(&["shell.php", "c99.php"]));
+        d.lines.insert("re.txt".into(), lines(&["^/\\.git", "admin[0-9]+"]));
+        d.regexes.insert("re.txt".into(), vec![Regex::new("^/\\.git").unwrap(), Regex::new("admin[0-9]+").unwrap()]);
+        let env = Env::new(Arc::new(d));
+        let mut events = vec![Event::default()];
+        for (path, ua, status, file) in [
+            ("/.env.bak", "sqlmap/1.5", "404", "shell.php"),
+            ("/wp-login.php?x=1", "Mozilla nikto", "200", "index.html"),
+            ("/.git/config", "curl", "403", ""),
+            ("/admin12/etc/passwd", "", "302", "c99.php"),
+        ] {
+            let mut e = Event::default();
+            e.meta.insert("http_path".into(), path.into());
+            e.meta.insert("log_type".into(), "http_access-log".into());
+            e.meta.insert("http_status".into(), status.into());
+            e.meta.insert("source_ip".into(), "192.0.2.7".into());
+            e.parsed.insert("http_user_agent".into(), ua.into());
+            e.parsed.insert("file_name".into(), file.into());
+            e.parsed.insert("request".into(), path.into());
+            events.push(e);
+        }
+        let bools = [
+            "evt.Meta.log_type in ['http_access-log', 'http_error-log'] && evt.Meta.http_status in ['404', '403']",
+            r"Upper(evt.Meta.http_path) matches Upper('/wp-[a-z]+\\.php')",
+            r"evt.Meta.http_path matches '^/\\.(git|env)' || evt.Parsed.request matches '^http[s]?://'",
+            "any(File('paths.txt'), {Upper(evt.Meta.http_path) contains Upper(#)})",
+            "any(File('paths.txt'), {evt.Meta.http_path contains #})",
+            "any(File('ext.txt'), {evt.Parsed.request endsWith #})",
+            "any(File('paths.txt'), {evt.Parsed.request startsWith #})",
+            "any(File('files.txt'), {evt.Parsed.file_name == #})",
+            "any(File('files.txt'), {# == evt.Parsed.file_name})",
+            "any(File('ua.txt'), {Lower(evt.Parsed.http_user_agent) contains Lower(#)})",
+            "any(File('re.txt'), {evt.Meta.http_path matches #})",
+            "none(File('paths.txt'), {evt.Meta.http_path contains #})",
+            "any(File('missing.txt'), {evt.Meta.http_path contains #})",
+            "RegexpInFile(evt.Meta.http_path, 're.txt')",
+            "ContainsAnyLine(evt.Parsed.http_user_agent, 'ua.txt')",
+            "let p = Lower(evt.Meta.http_path); p contains '/wp-' || p endsWith '.bak'",
+            "evt.Parsed.file_name != nil && evt.Parsed.missing != nil",
+            "evt.Parsed.missing == nil",
+            "evt.Meta.http_path not contains 'git' and evt.Meta.http_path not startsWith '/admin'",
+            "evt.Meta.http_status == '404' ? evt.Parsed.file_name != '' : false",
+            "IpInRange(evt.Meta.source_ip, '192.0.2.0/24') && IsIPV4(evt.Meta.source_ip)",
+            r#"evt.Meta.http_path contains "\\" || TrimSpace(' a ') == 'a'"#,
+        ];
+        let strings = [
+            "evt.Meta.source_ip + '/' + evt.Parsed.file_name",
+            "len(evt.Meta.http_path)",
+            "evt.Meta.http_status in ['404', '403'] ? 'false' : 'true'",
+            "Upper(evt.Parsed.missing)",
+            "QueryUnescape(evt.Meta.http_path)",
+        ];
+        // Not on the fast path, but guarded by it: the guard never changes the answer.
+        for src in [
+            "evt.Meta.http_status in ['404', '403'] and any(File('paths.txt'), { evt.Meta.http_path contains # ? true : false })",
+            "if (evt.Meta.http_status == '404') { let x = Lower(evt.Meta.http_path); len(x) > 3 } else { false }",
+        ] {
+            let x = env.compile(src).unwrap_or_else(|e| panic!("{e}"));
+            assert!(x.fast.is_none() && x.guard.is_some(), "{src}");
+            for e in &events {
+                assert_eq!(env.test(&x, e), env.test_in(&x, &EvtContext::new(e)), "{src} on {:?}", e.meta);
+            }
+        }
+        for src in bools.iter().chain(&strings) {
+            let x = env.compile(src).unwrap_or_else(|e| panic!("{e}"));
+            assert!(x.fast.is_some(), "not on the fast path: {src}");
+            for e in &events {
+                let ctx = EvtContext::new(e);
+                assert_eq!(env.test(&x, e), env.test_in(&x, &ctx), "{src} on {:?}", e.meta);
+                assert_eq!(env.string(&x, e).unwrap(), env.string_in(&x, &ctx).unwrap(), "{src} on {:?}", e.meta);
+            }
+        }
     }
 
     #[test]
