@@ -96,7 +96,6 @@ fn data_for(files: &[(PathBuf, String)], base: &Path) -> DataFiles {
             let Ok(content) = std::fs::read_to_string(base.join(&name)) else { continue };
             let lines: Vec<String> =
                 content.lines().map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect();
-            d.regexes.insert(name.clone(), lines.iter().filter_map(|x| regex::Regex::new(x).ok()).collect());
             d.lines.insert(name, lines);
         }
     }

@@ -63,7 +63,6 @@ fn data() -> DataFiles {
     let mut d = DataFiles::default();
     for (name, text) in DATA {
         let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-        d.regexes.insert(name.to_owned(), lines.iter().filter_map(|l| regex::Regex::new(l).ok()).collect());
         d.lines.insert(name.to_owned(), lines);
     }
     d

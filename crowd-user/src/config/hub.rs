@@ -184,7 +184,7 @@ impl Hub {
         Ok(p)
     }
 
-    /// Every data file of the hub's `data/` folder, as lines (and regexes where they compile).
+    /// Every data file of the hub's `data/` folder, as lines.
     /// A `dest_file` that the folder does not hold under that name is found by the file name of
     /// its `source_url` (packaged hubs keep the download's name).
     #[must_use]
@@ -199,9 +199,7 @@ impl Hub {
             if !d.lines.contains_key(&dest)
                 && let Some(lines) = d.lines.get(&src).cloned()
             {
-                let res = d.regexes.get(&src).cloned().unwrap_or_default();
-                d.lines.insert(dest.clone(), lines);
-                d.regexes.insert(dest, res);
+                d.lines.insert(dest, lines);
             }
         }
         d
@@ -253,8 +251,6 @@ impl Hub {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let lines: Vec<String> =
                     text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-                let res = lines.iter().filter_map(|l| regex::Regex::new(l).ok()).collect();
-                d.regexes.insert(name.clone(), res);
                 d.lines.insert(name, lines);
             }
         }

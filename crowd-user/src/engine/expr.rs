@@ -11,16 +11,29 @@ use regex::Regex;
 
 use super::event::Event;
 
-/// Contents of data files by file name (`dest_file`): their lines, and the regexes for files
-/// loaded with `type: regexp`.
+/// Contents of data files by file name (`dest_file`): their lines, and their lines as regexes
+/// for the helpers that read a file as regexes (compiled on first use: most files never are).
 #[derive(Clone, Debug, Default)]
 pub struct DataFiles {
     /// Lines of each file.
     pub lines: HashMap<String, Vec<String>>,
-    /// Compiled regexes of each regexp file.
-    pub regexes: HashMap<String, Vec<Regex>>,
+    /// Regexes of the files read as regexes so far.
+    regexes: Arc<std::sync::Mutex<HashMap<String, Arc<Vec<Regex>>>>>,
     /// MaxMind databases for the GeoIP methods (none loaded by default).
     pub geoip: Arc<super::geoip::GeoIp>,
+}
+
+impl DataFiles {
+    /// The lines of file `name` that compile as regexes (compiled at the first call).
+    #[must_use]
+    pub fn regexes(&self, name: &str) -> Option<Arc<Vec<Regex>>> {
+        let lines = self.lines.get(name)?;
+        let mut cache = self.regexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let compiled = cache
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(lines.iter().filter_map(|l| Regex::new(l).ok()).collect()));
+        Some(Arc::clone(compiled))
+    }
 }
 
 /// A compiled expression.
@@ -151,7 +164,7 @@ impl Env {
         let d = data.clone();
         env.add_function("RegexpInFile", move |c| {
             let (s, name) = (arg_str(c.args.first()), arg_str(c.args.get(1)));
-            Ok(d.regexes.get(&name).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))).into())
+            Ok(d.regexes(&name).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))).into())
         });
         // crowd's own: does the text contain any line of a data file (case-insensitive)? What
         // `any(File(f), {Lower(x) contains #})` says, without the interpreter's per-element
@@ -833,7 +846,7 @@ mod tests {
     fn env() -> Env {
         let mut d = DataFiles::default();
         d.lines.insert("bad_ua.txt".into(), vec!["sqlmap".into(), "nikto".into()]);
-        d.regexes.insert("paths.txt".into(), vec![Regex::new(r"^/\.env").unwrap()]);
+        d.lines.insert("paths.txt".into(), vec![r"^/\.env".into()]);
         Env::new(Arc::new(d))
     }
 
@@ -858,7 +871,6 @@ mod tests {
         d.lines.insert("ext.txt".into(), lines(&[".bak", ".sql"]));
         d.lines.insert("files.txt".into(), lines(&["shell.php", "c99.php"]));
         d.lines.insert("re.txt".into(), lines(&["^/\\.git", "admin[0-9]+"]));
-        d.regexes.insert("re.txt".into(), vec![Regex::new("^/\\.git").unwrap(), Regex::new("admin[0-9]+").unwrap()]);
         let env = Env::new(Arc::new(d));
         let mut events = vec![Event::default()];
         for (path, ua, status, file) in [

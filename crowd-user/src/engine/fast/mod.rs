@@ -192,9 +192,7 @@ fn bool_str(b: bool) -> Cow<'static, str> {
 
 impl AnyFile {
     fn build(&self, data: &DataFiles) -> Matcher {
-        let compiled = data.regexes.get(&self.file).filter(|_| self.op == LineOp::Matches);
-        let from_regexes = compiled.map(|rs| rs.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>());
-        let Some(lines) = from_regexes.as_ref().or_else(|| data.lines.get(&self.file)) else { return Matcher::Never };
+        let Some(lines) = data.lines.get(&self.file) else { return Matcher::Never };
         let lines: Vec<String> = lines
             .iter()
             .map(|l| match self.case {
@@ -322,7 +320,7 @@ impl Fast {
                     Func::QueryUnescape => Cow::Owned(super::expr::percent_decode(&a(0), true)),
                     Func::RegexpInFile => {
                         let s = a(0);
-                        bool_str(data.regexes.get(a(1).as_ref()).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))))
+                        bool_str(data.regexes(a(1).as_ref()).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))))
                     }
                     Func::ContainsAnyLine => {
                         let s = a(0).to_lowercase();
