@@ -36,6 +36,18 @@ impl DataFiles {
     }
 }
 
+/// `MedianInterval`: the median gap in seconds between consecutive times (0 for fewer than two).
+#[must_use]
+pub fn median_interval(times: &[f64]) -> f64 {
+    let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    if gaps.is_empty() {
+        return 0.0;
+    }
+    gaps.sort_by(f64::total_cmp);
+    let m = gaps.len() / 2;
+    if gaps.len().is_multiple_of(2) { f64::midpoint(gaps[m - 1], gaps[m]) } else { gaps[m] }
+}
+
 /// A compiled expression.
 #[derive(Clone, Debug)]
 pub struct Expr {
@@ -211,13 +223,7 @@ impl Env {
                     .collect(),
                 _ => Vec::new(),
             };
-            let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-            if gaps.is_empty() {
-                return Ok(Value::Float(0.0));
-            }
-            gaps.sort_by(f64::total_cmp);
-            let m = gaps.len() / 2;
-            Ok(Value::Float(if gaps.len().is_multiple_of(2) { f64::midpoint(gaps[m - 1], gaps[m]) } else { gaps[m] }))
+            Ok(Value::Float(median_interval(&times)))
         });
         env.add_function("GetFromStash", move |c| {
             Ok(st.get(&arg_str(c.args.first()), &arg_str(c.args.get(1))).map_or(Value::Nil, Value::String))
@@ -601,7 +607,7 @@ fn zero_value_fields(src: &str) -> String {
 /// the Rust crate only at the top. Bindings are inlined instead: every `x` of the body (up to the
 /// end of the enclosing parentheses) becomes `(e)`. The expressions are pure, so only the number
 /// of evaluations changes.
-fn inline_lets(src: &str) -> String {
+pub(crate) fn inline_lets(src: &str) -> String {
     let mut s = src.to_owned();
     for _ in 0..16 {
         let Some((start, name, expr_start)) = find_let(&s) else { break };

@@ -72,6 +72,8 @@ pub struct Scenario {
     cache_size: usize,
     /// `conditional` buckets: overflow as soon as this holds over `queue.Queue`.
     condition: Option<Expr>,
+    /// The condition compiled natively, when it is in `qcond`'s subset.
+    native_condition: Option<qcond::QCond>,
     /// An overflow is kept only if this holds (over `queue`, `signal`).
     overflow_filter: Option<Expr>,
     /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
@@ -235,6 +237,7 @@ impl Scenario {
                 (_, Some(c)) => return Err(serr("condition", "only `type: conditional` takes a condition", c)),
                 (_, None) => None,
             },
+            native_condition: spec.condition.as_deref().and_then(|c| qcond::compile(&super::expr::inline_lets(c))),
             overflow_filter: spec
                 .overflow_filter
                 .as_deref()
@@ -457,11 +460,13 @@ impl Buckets {
             if b.events.len() > keep {
                 b.events.pop_front();
             }
+            let sc = &self.scenarios[i];
             let overflow = overflow
-                || self.scenarios[i].condition.as_ref().is_some_and(|c| {
-                    let b = &self.live[&k];
-                    env.test_in(c, &queue_context(&self.scenarios[i].slim, evt, b))
-                });
+                || match (&sc.native_condition, &sc.condition) {
+                    (Some(q), _) => q.test(&self.live[&k].events, env.data()),
+                    (None, Some(c)) => env.test_in(c, &queue_context(&sc.slim, evt, &self.live[&k])),
+                    (None, None) => false,
+                };
             if overflow {
                 let b = self.live.remove(&k).expect("present");
                 if self.scenarios[i].blackhole > 0.0 {
@@ -570,6 +575,7 @@ fn signal_value(scenario: &str, count: usize) -> expr::Value {
     ]))
 }
 
+mod qcond;
 mod queue;
 #[cfg(test)]
 mod tests;
