@@ -109,41 +109,72 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     crate::acquisition::start(sources, Some(&args.state_dir), &tx, &stop).context("starting acquisition")?;
     drop(tx);
     let mut maps = BanMaps::open(settings)?;
-    let mut store = crate::store::Store::open(&args.state_dir.join("crowd.db"))?;
+    let (record_tx, record_rx) = std::sync::mpsc::channel::<Record>();
+    spawn_recorder(settings, &args.state_dir, record_rx)?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
         while let Ok((line, now)) = rx.recv() {
             let out = detector.feed(line, now);
             for (alert, d) in out.alerts.iter().filter_map(|a| out.decisions.iter().find(|d| d.scenario == a.scenario && d.value == a.value).map(|d| (a, d))) {
                 let Some(target) = d.target() else { continue };
                 tracing::info!(scenario = %d.scenario, source = %d.value, duration = d.duration_secs, simulated = d.simulated, "decision");
-                // Enforce first (milliseconds matter), then record; the record's id is written back.
+                // Enforce first (milliseconds matter); the recorder thread writes the store and
+                // then the record's id into the ban, so a slow disk never delays the next ban.
                 let clock = crate::clock::BootClock::now();
                 if !d.simulated
                     && let Err(e) = maps.insert_ban(target, crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local))
                 {
                     tracing::error!(source = %d.value, error = %e, "could not enforce a decision");
                 }
-                let unix = unix_now();
-                let rec = crate::store::NewDecision {
-                    origin: d.origin.clone(),
-                    scenario: d.scenario.clone(),
-                    scope: d.scope.clone(),
-                    value: d.value.clone(),
-                    kind: d.kind.clone(),
-                    duration_secs: d.duration_secs,
-                    simulated: d.simulated,
-                    reason: String::new(),
-                };
-                let a = crate::store::NewAlert { scenario: alert.scenario.clone(), scope: alert.scope.clone(), value: alert.value.clone(), events_count: alert.events_count as u64 };
-                match store.record(Some(&a), &[rec], unix) {
-                    Ok(ids) if !d.simulated => {
-                        if let Ok(Some(row)) = store.get(ids[0]) {
-                            let _ = maps.insert_ban(target, crate::reconcile::ban_for(&row, unix, &clock));
-                        }
+                let _ = record_tx.send(Record { alert: alert.clone(), decision: d.clone(), target, clock });
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// An enforced decision for the store.
+struct Record {
+    alert: crate::engine::scenario::Alert,
+    decision: crate::engine::profile::Decision,
+    target: crate::addr::Target,
+    clock: crate::clock::BootClock,
+}
+
+/// The thread that records decisions in the store, off the detection path.
+fn spawn_recorder(
+    settings: &Settings,
+    state_dir: &std::path::Path,
+    rx: std::sync::mpsc::Receiver<Record>,
+) -> Result<()> {
+    let mut maps = BanMaps::open(settings)?;
+    let mut store = crate::store::Store::open(&state_dir.join("crowd.db"))?;
+    std::thread::Builder::new().name("recorder".into()).spawn(move || {
+        while let Ok(Record { alert, decision: d, target, clock }) = rx.recv() {
+            let unix = unix_now();
+            let rec = crate::store::NewDecision {
+                origin: d.origin.clone(),
+                scenario: d.scenario.clone(),
+                scope: d.scope.clone(),
+                value: d.value.clone(),
+                kind: d.kind.clone(),
+                duration_secs: d.duration_secs,
+                simulated: d.simulated,
+                reason: String::new(),
+            };
+            let a = crate::store::NewAlert {
+                scenario: alert.scenario.clone(),
+                scope: alert.scope.clone(),
+                value: alert.value.clone(),
+                events_count: alert.events_count as u64,
+            };
+            match store.record(Some(&a), &[rec], unix) {
+                Ok(ids) if !d.simulated => {
+                    if let Ok(Some(row)) = store.get(ids[0]) {
+                        let _ = maps.insert_ban(target, crate::reconcile::ban_for(&row, unix, &clock));
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(source = %d.value, error = %e, "could not record a decision"),
                 }
+                Ok(_) => {}
+                Err(e) => tracing::error!(source = %d.value, error = %e, "could not record a decision"),
             }
         }
     })?;

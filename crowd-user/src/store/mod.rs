@@ -158,6 +158,9 @@ impl Store {
     fn init(conn: Connection) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL's recommended setting: commits do not wait for fsync (the WAL is synced at
+        // checkpoints); a power cut may lose the last commits, never the database.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut s = Store { conn };
         s.migrate()?;
