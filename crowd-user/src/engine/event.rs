@@ -24,6 +24,50 @@ pub struct Line {
 /// non-cryptographic hash (keys are field names from configuration, not attacker input).
 pub type Fields = IndexMap<String, String, rustc_hash::FxBuildHasher>;
 
+/// A readable field of the event, its path parsed once (expressions and `apply_on` read fields
+/// at every event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldRef {
+    /// `Parsed.k`, or a bare `k` (`apply_on: message`).
+    Parsed(String),
+    /// `Meta.k`.
+    Meta(String),
+    /// `Enriched.k`.
+    Enriched(String),
+    /// `Line.Raw`.
+    Raw,
+    /// `Line.Src`.
+    Src,
+    /// `Line.Module`.
+    Module,
+    /// `Line.Labels.k`.
+    Label(String),
+    /// `StrTime`.
+    StrTime,
+}
+
+impl FieldRef {
+    /// Parses a CrowdSec path (`evt.` optional), or `None` for a path that names no string field.
+    #[must_use]
+    pub fn parse(path: &str) -> Option<FieldRef> {
+        let path = path.strip_prefix("evt.").unwrap_or(path);
+        if let Some(k) = path.strip_prefix("Line.Labels.") {
+            return Some(FieldRef::Label(k.to_owned()));
+        }
+        Some(match path.split_once('.') {
+            Some(("Parsed", k)) => FieldRef::Parsed(k.to_owned()),
+            Some(("Meta", k)) => FieldRef::Meta(k.to_owned()),
+            Some(("Enriched", k)) => FieldRef::Enriched(k.to_owned()),
+            Some(("Line", "Raw")) => FieldRef::Raw,
+            Some(("Line", "Src")) => FieldRef::Src,
+            Some(("Line", "Module")) => FieldRef::Module,
+            None if path == "StrTime" => FieldRef::StrTime,
+            None => FieldRef::Parsed(path.to_owned()),
+            _ => return None,
+        })
+    }
+}
+
 /// An event: a line and everything the parsers learnt from it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Event {
@@ -75,7 +119,9 @@ impl Event {
     /// A new event for a line read at `now` (Unix seconds).
     #[must_use]
     pub fn new(line: Line, now: f64) -> Event {
-        Event { line, time: now, ..Event::default() }
+        // Room for what the usual parsers set: no regrowth while parsing.
+        let fields = |n| Fields::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher);
+        Event { line, time: now, parsed: fields(16), meta: fields(8), ..Event::default() }
     }
 
     /// The label `type`, which selects the parsers.
@@ -125,19 +171,21 @@ impl Event {
     /// Reads a field by CrowdSec path (`Line.Raw`, `Parsed.message`, `evt.Meta.source_ip`).
     #[must_use]
     pub fn get(&self, path: &str) -> Option<&str> {
-        let path = path.strip_prefix("evt.").unwrap_or(path);
-        match path.split_once('.') {
-            Some(("Parsed", k)) => self.parsed.get(k).map(String::as_str),
-            Some(("Meta", k)) => self.meta.get(k).map(String::as_str),
-            Some(("Enriched", k)) => self.enriched.get(k).map(String::as_str),
-            Some(("Line", "Raw")) => Some(&self.line.raw),
-            Some(("Line", "Src")) => Some(&self.line.src),
-            Some(("Line", "Module")) => Some(&self.line.module),
-            Some(("Line.Labels", k)) => self.line.labels.get(k).map(String::as_str),
-            None if path == "StrTime" => Some(&self.str_time),
-            // `apply_on: message` names a parsed field.
-            None => self.parsed.get(path).map(String::as_str),
-            _ => None,
+        self.field(&FieldRef::parse(path)?)
+    }
+
+    /// Reads a field named by a path parsed once.
+    #[must_use]
+    pub fn field(&self, f: &FieldRef) -> Option<&str> {
+        match f {
+            FieldRef::Parsed(k) => self.parsed.get(k.as_str()).map(String::as_str),
+            FieldRef::Meta(k) => self.meta.get(k.as_str()).map(String::as_str),
+            FieldRef::Enriched(k) => self.enriched.get(k.as_str()).map(String::as_str),
+            FieldRef::Raw => Some(&self.line.raw),
+            FieldRef::Src => Some(&self.line.src),
+            FieldRef::Module => Some(&self.line.module),
+            FieldRef::Label(k) => self.line.labels.get(k.as_str()).map(String::as_str),
+            FieldRef::StrTime => Some(&self.str_time),
         }
     }
 

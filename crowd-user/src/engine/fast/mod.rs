@@ -122,7 +122,7 @@ enum Matcher {
 #[derive(Clone, Debug)]
 pub enum Fast {
     /// A field's value (statics).
-    Field(String),
+    Field(super::event::FieldRef),
     /// A string literal.
     Str(String),
     /// `nil`: equal to nothing a field holds.
@@ -164,7 +164,8 @@ impl PartialEq for Fast {
     /// matchers and regexes compare by pattern.
     fn eq(&self, other: &Fast) -> bool {
         match (self, other) {
-            (Fast::Field(a), Fast::Field(b)) | (Fast::Str(a), Fast::Str(b)) => a == b,
+            (Fast::Field(a), Fast::Field(b)) => a == b,
+            (Fast::Str(a), Fast::Str(b)) => a == b,
             (Fast::Nil, Fast::Nil) | (Fast::Hash, Fast::Hash) => true,
             (Fast::Call(f, a), Fast::Call(g, b)) => f == g && a == b,
             (Fast::Bool(a), Fast::Bool(b)) => a == b,
@@ -174,11 +175,8 @@ impl PartialEq for Fast {
     }
 }
 
-fn get<'a>(evt: &'a Event, field: &str) -> &'a str {
-    if let Some(k) = field.strip_prefix("Line.Labels.") {
-        return evt.line.labels.get(k).map_or("", String::as_str);
-    }
-    evt.get(field).unwrap_or("")
+fn get<'a>(evt: &'a Event, field: &super::event::FieldRef) -> &'a str {
+    evt.field(field).unwrap_or("")
 }
 
 fn ip_in_range(ip: &str, range: &str) -> bool {

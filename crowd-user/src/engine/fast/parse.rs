@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use super::{AnyFile, Case, Fast, Func, LineOp, StrOp};
+use crate::engine::event::FieldRef;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -379,7 +380,7 @@ fn fold(call: Fast) -> Fast {
     }
 }
 
-fn field_path(p: &str) -> Option<String> {
+fn field_path(p: &str) -> Option<FieldRef> {
     let rest = p.strip_prefix("evt.")?;
     let ok = rest == "StrTime"
         || rest == "Line.Raw"
@@ -388,7 +389,7 @@ fn field_path(p: &str) -> Option<String> {
         || ["Parsed.", "Meta.", "Enriched.", "Line.Labels."]
             .iter()
             .any(|pre| rest.strip_prefix(pre).is_some_and(|k| !k.is_empty() && !k.contains('.')));
-    ok.then(|| rest.to_owned())
+    if ok { FieldRef::parse(rest) } else { None }
 }
 
 /// Recognises `src` (with its `let`s already inlined), or `None` when it needs the interpreter.

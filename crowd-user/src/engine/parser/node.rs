@@ -50,7 +50,8 @@ enum Value {
 
 #[derive(Clone, Debug)]
 enum GrokSource {
-    Field(String),
+    /// `apply_on` (a path naming no string field never matches, as a missing field).
+    Field(Option<crate::engine::event::FieldRef>),
     Expr(Expr),
 }
 
@@ -191,7 +192,7 @@ impl Node {
                     _ => return Err(err("grok", "exactly one of pattern or name is required", "")),
                 };
                 let source = match (&g.apply_on, &g.expression) {
-                    (Some(f), None) => GrokSource::Field(f.strip_prefix("evt.").unwrap_or(f).to_owned()),
+                    (Some(f), None) => GrokSource::Field(crate::engine::event::FieldRef::parse(f)),
                     (None, Some(e)) => GrokSource::Expr(env.compile(e).map_err(|x| err("grok.expression", x, e))?),
                     _ => return Err(err("grok", "exactly one of apply_on or expression is required", "")),
                 };
@@ -296,7 +297,7 @@ impl Node {
             Some(g) => {
                 // The captures own their text: the field is read in place, not copied.
                 let caps = match &g.source {
-                    GrokSource::Field(f) => match evt.get(f) {
+                    GrokSource::Field(f) => match f.as_ref().and_then(|f| evt.field(f)) {
                         Some(t) => g.grok.captures(t),
                         None => return false,
                     },
@@ -306,7 +307,7 @@ impl Node {
                     None => (false, false),
                     Some(caps) => {
                         for (k, v) in caps {
-                            evt.parsed.insert(k.to_owned(), v);
+                            set_field(&mut evt.parsed, k, v);
                         }
                         apply(&g.statics, evt, ctx);
                         (true, true)
@@ -398,6 +399,16 @@ pub fn parse_kv(text: &str) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// Sets `k` (overwriting in place: the key is copied only when new).
+fn set_field(fields: &mut crate::engine::event::Fields, k: &str, v: String) {
+    match fields.get_mut(k) {
+        Some(slot) => *slot = v,
+        None => {
+            fields.insert(k.to_owned(), v);
+        }
+    }
+}
+
 fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
     for s in statics {
         if !s.unmarshal.is_empty() {
@@ -412,15 +423,9 @@ fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
         };
         match &s.dest {
             // CrowdSec skips empty results for meta and parsed destinations.
-            Dest::Meta(k) if !v.is_empty() => {
-                evt.meta.insert(k.clone(), v);
-            }
-            Dest::Parsed(k) if !v.is_empty() => {
-                evt.parsed.insert(k.clone(), v);
-            }
-            Dest::Enriched(k) if !v.is_empty() => {
-                evt.enriched.insert(k.clone(), v);
-            }
+            Dest::Meta(k) if !v.is_empty() => set_field(&mut evt.meta, k, v),
+            Dest::Parsed(k) if !v.is_empty() => set_field(&mut evt.parsed, k, v),
+            Dest::Enriched(k) if !v.is_empty() => set_field(&mut evt.enriched, k, v),
             Dest::Path(p) if !v.is_empty() => {
                 if p == "MarshaledTime" || p == "evt.MarshaledTime" {
                     evt.enriched.insert("MarshaledTime".into(), v);
