@@ -98,7 +98,9 @@ pub fn replay(
             if n == 0 {
                 break;
             }
-            let raw = String::from_utf8_lossy(&buf);
+            // from_utf8 validates ASCII a word at a time; the lossy path only for bad bytes.
+            let raw =
+                std::str::from_utf8(&buf).map_or_else(|_| String::from_utf8_lossy(&buf), std::borrow::Cow::Borrowed);
             let raw = raw.trim_end_matches(['\n', '\r']);
             if raw.is_empty() {
                 continue;

@@ -55,6 +55,45 @@ pub fn go_rfc3339_nano(t: &DateTime<FixedOffset>) -> String {
     s
 }
 
+/// `Mmm d HH:MM:SS[.fff]` (one or more spaces between day and month), in `year`; `None` for
+/// anything else (the general parser then tries it).
+fn syslog_stamp(s: &str, year: i32) -> Option<NaiveDateTime> {
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let b = s.as_bytes();
+    let month = MONTHS.iter().position(|m| b.get(..3) == Some(&m[..]))? + 1;
+    let mut i = 3;
+    let spaces = b[i..].iter().take_while(|c| **c == b' ').count();
+    if spaces == 0 {
+        return None;
+    }
+    i += spaces;
+    let digits = |from: usize, n: usize| -> Option<u32> {
+        let d = b.get(from..from + n)?;
+        d.iter().all(u8::is_ascii_digit).then(|| d.iter().fold(0, |a, c| a * 10 + u32::from(c - b'0')))
+    };
+    let day_len = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(1..=2).contains(&day_len) {
+        return None;
+    }
+    let day = digits(i, day_len)?;
+    i += day_len;
+    if b.get(i) != Some(&b' ') || b.get(i + 3) != Some(&b':') || b.get(i + 6) != Some(&b':') {
+        return None;
+    }
+    let (h, m, sec) = (digits(i + 1, 2)?, digits(i + 4, 2)?, digits(i + 7, 2)?);
+    i += 9;
+    let nanos = match b.get(i) {
+        None => 0,
+        Some(b'.') if b.len() > i + 1 && b.len() - i - 1 <= 9 => {
+            let frac = digits(i + 1, b.len() - i - 1)?;
+            frac * 10u32.pow(u32::try_from(10 - (b.len() - i)).ok()?)
+        }
+        _ => return None,
+    };
+    chrono::NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, day)?.and_hms_nano_opt(h, m, sec, nanos)
+}
+
 /// Parses the timestamps logs carry. Year-less syslog stamps take `year`; stamps without a
 /// zone are UTC.
 #[must_use]
@@ -64,7 +103,10 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
         return None;
     }
     let utc = |n: NaiveDateTime| Some(Utc.from_utc_datetime(&n).fixed_offset());
-    // The most common stamp first: year-less syslog ("Feb 12 14:10:21").
+    // The most common stamp first: year-less syslog ("Feb 12 14:10:21"), read by hand.
+    if let Some(n) = syslog_stamp(s, year) {
+        return utc(n);
+    }
     if s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.len() <= 26 && s.as_bytes().get(3) == Some(&b' ')
     {
         let with_year = format!("{year} {}", s.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -156,10 +198,36 @@ mod tests {
         parse_date(s, 2026).map(|t| go_rfc3339_nano(&t)).unwrap_or_else(|| format!("unparsed {s}"))
     }
 
+    /// The hand reader of syslog stamps agrees with chrono's `%b %d %H:%M:%S%.f`.
+    #[test]
+    fn syslog_stamps_read_by_hand_agree_with_chrono() {
+        for (i, m) in
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().enumerate()
+        {
+            for d in [1, 9, 10, 28, 29, 31] {
+                for t in ["00:00:00", "23:59:59", "07:08:09.5", "12:34:56.000123"] {
+                    for s in [format!("{m} {d} {t}"), format!("{m} {d:>2} {t}"), format!("{m}   {d} {t}")] {
+                        let chrono = NaiveDateTime::parse_from_str(
+                            &format!("2024 {}", s.split_whitespace().collect::<Vec<_>>().join(" ")),
+                            "%Y %b %d %H:%M:%S%.f",
+                        )
+                        .ok();
+                        assert_eq!(syslog_stamp(&s, 2024), chrono, "{s} (month {i})");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn common_log_timestamps() {
         assert_eq!(rfc("Feb 12 14:10:21"), "2026-02-12T14:10:21Z");
         assert_eq!(rfc("Feb  2 04:10:21"), "2026-02-02T04:10:21Z");
+        assert_eq!(rfc("Dec 31 23:59:59.25"), "2026-12-31T23:59:59.25Z");
+        assert_eq!(rfc("Feb 12 14:10:21.123456789"), "2026-02-12T14:10:21.123456789Z");
+        // Not a date the hand reader takes: the general parsers decide.
+        assert_eq!(rfc("Feb 30 14:10:21"), "unparsed Feb 30 14:10:21");
+        assert_eq!(rfc("Feb 12 14:10"), "unparsed Feb 12 14:10");
         assert_eq!(rfc("2022-10-14T09:55:53+02:00"), "2022-10-14T09:55:53+02:00");
         assert_eq!(rfc("10/Oct/2023:13:55:36 -0700"), "2023-10-10T13:55:36-07:00");
         assert_eq!(rfc("2023-10-10 13:55:36"), "2023-10-10T13:55:36Z");
