@@ -5,12 +5,14 @@
 //! recursively; each `%{NAME:field}` becomes a capture group whose value is stored under
 //! `field`. Groups get generated names, so a field may appear in several alternatives (the first
 //! non-empty capture wins) and raw `(?<name>...)` groups in patterns are captured as fields too.
+mod syslog;
+
 use std::collections::HashMap;
 
 use regex::Regex;
 
 /// crowd's base patterns (numbers, words, addresses, dates, syslog and HTTP prefixes).
-pub const BASE: &str = include_str!("../../patterns/base");
+pub const BASE: &str = include_str!("../../../patterns/base");
 
 /// A library of named patterns.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +34,8 @@ pub struct Grok {
     /// greedy `.*` at the end accepts whatever follows the first prefix match in priority order)
     /// over a much shorter span, and the tail is the rest of the line.
     tail: Option<(Regex, usize)>,
+    /// `^%{SYSLOGLINE}` read by hand (see `syslog.rs`), once it agreed with the regex.
+    syslog: bool,
 }
 
 /// Why a grok expression did not compile.
@@ -112,7 +116,9 @@ impl Patterns {
             let group = re.capture_names().position(|n| n == Some(name.as_str()))?;
             Some((Regex::new(&prefix).ok()?, group))
         });
-        Ok(Grok { re, fields, required, tail })
+        let mut g = Grok { re, fields, required, tail, syslog: false };
+        g.syslog = pattern.trim() == "^%{SYSLOGLINE}" && g.syslog_reader_agrees();
+        Ok(g)
     }
 
     fn lookup<'a>(&'a self, name: &str, local: &'a HashMap<String, String>) -> Option<&'a str> {
@@ -343,10 +349,51 @@ fn escape_literal_braces(re: &str) -> String {
 }
 
 impl Grok {
+    /// Whether the hand reader of syslog lines gives this grok's own answer on every sample
+    /// it reads (and knows every field the grok names).
+    fn syslog_reader_agrees(&self) -> bool {
+        const KNOWN: [&str; 8] =
+            ["timestamp", "timestamp8601", "facility", "priority", "logsource", "program", "pid", "message"];
+        self.fields.iter().all(|(_, f)| KNOWN.contains(&f.as_str()))
+            && syslog::SAMPLES
+                .iter()
+                .all(|l| syslog::read(l).is_none_or(|f| Some(self.syslog_fields(&f)) == self.regex_captures(l)))
+    }
+
+    /// The grok's output for fields read by hand.
+    fn syslog_fields(&self, f: &syslog::Fields<'_>) -> Vec<(&str, String)> {
+        let mut out: Vec<(&str, String)> = Vec::with_capacity(8);
+        for (_, name) in &self.fields {
+            if out.iter().any(|(n, _)| *n == name.as_str()) {
+                continue;
+            }
+            let v = match name.as_str() {
+                "timestamp" => f.timestamp,
+                "logsource" => f.logsource,
+                "program" => f.program,
+                "pid" => f.pid,
+                "message" => f.message.split('\n').next().unwrap_or(""),
+                _ => "",
+            };
+            out.push((name.as_str(), v.to_owned()));
+        }
+        out
+    }
+
     /// Matches `text`; on success returns the captured fields (first non-empty capture of each
     /// field name wins; fields that captured nothing are present and empty, as in CrowdSec).
     #[must_use]
     pub fn captures(&self, text: &str) -> Option<Vec<(&str, String)>> {
+        if self.syslog
+            && let Some(f) = syslog::read(text)
+        {
+            return Some(self.syslog_fields(&f));
+        }
+        self.regex_captures(text)
+    }
+
+    /// [`Grok::captures`] through the regex.
+    fn regex_captures(&self, text: &str) -> Option<Vec<(&str, String)>> {
         if let Some(f) = &self.required
             && f.find(text.as_bytes()).is_none()
         {
