@@ -166,12 +166,19 @@ mod tests {
         p.compile("^%{SYSLOGLINE}", &HashMap::new()).expect("SYSLOGLINE")
     }
 
-    /// Every line the reader takes gets the regex's fields: the samples, every line of the
-    /// hub's test logs, and seeded mutations of both.
+    /// Every line the reader takes gets the regex's fields (with the hub's pattern library and
+    /// with crowd's own): the samples, every line of the hub's test logs, a generated auth.log,
+    /// and seeded mutations of them.
     #[test]
     fn the_reader_agrees_with_the_regex() {
-        let g = hub_grok();
-        assert!(g.syslog, "the reader is on for the hub's SYSLOGLINE");
+        let own = Patterns::with_base().compile("^%{SYSLOGLINE}", &HashMap::new()).expect("SYSLOGLINE");
+        for g in [hub_grok(), own] {
+            agrees(&g);
+        }
+    }
+
+    fn agrees(g: &Grok) {
+        assert!(g.syslog, "the reader is on for SYSLOGLINE");
         let mut lines: Vec<String> = SAMPLES.iter().map(|s| (*s).to_owned()).collect();
         let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/crowdsec-hub/tests");
         for t in std::fs::read_dir(tests).expect("hub tests").flatten() {
