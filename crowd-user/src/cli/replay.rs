@@ -115,7 +115,9 @@ pub fn replay(
     decisions.extend(out.decisions);
     let secs = started.elapsed().as_secs_f64();
     match fmt {
-        Format::Json => output::json(&json!({"decisions": decisions, "counts": d.counts, "seconds": secs})),
+        Format::Json => output::json(
+            &json!({"decisions": decisions, "counts": d.counts, "seconds": secs, "peak_rss_kib": peak_rss_kib()}),
+        ),
         Format::Table => {
             output::table(
                 &["SCENARIO", "SCOPE", "VALUE", "DECISION", "DURATION"],
@@ -184,4 +186,12 @@ pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format
         }
     }
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM`: the memory of this program only; a spawned
+/// process's `ru_maxrss` also counts its parent's pages from before `exec`).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
