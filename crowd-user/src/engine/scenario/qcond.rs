@@ -12,7 +12,9 @@ use crate::engine::{event::Event, expr::DataFiles, fast::Fast};
 #[derive(Clone, Debug)]
 enum List {
     Queue,
-    Filter(Box<List>, Fast),
+    /// `filter(list, {pred})`; the slot where its result is kept while one condition runs (a
+    /// `let` inlined twice is filtered once).
+    Filter(Box<List>, Fast, usize),
     /// `list[from:to]`, Go-style bounds (negative counts from the end), clamped.
     Slice(Box<List>, Option<i64>, Option<i64>),
 }
@@ -27,9 +29,16 @@ enum Num {
     Median(List),
 }
 
-/// A compiled condition.
+/// A compiled condition, and how many filter results it keeps while it runs.
 #[derive(Clone, Debug)]
-pub struct QCond(Cond);
+pub struct QCond(Cond, usize);
+
+/// What one evaluation reads, and the filters' results so far.
+struct Ev<'a> {
+    q: &'a VecDeque<Arc<Event>>,
+    data: &'a DataFiles,
+    memo: std::cell::RefCell<Vec<Option<Vec<&'a Event>>>>,
+}
 
 #[derive(Clone, Debug)]
 enum Cond {
@@ -293,7 +302,7 @@ impl P {
                 self.eat(&Tok::Comma)?;
                 let Tok::Body(body) = self.next()? else { return None };
                 self.eat(&Tok::Close)?;
-                List::Filter(Box::new(l), element_pred(&body)?)
+                List::Filter(Box::new(l), element_pred(&body)?, 0)
             }
             _ => return None,
         };
@@ -321,21 +330,71 @@ impl P {
 #[must_use]
 pub fn compile(src: &str) -> Option<QCond> {
     let mut p = P { t: lex(src)?, i: 0 };
-    let c = p.or()?;
-    (p.i == p.t.len()).then_some(QCond(c))
+    let mut c = p.or()?;
+    let mut keys = Vec::new();
+    c.number_filters(&mut keys);
+    (p.i == p.t.len()).then_some(QCond(c, keys.len()))
+}
+
+impl Cond {
+    /// Gives each distinct `filter(...)` a slot (the same text gets the same slot).
+    fn number_filters(&mut self, keys: &mut Vec<String>) {
+        match self {
+            Cond::Cmp(a, _, b) => {
+                a.number_filters(keys);
+                b.number_filters(keys);
+            }
+            Cond::Any(l, ..) | Cond::All(l, _) => l.number_filters(keys),
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                a.number_filters(keys);
+                b.number_filters(keys);
+            }
+            Cond::Not(a) => a.number_filters(keys),
+        }
+    }
+}
+
+impl Num {
+    fn number_filters(&mut self, keys: &mut Vec<String>) {
+        match self {
+            Num::Lit(_) => {}
+            Num::Len(l) | Num::Count(l, _) | Num::Median(l) => l.number_filters(keys),
+        }
+    }
 }
 
 impl List {
-    fn eval<'a>(&self, q: &'a VecDeque<Arc<Event>>, data: &DataFiles) -> Vec<&'a Event> {
+    fn number_filters(&mut self, keys: &mut Vec<String>) {
         match self {
-            List::Queue => q.iter().map(|e| &**e).collect(),
-            List::Filter(l, pred) => {
-                let mut v = l.eval(q, data);
-                v.retain(|e| pred.test(e, data));
+            List::Queue => {}
+            List::Slice(l, ..) => l.number_filters(keys),
+            List::Filter(l, pred, slot) => {
+                l.number_filters(keys);
+                let key = format!("{l:?}/{pred:?}");
+                *slot = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                });
+            }
+        }
+    }
+
+    fn eval<'a>(&self, ev: &Ev<'a>) -> Vec<&'a Event> {
+        match self {
+            List::Queue => ev.q.iter().map(|e| &**e).collect(),
+            List::Filter(l, pred, slot) => {
+                if let Some(Some(v)) = ev.memo.borrow().get(*slot) {
+                    return v.clone();
+                }
+                let mut v = l.eval(ev);
+                v.retain(|e| pred.test(e, ev.data));
+                if let Some(m) = ev.memo.borrow_mut().get_mut(*slot) {
+                    *m = Some(v.clone());
+                }
                 v
             }
             List::Slice(l, from, to) => {
-                let v = l.eval(q, data);
+                let v = l.eval(ev);
                 let n = i64::try_from(v.len()).unwrap_or(i64::MAX);
                 let at = |b: i64| usize::try_from(if b < 0 { n + b } else { b }.clamp(0, n)).unwrap_or(0);
                 let (a, b) = (at(from.unwrap_or(0)), at(to.unwrap_or(n)));
@@ -346,13 +405,13 @@ impl List {
 }
 
 impl Num {
-    fn eval(&self, q: &VecDeque<Arc<Event>>, data: &DataFiles) -> f64 {
+    fn eval(&self, ev: &Ev<'_>) -> f64 {
         match self {
             Num::Lit(n) => *n,
-            Num::Len(l) => l.eval(q, data).len() as f64,
-            Num::Count(l, pred) => l.eval(q, data).iter().filter(|e| pred.test(e, data)).count() as f64,
+            Num::Len(l) => l.eval(ev).len() as f64,
+            Num::Count(l, pred) => l.eval(ev).iter().filter(|e| pred.test(e, ev.data)).count() as f64,
             Num::Median(l) => {
-                let times: Vec<f64> = l.eval(q, data).iter().map(|e| e.time).collect();
+                let times: Vec<f64> = l.eval(ev).iter().map(|e| e.time).collect();
                 crate::engine::expr::median_interval(&times)
             }
         }
@@ -363,15 +422,15 @@ impl QCond {
     /// Evaluates over a bucket's queue.
     #[must_use]
     pub fn test(&self, q: &VecDeque<Arc<Event>>, data: &DataFiles) -> bool {
-        self.0.test(q, data)
+        self.0.test(&Ev { q, data, memo: std::cell::RefCell::new(vec![None; self.1]) })
     }
 }
 
 impl Cond {
-    fn test(&self, q: &VecDeque<Arc<Event>>, data: &DataFiles) -> bool {
+    fn test(&self, ev: &Ev<'_>) -> bool {
         match self {
             Cond::Cmp(a, op, b) => {
-                let (a, b) = (a.eval(q, data), b.eval(q, data));
+                let (a, b) = (a.eval(ev), b.eval(ev));
                 match *op {
                     ">=" => a >= b,
                     "<=" => a <= b,
@@ -381,11 +440,11 @@ impl Cond {
                     _ => a != b,
                 }
             }
-            Cond::Any(l, pred, negate) => l.eval(q, data).iter().any(|e| pred.test(e, data)) != *negate,
-            Cond::All(l, pred) => l.eval(q, data).iter().all(|e| pred.test(e, data)),
-            Cond::And(a, b) => a.test(q, data) && b.test(q, data),
-            Cond::Or(a, b) => a.test(q, data) || b.test(q, data),
-            Cond::Not(a) => !a.test(q, data),
+            Cond::Any(l, pred, negate) => l.eval(ev).iter().any(|e| pred.test(e, ev.data)) != *negate,
+            Cond::All(l, pred) => l.eval(ev).iter().all(|e| pred.test(e, ev.data)),
+            Cond::And(a, b) => a.test(ev) && b.test(ev),
+            Cond::Or(a, b) => a.test(ev) || b.test(ev),
+            Cond::Not(a) => !a.test(ev),
         }
     }
 }
@@ -435,6 +494,8 @@ mod tests {
                 seen[i][usize::from(got)] = true;
             }
         }
+        // The `let` inlined twice is one filter, run once per evaluation.
+        assert_eq!(compile(&crate::engine::expr::inline_lets(HUB[0])).map(|c| c.1), Some(1));
         // Each condition was both false and true on the way.
         assert_eq!(seen, [[true; 2]; HUB.len()]);
     }
