@@ -19,6 +19,26 @@ pub use parse::{compile, guard};
 
 use super::{event::Event, expr::DataFiles};
 
+/// A cursor over lexed tokens, for the fast path's parser and the queue conditions' parser.
+pub(crate) struct Tokens<T> {
+    pub(crate) t: Vec<T>,
+    pub(crate) i: usize,
+}
+
+impl<T: Clone + PartialEq> Tokens<T> {
+    pub(crate) fn peek(&self) -> Option<&T> {
+        self.t.get(self.i)
+    }
+    pub(crate) fn next(&mut self) -> Option<T> {
+        let t = self.t.get(self.i).cloned();
+        self.i += 1;
+        t
+    }
+    pub(crate) fn eat(&mut self, t: &T) -> Option<()> {
+        (self.next()? == *t).then_some(())
+    }
+}
+
 /// Helpers the fast path evaluates itself (pure functions of strings).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Func {

@@ -3,7 +3,7 @@
 //! into whole-file matchers. Anything else yields `None` and goes to the interpreter.
 use std::sync::OnceLock;
 
-use super::{AnyFile, Case, Fast, Func, LineOp, StrOp};
+use super::{AnyFile, Case, Fast, Func, LineOp, StrOp, Tokens};
 use crate::engine::event::FieldRef;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -130,54 +130,42 @@ fn kind(f: &Fast) -> Kind {
 }
 
 struct P {
-    t: Vec<Tok>,
-    i: usize,
+    c: Tokens<Tok>,
     /// Inside an `any(File(..), {..})` body, where `#` is the file's line.
     in_closure: bool,
 }
 
 impl P {
-    fn peek(&self) -> Option<&Tok> {
-        self.t.get(self.i)
-    }
-    fn next(&mut self) -> Option<Tok> {
-        let t = self.t.get(self.i).cloned();
-        self.i += 1;
-        t
-    }
-    fn eat(&mut self, t: &Tok) -> Option<()> {
-        (self.next()? == *t).then_some(())
-    }
     fn ternary(&mut self) -> Option<Fast> {
         let c = self.or()?;
-        if self.peek() != Some(&Tok::Op("?")) {
+        if self.c.peek() != Some(&Tok::Op("?")) {
             return Some(c);
         }
-        self.i += 1;
+        self.c.i += 1;
         let a = self.ternary()?;
-        self.eat(&Tok::Op(":"))?;
+        self.c.eat(&Tok::Op(":"))?;
         let b = self.ternary()?;
         (kind(&c) == Kind::Bool && kind(&a) == kind(&b)).then(|| Fast::Cond(Box::new(c), Box::new(a), Box::new(b)))
     }
     fn or(&mut self) -> Option<Fast> {
         let mut l = self.and()?;
-        while self.peek() == Some(&Tok::Op("||")) {
-            self.i += 1;
+        while self.c.peek() == Some(&Tok::Op("||")) {
+            self.c.i += 1;
             l = Fast::Or(Box::new(l), Box::new(self.and()?));
         }
         Some(l)
     }
     fn and(&mut self) -> Option<Fast> {
         let mut l = self.unary()?;
-        while self.peek() == Some(&Tok::Op("&&")) {
-            self.i += 1;
+        while self.c.peek() == Some(&Tok::Op("&&")) {
+            self.c.i += 1;
             l = Fast::And(Box::new(l), Box::new(self.unary()?));
         }
         Some(l)
     }
     fn unary(&mut self) -> Option<Fast> {
-        if matches!(self.peek(), Some(Tok::Op("!" | "not"))) {
-            self.i += 1;
+        if matches!(self.c.peek(), Some(Tok::Op("!" | "not"))) {
+            self.c.i += 1;
             return Some(Fast::Not(Box::new(self.unary()?)));
         }
         self.cmp()
@@ -185,11 +173,11 @@ impl P {
     fn cmp(&mut self) -> Option<Fast> {
         let left = self.sum()?;
         let mut neg = false;
-        if self.peek() == Some(&Tok::Op("not")) {
+        if self.c.peek() == Some(&Tok::Op("not")) {
             neg = true;
-            self.i += 1;
+            self.c.i += 1;
         }
-        let op = match self.peek() {
+        let op = match self.c.peek() {
             Some(Tok::Op(op @ ("==" | "!=" | "contains" | "startsWith" | "endsWith" | "matches" | "in"))) => *op,
             _ if neg => return None,
             _ => return Some(left),
@@ -197,7 +185,7 @@ impl P {
         if neg && matches!(op, "==" | "!=") {
             return None;
         }
-        self.i += 1;
+        self.c.i += 1;
         if op == "in" {
             let l = self.list()?;
             return (kind(&left) == Kind::Str).then(|| Fast::In(Box::new(left), l, neg));
@@ -227,26 +215,26 @@ impl P {
     }
     fn sum(&mut self) -> Option<Fast> {
         let first = self.value()?;
-        if self.peek() != Some(&Tok::Op("+")) {
+        if self.c.peek() != Some(&Tok::Op("+")) {
             return Some(first);
         }
         let mut parts = vec![first];
-        while self.peek() == Some(&Tok::Op("+")) {
-            self.i += 1;
+        while self.c.peek() == Some(&Tok::Op("+")) {
+            self.c.i += 1;
             parts.push(self.value()?);
         }
         parts.iter().all(|p| kind(p) == Kind::Str).then_some(Fast::Concat(parts))
     }
     fn args(&mut self) -> Option<Vec<Fast>> {
-        self.eat(&Tok::LParen)?;
+        self.c.eat(&Tok::LParen)?;
         let mut args = Vec::new();
-        if self.peek() == Some(&Tok::RParen) {
-            self.i += 1;
+        if self.c.peek() == Some(&Tok::RParen) {
+            self.c.i += 1;
             return Some(args);
         }
         loop {
             args.push(self.ternary()?);
-            match self.next()? {
+            match self.c.next()? {
                 Tok::Comma => {}
                 Tok::RParen => return Some(args),
                 _ => return None,
@@ -254,17 +242,17 @@ impl P {
         }
     }
     fn value(&mut self) -> Option<Fast> {
-        match self.next()? {
+        match self.c.next()? {
             Tok::Str(s) => Some(Fast::Str(s)),
             Tok::Hash if self.in_closure => Some(Fast::Hash),
             Tok::LParen => {
                 let e = self.ternary()?;
-                self.eat(&Tok::RParen)?;
+                self.c.eat(&Tok::RParen)?;
                 Some(e)
             }
             Tok::Path(p) if p == "true" || p == "false" => Some(Fast::Bool(p == "true")),
             Tok::Path(p) if p == "nil" => Some(Fast::Nil),
-            Tok::Path(p) if self.peek() == Some(&Tok::LParen) => self.call(&p),
+            Tok::Path(p) if self.c.peek() == Some(&Tok::LParen) => self.call(&p),
             Tok::Path(p) => field_path(&p).map(Fast::Field),
             _ => None,
         }
@@ -301,20 +289,20 @@ impl P {
     /// `any(File('name'), { body })`, where the body compares one side that does not read the
     /// line with the line itself (`#`, `Upper(#)` or `Lower(#)`).
     fn any_file(&mut self, negate: bool) -> Option<Fast> {
-        self.eat(&Tok::LParen)?;
-        if self.next()? != Tok::Path("File".into()) {
+        self.c.eat(&Tok::LParen)?;
+        if self.c.next()? != Tok::Path("File".into()) {
             return None;
         }
-        self.eat(&Tok::LParen)?;
-        let Tok::Str(file) = self.next()? else { return None };
-        self.eat(&Tok::RParen)?;
-        self.eat(&Tok::Comma)?;
-        self.eat(&Tok::LBrace)?;
+        self.c.eat(&Tok::LParen)?;
+        let Tok::Str(file) = self.c.next()? else { return None };
+        self.c.eat(&Tok::RParen)?;
+        self.c.eat(&Tok::Comma)?;
+        self.c.eat(&Tok::LBrace)?;
         self.in_closure = true;
         let body = self.ternary();
         self.in_closure = false;
-        self.eat(&Tok::RBrace)?;
-        self.eat(&Tok::RParen)?;
+        self.c.eat(&Tok::RBrace)?;
+        self.c.eat(&Tok::RParen)?;
         let (op, subject, line) = match body? {
             Fast::StrOp(op, a, b) if !a.reads_line() && b.reads_line() => (
                 match op {
@@ -344,15 +332,15 @@ impl P {
         Some(if negate { Fast::Not(Box::new(any)) } else { any })
     }
     fn list(&mut self) -> Option<Vec<String>> {
-        self.eat(&Tok::LBrack)?;
+        self.c.eat(&Tok::LBrack)?;
         let mut v = Vec::new();
         loop {
-            match self.next()? {
+            match self.c.next()? {
                 Tok::Str(s) => v.push(s),
                 Tok::RBrack => return Some(v),
                 _ => return None,
             }
-            match self.next()? {
+            match self.c.next()? {
                 Tok::Comma => {}
                 Tok::RBrack => return Some(v),
                 _ => return None,
@@ -396,9 +384,9 @@ fn field_path(p: &str) -> Option<FieldRef> {
 #[must_use]
 pub fn compile(src: &str) -> Option<Fast> {
     let t = lex(src)?;
-    let mut p = P { t, i: 0, in_closure: false };
+    let mut p = P { c: Tokens { t, i: 0 }, in_closure: false };
     let e = p.ternary()?;
-    (p.i == p.t.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(_))).then_some(e)
+    (p.c.i == p.c.t.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(_))).then_some(e)
 }
 
 /// Byte offsets of `src`'s top-level `and`/`&&` (outside strings, brackets and braces), or

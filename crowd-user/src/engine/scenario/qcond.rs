@@ -6,7 +6,11 @@
 //! this subset stays with the interpreter.
 use std::{collections::VecDeque, sync::Arc};
 
-use crate::engine::{event::Event, expr::DataFiles, fast::Fast};
+use crate::engine::{
+    event::Event,
+    expr::DataFiles,
+    fast::{Fast, Tokens},
+};
 
 /// A list of queued events.
 #[derive(Clone, Debug)]
@@ -180,63 +184,51 @@ fn element_pred(body: &str) -> Option<Fast> {
 }
 
 struct P {
-    t: Vec<Tok>,
-    i: usize,
+    c: Tokens<Tok>,
 }
 
 impl P {
-    fn peek(&self) -> Option<&Tok> {
-        self.t.get(self.i)
-    }
-    fn next(&mut self) -> Option<Tok> {
-        let t = self.t.get(self.i).cloned();
-        self.i += 1;
-        t
-    }
-    fn eat(&mut self, t: &Tok) -> Option<()> {
-        (self.next()? == *t).then_some(())
-    }
     fn or(&mut self) -> Option<Cond> {
         let mut l = self.and()?;
-        while self.peek() == Some(&Tok::Op("||")) {
-            self.i += 1;
+        while self.c.peek() == Some(&Tok::Op("||")) {
+            self.c.i += 1;
             l = Cond::Or(Box::new(l), Box::new(self.and()?));
         }
         Some(l)
     }
     fn and(&mut self) -> Option<Cond> {
         let mut l = self.unary()?;
-        while self.peek() == Some(&Tok::Op("&&")) {
-            self.i += 1;
+        while self.c.peek() == Some(&Tok::Op("&&")) {
+            self.c.i += 1;
             l = Cond::And(Box::new(l), Box::new(self.unary()?));
         }
         Some(l)
     }
     fn unary(&mut self) -> Option<Cond> {
-        if self.peek() == Some(&Tok::Op("!")) {
-            self.i += 1;
+        if self.c.peek() == Some(&Tok::Op("!")) {
+            self.c.i += 1;
             return Some(Cond::Not(Box::new(self.unary()?)));
         }
-        if self.peek() == Some(&Tok::Open) {
-            let save = self.i;
-            self.i += 1;
+        if self.c.peek() == Some(&Tok::Open) {
+            let save = self.c.i;
+            self.c.i += 1;
             if let Some(c) = self.or()
-                && self.eat(&Tok::Close).is_some()
+                && self.c.eat(&Tok::Close).is_some()
             {
                 return Some(c);
             }
-            self.i = save;
+            self.c.i = save;
         }
-        if let Some(Tok::Word(w)) = self.peek()
+        if let Some(Tok::Word(w)) = self.c.peek()
             && matches!(w.as_str(), "any" | "all" | "none")
         {
             let w = w.clone();
-            self.i += 1;
-            self.eat(&Tok::Open)?;
+            self.c.i += 1;
+            self.c.eat(&Tok::Open)?;
             let list = self.list()?;
-            self.eat(&Tok::Comma)?;
-            let Tok::Body(body) = self.next()? else { return None };
-            self.eat(&Tok::Close)?;
+            self.c.eat(&Tok::Comma)?;
+            let Tok::Body(body) = self.c.next()? else { return None };
+            self.c.eat(&Tok::Close)?;
             let pred = element_pred(&body)?;
             return Some(match w.as_str() {
                 "any" => Cond::Any(list, pred, false),
@@ -245,81 +237,81 @@ impl P {
             });
         }
         let l = self.num()?;
-        let Some(Tok::Op(op @ (">=" | "<=" | ">" | "<" | "==" | "!="))) = self.next() else { return None };
+        let Some(Tok::Op(op @ (">=" | "<=" | ">" | "<" | "==" | "!="))) = self.c.next() else { return None };
         Some(Cond::Cmp(l, op, self.num()?))
     }
     fn num(&mut self) -> Option<Num> {
-        match self.next()? {
+        match self.c.next()? {
             Tok::Num(n) => Some(Num::Lit(n)),
             Tok::Word(w) if w == "duration" => {
-                self.eat(&Tok::Open)?;
-                let Tok::Str(d) = self.next()? else { return None };
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Open)?;
+                let Tok::Str(d) = self.c.next()? else { return None };
+                self.c.eat(&Tok::Close)?;
                 super::go_duration_secs(&d).map(Num::Lit)
             }
             Tok::Word(w) if w == "len" => {
-                self.eat(&Tok::Open)?;
+                self.c.eat(&Tok::Open)?;
                 let l = self.list()?;
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Close)?;
                 Some(Num::Len(l))
             }
             Tok::Word(w) if w == "count" => {
-                self.eat(&Tok::Open)?;
+                self.c.eat(&Tok::Open)?;
                 let l = self.list()?;
-                self.eat(&Tok::Comma)?;
-                let Tok::Body(body) = self.next()? else { return None };
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Comma)?;
+                let Tok::Body(body) = self.c.next()? else { return None };
+                self.c.eat(&Tok::Close)?;
                 Some(Num::Count(l, element_pred(&body)?))
             }
             Tok::Word(w) if w == "MedianInterval" => {
-                self.eat(&Tok::Open)?;
-                self.eat(&Tok::Word("map".into()))?;
-                self.eat(&Tok::Open)?;
+                self.c.eat(&Tok::Open)?;
+                self.c.eat(&Tok::Word("map".into()))?;
+                self.c.eat(&Tok::Open)?;
                 let l = self.list()?;
-                self.eat(&Tok::Comma)?;
-                let Tok::Body(body) = self.next()? else { return None };
+                self.c.eat(&Tok::Comma)?;
+                let Tok::Body(body) = self.c.next()? else { return None };
                 if !matches!(body.trim(), "#.Time" | ".Time") {
                     return None;
                 }
-                self.eat(&Tok::Close)?;
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Close)?;
                 Some(Num::Median(l))
             }
             _ => None,
         }
     }
     fn list(&mut self) -> Option<List> {
-        let mut l = match self.next()? {
+        let mut l = match self.c.next()? {
             Tok::Open => {
                 let l = self.list()?;
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Close)?;
                 l
             }
             Tok::Word(w) if w == "queue.Queue" => List::Queue,
             Tok::Word(w) if w == "filter" => {
-                self.eat(&Tok::Open)?;
+                self.c.eat(&Tok::Open)?;
                 let l = self.list()?;
-                self.eat(&Tok::Comma)?;
-                let Tok::Body(body) = self.next()? else { return None };
-                self.eat(&Tok::Close)?;
+                self.c.eat(&Tok::Comma)?;
+                let Tok::Body(body) = self.c.next()? else { return None };
+                self.c.eat(&Tok::Close)?;
                 List::Filter(Box::new(l), element_pred(&body)?, 0)
             }
             _ => return None,
         };
-        while self.peek() == Some(&Tok::LBrack) {
-            self.i += 1;
-            let bound = |p: &mut P| match p.peek() {
+        while self.c.peek() == Some(&Tok::LBrack) {
+            self.c.i += 1;
+            let bound = |p: &mut P| match p.c.peek() {
                 Some(Tok::Num(n)) if n.fract() == 0.0 => {
                     let n = *n as i64;
-                    p.i += 1;
+                    p.c.i += 1;
                     Some(n)
                 }
                 _ => None,
             };
             let from = bound(self);
-            self.eat(&Tok::Colon)?;
+            self.c.eat(&Tok::Colon)?;
             let to = bound(self);
-            self.eat(&Tok::RBrack)?;
+            self.c.eat(&Tok::RBrack)?;
             l = List::Slice(Box::new(l), from, to);
         }
         Some(l)
@@ -329,11 +321,11 @@ impl P {
 /// Compiles `src` (its `let`s inlined), or `None` when it needs the interpreter.
 #[must_use]
 pub fn compile(src: &str) -> Option<QCond> {
-    let mut p = P { t: lex(src)?, i: 0 };
+    let mut p = P { c: Tokens { t: lex(src)?, i: 0 } };
     let mut c = p.or()?;
     let mut keys = Vec::new();
     c.number_filters(&mut keys);
-    (p.i == p.t.len()).then_some(QCond(c, keys.len()))
+    (p.c.i == p.c.t.len()).then_some(QCond(c, keys.len()))
 }
 
 impl Cond {
