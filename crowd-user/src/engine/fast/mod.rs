@@ -404,6 +404,9 @@ mod tests {
         let (e, d) = (evt(), DataFiles::default());
         let g = guard("evt.Parsed.program == 'nginx' && evt.Meta.x contains 'a' and any(x, {# > 1})").unwrap();
         assert!(!g.test(&e, &d));
+        // Non-ASCII text is scanned by bytes (no slicing inside a character).
+        assert!(guard("evt.Parsed.program == 'é' && évt(é) ?? x").is_none());
+        assert!(!guard("evt.Parsed.program == 'é' && f(é)").unwrap().test(&e, &d));
         let g = guard("if (evt.Parsed.program == 'sshd') {\n let x = 1; x > 0 } else { false }").unwrap();
         assert!(g.test(&e, &d));
         for src in [

@@ -395,7 +395,7 @@ pub fn compile(src: &str) -> Option<Fast> {
 fn top_level_ands(src: &str) -> Option<Vec<(usize, usize)>> {
     let b = src.as_bytes();
     let word = |i: usize, w: &str| {
-        src[i..].starts_with(w)
+        b[i..].starts_with(w.as_bytes())
             && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_' && b[i - 1] != b'.')
             && b.get(i + w.len()).is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'_')
     };
@@ -412,8 +412,8 @@ fn top_level_ands(src: &str) -> Option<Vec<(usize, usize)>> {
                 b')' | b']' | b'}' => depth -= 1,
                 _ if depth != 0 => {}
                 b'?' => return None,
-                _ if src[i..].starts_with("||") || word(i, "or") => return None,
-                _ if src[i..].starts_with("&&") => cuts.push((i, 2)),
+                _ if b[i..].starts_with(b"||") || word(i, "or") => return None,
+                _ if b[i..].starts_with(b"&&") => cuts.push((i, 2)),
                 _ if word(i, "and") => cuts.push((i, 3)),
                 _ => {}
             },
