@@ -285,15 +285,15 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        let pre = closure_member_shorthand(&rewrite_negated_ops(&inline_lets(source)));
+        let inlined = inline_lets(source);
+        let pre = closure_member_shorthand(&rewrite_negated_ops(&inlined));
         let light = field_calls(&pre).and_then(|l| expr::compile(&l).ok()).map(Arc::new);
         expr::compile(&zero_value_fields(&pre))
-            .map(|p| Expr {
-                program: Arc::new(p),
-                source: source.to_owned(),
-                fast: super::fast::compile(&inline_lets(source)),
-                guard: super::fast::guard(&inline_lets(source)),
-                light,
+            .map(|p| {
+                let fast = super::fast::compile(&inlined);
+                // A guard only serves expressions the fast path does not run whole.
+                let guard = if fast.is_none() { super::fast::guard(&inlined) } else { None };
+                Expr { program: Arc::new(p), source: source.to_owned(), fast, guard, light }
             })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })
     }

@@ -134,7 +134,7 @@ enum Matcher {
     Lines(Vec<String>),
     Regexes(RegexSet),
     /// When the set is too big to build.
-    RegexList(Vec<Regex>),
+    RegexList(std::sync::Arc<Vec<Regex>>),
     Never,
 }
 
@@ -223,8 +223,9 @@ impl AnyFile {
             LineOp::SubjectContains => AhoCorasick::new(&lines).map_or(Matcher::Lines(lines), Matcher::Substrings),
             LineOp::Eq => Matcher::Set(lines.into_iter().collect()),
             LineOp::Matches => {
-                // Lines that are not valid regexes are left out (as `RegexpInFile` does).
-                let valid: Vec<Regex> = lines.iter().filter_map(|l| Regex::new(l).ok()).collect();
+                // The file's valid regexes, as `RegexpInFile` reads them (compiled once there;
+                // `matches #` takes no case change, so the lines are the file's own).
+                let Some(valid) = data.regexes(&self.file) else { return Matcher::Never };
                 match RegexSet::new(valid.iter().map(Regex::as_str)) {
                     Ok(set) => Matcher::Regexes(set),
                     Err(_) => Matcher::RegexList(valid),
