@@ -33,8 +33,8 @@ pub fn log_line(data: &[u8]) {
             let line = Line {
                 raw: text.clone().into_owned(),
                 src: "fuzz".into(),
-                module: "file".into(),
-                labels: BTreeMap::from([("type".to_owned(), kind.to_owned())]),
+                module: "file",
+                labels: BTreeMap::from([("type".to_owned(), kind.to_owned())]).into(),
             };
             let _ = d.feed(line, 1_767_225_600.0);
         }
@@ -56,8 +56,8 @@ pub fn expression(data: &[u8]) {
         let Ok(expr) = env.compile(src) else { return };
         let mut evt = Event::new(Line { raw: rest.to_owned(), ..Line::default() }, 0.0);
         for (i, part) in rest.split('\t').enumerate() {
-            evt.parsed.insert(format!("f{i}"), part.to_owned());
-            evt.meta.insert(["source_ip", "http_path", "log_type"][i % 3].to_owned(), part.to_owned());
+            evt.parsed.insert(compact_str::format_compact!("f{i}"), part.into());
+            evt.meta.insert(["source_ip", "http_path", "log_type"][i % 3].into(), part.into());
         }
         let _ = env.run(&expr, &evt);
         let _ = env.string(&expr, &evt);

@@ -53,14 +53,19 @@ fn event_from(v: &Value) -> Event {
     let mut e = Event {
         line: Line {
             raw: line.and_then(|l| l.get("Raw")).and_then(Value::as_str).unwrap_or_default().to_owned(),
-            src: String::new(),
-            module: "file".into(),
-            labels: string_map(line.and_then(|l| l.get("Labels"))).into_iter().collect::<BTreeMap<_, _>>(),
+            src: "".into(),
+            module: "file",
+            labels: std::sync::Arc::new(
+                string_map(line.and_then(|l| l.get("Labels")))
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
         },
         meta: string_map(v.get("Meta")),
         parsed: string_map(v.get("Parsed")),
         enriched: string_map(v.get("Enriched")),
-        str_time: v.get("StrTime").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        str_time: v.get("StrTime").and_then(Value::as_str).unwrap_or_default().into(),
         ..Event::default()
     };
     if let Some(t) = v.get("MarshaledTime").and_then(Value::as_str) {
@@ -102,19 +107,19 @@ fn data_for(files: &[(PathBuf, String)], base: &Path) -> DataFiles {
     d
 }
 
-fn same(expected: &Value, actual: Option<&String>) -> bool {
+fn same(expected: &Value, actual: Option<&crowd::engine::event::Str>) -> bool {
     let want = match expected {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    actual.map_or(String::new(), Clone::clone) == want
+    actual.map_or("", |a| a.as_str()) == want
 }
 
 fn check_map(what: &str, expected: Option<&Value>, actual: &Fields) -> Vec<String> {
     let Some(m) = expected.and_then(Value::as_object) else { return Vec::new() };
     m.iter()
-        .filter(|(k, v)| !same(v, actual.get(*k)))
+        .filter(|(k, v)| !same(v, actual.get(k)))
         .map(|(k, v)| format!("{what}.{k}: want {v}, got {:?}", actual.get(k)))
         .collect()
 }

@@ -28,8 +28,8 @@ fn every_golden_case() {
             let line = Line {
                 raw: raw.to_owned(),
                 src: "input.log".into(),
-                module: "file".into(),
-                labels: BTreeMap::from([("type".to_owned(), kind.clone())]),
+                module: "file",
+                labels: BTreeMap::from([("type".to_owned(), kind.clone())]).into(),
             };
             got.extend(d.feed(line, 0.0).decisions);
         }

@@ -144,7 +144,7 @@ fn journal_resumes_after_its_cursor() {
     }
     let src = acquisition::journal::JournalSource {
         filters: vec!["_SYSTEMD_UNIT=ssh.service".into()],
-        labels: BTreeMap::from([("type".into(), "syslog".into())]),
+        labels: std::sync::Arc::new(BTreeMap::from([("type".into(), "syslog".into())])),
     };
     let cursor = dir.path().join("journal.cursor");
     // First start, no cursor: old entries are not read (`--lines=0`)...

@@ -47,10 +47,10 @@ fn check(kind: &str, file: &str, log_type: &str, lines: usize) {
     let (pipeline, env, scenarios) = config::defaults::load().expect("embedded configuration");
     let mut d = Detector::new(pipeline, env, scenarios, Profile::default(), 2026);
     let text = std::fs::read_to_string(dir.path().join(file)).expect("log");
-    let labels = BTreeMap::from([("type".to_owned(), log_type.to_owned())]);
+    let labels = std::sync::Arc::new(BTreeMap::from([("type".to_owned(), log_type.to_owned())]));
     let mut banned = HashSet::new();
     for raw in text.lines() {
-        let line = Line { raw: raw.to_owned(), src: file.into(), module: "file".into(), labels: labels.clone() };
+        let line = Line { raw: raw.to_owned(), src: file.into(), module: "file", labels: labels.clone() };
         banned.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| x.value));
     }
     banned.extend(d.finish().decisions.into_iter().map(|x| x.value));

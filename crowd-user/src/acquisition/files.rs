@@ -75,13 +75,11 @@ impl Follower {
                     tracing::warn!(file = %t.path().display(), error = %e, "reading");
                 }
                 let now = crate::clock::unix_now_f64();
+                // One name for the batch, shared by its lines.
+                let name: Option<Arc<str>> = (!lines.is_empty()).then(|| src.path.display().to_string().into());
                 for raw in lines.drain(..) {
-                    let line = Line {
-                        raw,
-                        src: src.path.display().to_string(),
-                        module: "file".into(),
-                        labels: src.labels.clone(),
-                    };
+                    let line =
+                        Line { raw, src: name.clone().unwrap_or_default(), module: "file", labels: src.labels.clone() };
                     if tx.send((line, now)).is_err() {
                         return;
                     }

@@ -4,7 +4,6 @@
 //! entry read is saved, so a restart resumes after it: nothing lost, nothing repeated. journalctl
 //! is restarted with a growing pause if it exits. `CROWD_JOURNALCTL` names another binary (tests).
 use std::{
-    collections::BTreeMap,
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
     path::Path,
@@ -28,7 +27,7 @@ pub struct JournalSource {
     /// journalctl matches (`_SYSTEMD_UNIT=ssh.service`) or long options.
     pub filters: Vec<String>,
     /// Labels (with `type`).
-    pub labels: BTreeMap<String, String>,
+    pub labels: crate::engine::event::Labels,
 }
 
 fn program() -> String {
@@ -117,8 +116,7 @@ pub fn follow(source: &JournalSource, cursor_file: Option<&Path>, tx: &SyncSende
                 Ok(_) => {}
             }
             let Some((raw, c)) = entry_to_line(&buf) else { continue };
-            let line =
-                Line { raw, src: "journalctl".into(), module: "journalctl".into(), labels: source.labels.clone() };
+            let line = Line { raw, src: "journalctl".into(), module: "journalctl", labels: source.labels.clone() };
             if tx.send((line, crate::clock::unix_now_f64())).is_err() {
                 let _ = child.kill();
                 return;

@@ -19,7 +19,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::engine::event::Line;
+use crate::engine::event::{Labels, Line};
 
 /// A line read, with the time it was read (Unix seconds).
 pub type Read = (Line, f64);
@@ -73,7 +73,7 @@ pub enum Source {
     /// Standard input, line by line, until its end.
     Stdin {
         /// Labels (with `type`).
-        labels: BTreeMap<String, String>,
+        labels: Labels,
     },
 }
 
@@ -108,7 +108,7 @@ pub struct FileSource {
     /// The path.
     pub path: PathBuf,
     /// Labels (with `type`).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// Why an acquisition file was refused.
@@ -149,7 +149,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Source>, AcquisError> {
         if !spec.labels.contains_key("type") {
             return Err(bad("labels.type is required (it selects the parsers)".into()));
         }
-        let labels = spec.labels.clone();
+        let labels = Arc::new(spec.labels.clone());
         let source = spec.source.as_deref().unwrap_or("file");
         let misplaced = |field: &str, set: bool| {
             if set { Err(bad(format!("field `{field}` does not apply to `source: {source}`"))) } else { Ok(()) }
@@ -224,7 +224,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Source>, AcquisError> {
 /// when the host has no auth log file but has journalctl.
 #[must_use]
 pub fn defaults() -> Vec<Source> {
-    let labels = |t: &str| BTreeMap::from([("type".to_owned(), t.to_owned())]);
+    let labels = |t: &str| Arc::new(BTreeMap::from([("type".to_owned(), t.to_owned())]));
     let mut out: Vec<Source> = [
         ("/var/log/auth.log", "syslog"),
         ("/var/log/secure", "syslog"),
@@ -296,7 +296,7 @@ fn save_atomically(path: &Path, bytes: &[u8]) {
     }
 }
 
-fn read_stdin(labels: &BTreeMap<String, String>, tx: &SyncSender<Read>) {
+fn read_stdin(labels: &Labels, tx: &SyncSender<Read>) {
     let mut stdin = std::io::stdin().lock();
     let mut buf = Vec::new();
     loop {
@@ -306,7 +306,7 @@ fn read_stdin(labels: &BTreeMap<String, String>, tx: &SyncSender<Read>) {
             Ok(_) => {}
         }
         let raw = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned();
-        let line = Line { raw, src: "stdin".into(), module: "stdin".into(), labels: labels.clone() };
+        let line = Line { raw, src: "stdin".into(), module: "stdin", labels: labels.clone() };
         if tx.send((line, crate::clock::unix_now_f64())).is_err() {
             return;
         }

@@ -4,7 +4,6 @@
 //! syslog source gives them. Messages longer than `max_len` are cut and counted; garbage is
 //! passed on as the message text, never fatal.
 use std::{
-    collections::BTreeMap,
     io::{BufRead, BufReader, Read as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
@@ -38,7 +37,7 @@ pub struct SyslogSource {
     /// The longest message kept, in bytes.
     pub max_len: usize,
     /// Labels (with `type`).
-    pub labels: BTreeMap<String, String>,
+    pub labels: crate::engine::event::Labels,
 }
 
 /// Messages received and messages cut at `max_len`, over every listener.
@@ -81,7 +80,7 @@ fn send(s: &SyslogSource, tx: &SyncSender<Read>, peer: IpAddr, msg: &[u8]) -> bo
     };
     let now = chrono::Local::now();
     let raw = to_line(&String::from_utf8_lossy(msg), &peer.to_string(), &now.fixed_offset());
-    let line = Line { raw, src: peer.to_string(), module: "syslog".into(), labels: s.labels.clone() };
+    let line = Line { raw, src: peer.to_string().into(), module: "syslog", labels: s.labels.clone() };
     tx.send((line, crate::clock::unix_now_f64())).is_ok()
 }
 

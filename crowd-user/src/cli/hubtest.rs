@@ -57,6 +57,8 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let ctx = Ctx { env: &env, year: chrono::Utc::now().year() };
     let mut labels = cfg.labels.clone();
     labels.insert("type".into(), cfg.log_type.clone());
+    let labels = std::sync::Arc::new(labels);
+    let src: std::sync::Arc<str> = cfg.log_file.as_str().into();
     let scenarios = hub.scenarios(&cfg.scenarios, &env)?;
     let mut buckets = Buckets::new(scenarios, 1_000_000);
     let mut alerts: Vec<Alert> = Vec::new();
@@ -65,8 +67,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         if raw.is_empty() {
             continue;
         }
-        let line =
-            Line { raw: raw.to_owned(), src: cfg.log_file.clone(), module: "file".into(), labels: labels.clone() };
+        let line = Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() };
         if let Some(evt) = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump))
             && !evt.whitelisted
         {

@@ -1,6 +1,6 @@
 //! `crowd replay` and `crowd explain`: run log files (or one line) through the whole detection
 //! pipeline with the logs' own timestamps as the clock, and print what it decided.
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use chrono::Datelike;
@@ -10,7 +10,10 @@ use super::{Format, output};
 use crate::{
     config,
     detect::Detector,
-    engine::{event::Line, profile::Profile},
+    engine::{
+        event::{Labels, Line},
+        profile::Profile,
+    },
 };
 
 /// The profile: CrowdSec's defaults, or the profiles of `profiles` (a `profiles.yaml`), else of
@@ -57,13 +60,8 @@ pub fn detector_with(config_dir: Option<&PathBuf>, profile: Profile, skip_invali
     Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()))
 }
 
-fn line(raw: &str, src: &str, kind: &str) -> Line {
-    Line {
-        raw: raw.to_owned(),
-        src: src.to_owned(),
-        module: "file".into(),
-        labels: BTreeMap::from([("type".to_owned(), kind.to_owned())]),
-    }
+fn line(raw: &str, src: &Arc<str>, labels: &Labels) -> Line {
+    Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() }
 }
 
 /// `crowd replay --type TYPE FILE...`.
@@ -81,6 +79,7 @@ pub fn replay(
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
+    let labels: Labels = Arc::new(BTreeMap::from([("type".to_owned(), kind.to_owned())]));
     for f in files {
         // Streamed: memory does not grow with the file. `-` is standard input.
         let mut reader: Box<dyn std::io::BufRead> = if f.as_os_str() == "-" {
@@ -89,7 +88,7 @@ pub fn replay(
             let file = std::fs::File::open(f).with_context(|| format!("reading `{}`", f.display()))?;
             Box::new(std::io::BufReader::with_capacity(1 << 20, file))
         };
-        let src = f.display().to_string();
+        let src: Arc<str> = f.display().to_string().into();
         let mut buf = Vec::with_capacity(4096);
         loop {
             buf.clear();
@@ -105,7 +104,7 @@ pub fn replay(
             if raw.is_empty() {
                 continue;
             }
-            let out = d.feed(line(raw, &src, kind), 0.0);
+            let out = d.feed(line(raw, &src, &labels), 0.0);
             alerts += out.alerts.len();
             decisions.extend(out.decisions);
         }
@@ -150,7 +149,8 @@ pub fn replay(
 /// Bad configuration.
 pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format) -> Result<()> {
     let d = detector(config_dir, Profile::default())?;
-    let (evt, dump, feeds) = d.explain(line(text, "explain", kind), 0.0);
+    let (evt, dump, feeds) = d
+        .explain(line(text, &"explain".into(), &Arc::new(BTreeMap::from([("type".to_owned(), kind.to_owned())]))), 0.0);
     let stages: Vec<_> = dump
         .stages
         .iter()

@@ -68,10 +68,10 @@ fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
     }
     for w in &args.watch {
         let (path, kind) = w.rsplit_once('=').with_context(|| format!("--watch `{w}`: expected PATH=TYPE"))?;
-        out.push(Source::File(crate::acquisition::FileSource { path: path.into(), labels: labels(kind) }));
+        out.push(Source::File(crate::acquisition::FileSource { path: path.into(), labels: labels(kind).into() }));
     }
     if let Some(kind) = &args.stdin {
-        out.push(Source::Stdin { labels: labels(kind) });
+        out.push(Source::Stdin { labels: labels(kind).into() });
     }
     if args.acquis.is_none() && args.watch.is_empty() && args.stdin.is_none() {
         out = crate::acquisition::defaults();

@@ -2,7 +2,7 @@
 //!
 //! The field names follow CrowdSec's (`Line.Raw`, `Parsed`, `Meta`, `Enriched`, `StrTime`), so
 //! that hub expressions such as `evt.Parsed.program == 'sshd'` read what they expect.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use expr::Value;
 use indexmap::IndexMap;
@@ -12,17 +12,18 @@ use indexmap::IndexMap;
 pub struct Line {
     /// The text, without its newline.
     pub raw: String,
-    /// Where it came from (a file path, `journalctl`, a syslog peer).
-    pub src: String,
+    /// Where it came from (a file path, `journalctl`, a syslog peer): shared by its lines.
+    pub src: Arc<str>,
     /// The acquisition module (`file`, `journalctl`, `syslog`).
-    pub module: String,
+    pub module: &'static str,
     /// Acquisition labels; `type` selects the parsers (`syslog`, `nginx`, ...).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
-/// A map of event fields (`Parsed`, `Meta`, `Enriched`): insertion-ordered, with a fast
-/// non-cryptographic hash (keys are field names from configuration, not attacker input).
-pub type Fields = IndexMap<String, String, rustc_hash::FxBuildHasher>;
+/// A source's labels, shared by all its lines.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+pub use super::fields::{Fields, Str};
 
 /// A readable field of the event, its path parsed once (expressions and `apply_on` read fields
 /// at every event).
@@ -80,7 +81,7 @@ pub struct Event {
     /// Enrichment results (GeoIP, ASN, ...).
     pub enriched: Fields,
     /// The log's own timestamp as text (set by statics), parsed by the date enricher.
-    pub str_time: String,
+    pub str_time: Str,
     /// The event time in Unix seconds: the log's own time once parsed, else the read time.
     pub time: f64,
     /// Set by a whitelist node: the event is parsed but feeds no scenario.
@@ -112,7 +113,7 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
 }
 
 fn map_value(m: &Fields) -> Value {
-    Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    Value::Map(m.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect())
 }
 
 impl Event {
@@ -120,8 +121,7 @@ impl Event {
     #[must_use]
     pub fn new(line: Line, now: f64) -> Event {
         // Room for what the usual parsers set: no regrowth while parsing.
-        let fields = |n| Fields::with_capacity_and_hasher(n, rustc_hash::FxBuildHasher);
-        Event { line, time: now, parsed: fields(16), meta: fields(8), ..Event::default() }
+        Event { line, time: now, parsed: Fields::with_capacity(16), meta: Fields::with_capacity(8), ..Event::default() }
     }
 
     /// The label `type`, which selects the parsers.
@@ -136,8 +136,8 @@ impl Event {
         let labels = Value::Map(self.line.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
         let line = Value::Map(IndexMap::from([
             ("Raw".to_owned(), Value::String(self.line.raw.clone())),
-            ("Src".to_owned(), Value::String(self.line.src.clone())),
-            ("Module".to_owned(), Value::String(self.line.module.clone())),
+            ("Src".to_owned(), Value::String(self.line.src.to_string())),
+            ("Module".to_owned(), Value::String(self.line.module.to_owned())),
             ("Labels".to_owned(), labels),
         ]));
         Value::Map(IndexMap::from([
@@ -145,7 +145,7 @@ impl Event {
             ("Parsed".to_owned(), map_value(&self.parsed)),
             ("Meta".to_owned(), map_value(&self.meta)),
             ("Enriched".to_owned(), map_value(&self.enriched)),
-            ("StrTime".to_owned(), Value::String(self.str_time.clone())),
+            ("StrTime".to_owned(), Value::String(self.str_time.to_string())),
             ("Stage".to_owned(), Value::String(self.stage.clone())),
             ("Whitelisted".to_owned(), Value::Bool(self.whitelisted)),
             ("Type".to_owned(), Value::Integer(i64::from(self.overflow.is_some()))),
@@ -178,12 +178,12 @@ impl Event {
     #[must_use]
     pub fn field(&self, f: &FieldRef) -> Option<&str> {
         match f {
-            FieldRef::Parsed(k) => self.parsed.get(k.as_str()).map(String::as_str),
-            FieldRef::Meta(k) => self.meta.get(k.as_str()).map(String::as_str),
-            FieldRef::Enriched(k) => self.enriched.get(k.as_str()).map(String::as_str),
+            FieldRef::Parsed(k) => self.parsed.get(k.as_str()).map(Str::as_str),
+            FieldRef::Meta(k) => self.meta.get(k.as_str()).map(Str::as_str),
+            FieldRef::Enriched(k) => self.enriched.get(k.as_str()).map(Str::as_str),
             FieldRef::Raw => Some(&self.line.raw),
             FieldRef::Src => Some(&self.line.src),
-            FieldRef::Module => Some(&self.line.module),
+            FieldRef::Module => Some(self.line.module),
             FieldRef::Label(k) => self.line.labels.get(k.as_str()).map(String::as_str),
             FieldRef::StrTime => Some(&self.str_time),
         }
@@ -193,15 +193,15 @@ impl Event {
     ///
     /// # Errors
     /// The path names no writable field.
-    pub fn set(&mut self, path: &str, value: String) -> Result<(), String> {
+    pub fn set(&mut self, path: &str, value: Str) -> Result<(), String> {
         let path = path.strip_prefix("evt.").unwrap_or(path);
         match path.split_once('.') {
-            Some(("Parsed", k)) => self.parsed.insert(k.to_owned(), value),
-            Some(("Meta", k)) => self.meta.insert(k.to_owned(), value),
-            Some(("Enriched", k)) => self.enriched.insert(k.to_owned(), value),
-            None if path == "StrTime" => Some(std::mem::replace(&mut self.str_time, value)),
+            Some(("Parsed", k)) => drop(self.parsed.insert(k.into(), value)),
+            Some(("Meta", k)) => drop(self.meta.insert(k.into(), value)),
+            Some(("Enriched", k)) => drop(self.enriched.insert(k.into(), value)),
+            None if path == "StrTime" => self.str_time = value,
             _ => return Err(format!("`{path}` is not a field a static can write")),
-        };
+        }
         Ok(())
     }
 }

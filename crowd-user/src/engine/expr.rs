@@ -395,6 +395,17 @@ impl Env {
         }
     }
 
+    /// [`Env::string`] as an event field value (a short result is kept inline: no allocation).
+    ///
+    /// # Errors
+    /// As [`Env::run`].
+    pub fn field_value(&self, e: &Expr, event: &Event) -> Result<crate::engine::event::Str, ExprError> {
+        match &e.fast {
+            Some(f) => Ok(f.value(event, &self.data).as_ref().into()),
+            None => self.string(e, event).map(Into::into),
+        }
+    }
+
     /// [`Env::string`] in a prepared context.
     ///
     /// # Errors
@@ -445,22 +456,22 @@ impl CurrentEvent {
         // `&Event` outlives the guard; this thread alone reads it.
         let e = unsafe { &*ptr };
         let v = match part {
-            "Parsed" => e.parsed.get(key),
-            "Meta" => e.meta.get(key),
-            "Enriched" => e.enriched.get(key),
-            "Labels" => e.line.labels.get(key),
+            "Parsed" => e.parsed.get(key).map(crate::engine::event::Str::as_str),
+            "Meta" => e.meta.get(key).map(crate::engine::event::Str::as_str),
+            "Enriched" => e.enriched.get(key).map(crate::engine::event::Str::as_str),
+            "Labels" => e.line.labels.get(key).map(String::as_str),
             "Line" => {
                 return match key {
                     "Raw" => e.line.raw.clone(),
-                    "Src" => e.line.src.clone(),
-                    "Module" => e.line.module.clone(),
+                    "Src" => e.line.src.to_string(),
+                    "Module" => e.line.module.to_owned(),
                     _ => String::new(),
                 };
             }
-            "StrTime" => return e.str_time.clone(),
+            "StrTime" => return e.str_time.to_string(),
             _ => None,
         };
-        v.cloned().unwrap_or_default()
+        v.map(str::to_owned).unwrap_or_default()
     }
 }
 
@@ -862,7 +873,7 @@ mod tests {
         e.parsed.insert("ua".into(), "sqlmap".into());
         e.parsed.insert("path".into(), "/.env.bak".into());
         e.meta.insert("source_ip".into(), "192.0.2.7".into());
-        e.line.labels.insert("type".into(), "syslog".into());
+        std::sync::Arc::make_mut(&mut e.line.labels).insert("type".into(), "syslog".into());
         e
     }
 
@@ -1018,7 +1029,7 @@ mod tests {
         assert!(x.light.is_some());
         let mut ev = evt();
         ev.meta.insert("http_user_agent".into(), "SQLMap/1.7".into());
-        ev.line.labels.insert("type".into(), "nginx".into());
+        std::sync::Arc::make_mut(&mut ev.line.labels).insert("type".into(), "nginx".into());
         assert!(e.test(&x, &ev));
         ev.meta.insert("http_user_agent".into(), "curl".into());
         assert!(!e.test(&x, &ev));

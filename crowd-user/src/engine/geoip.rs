@@ -60,12 +60,12 @@ impl GeoIp {
         // As CrowdSec: the country, else the represented, else the registered one.
         let iso = c.country.iso_code.or(c.represented_country.iso_code).or(c.registered_country.iso_code);
         let eu = c.country.is_in_european_union.or(c.registered_country.is_in_european_union).unwrap_or(false);
-        out.insert("IsoCode".into(), iso.unwrap_or_default().to_owned());
-        out.insert("IsInEU".into(), eu.to_string());
+        out.insert("IsoCode".into(), iso.unwrap_or_default().into());
+        out.insert("IsInEU".into(), if eu { "true" } else { "false" }.into());
         if let (Some(lat), Some(lon)) = (c.location.latitude, c.location.longitude) {
-            out.insert("Latitude".into(), format!("{lat}"));
-            out.insert("Longitude".into(), format!("{lon}"));
-            out.insert("GeoCoords".into(), format!("{lat},{lon}"));
+            out.insert("Latitude".into(), compact_str::format_compact!("{lat}"));
+            out.insert("Longitude".into(), compact_str::format_compact!("{lon}"));
+            out.insert("GeoCoords".into(), compact_str::format_compact!("{lat},{lon}"));
         }
     }
 
@@ -76,9 +76,9 @@ impl GeoIp {
             self.asn.as_ref().and_then(|r| r.lookup(ip).ok()).and_then(|l| l.decode().ok().flatten());
         let Some(a) = rec else { return };
         let num = a.autonomous_system_number.map(|n| n.to_string()).unwrap_or_default();
-        out.insert("ASNNumber".into(), num.clone());
-        out.insert("ASNumber".into(), num);
-        out.insert("ASNOrg".into(), a.autonomous_system_organization.unwrap_or_default().to_owned());
+        out.insert("ASNNumber".into(), num.as_str().into());
+        out.insert("ASNumber".into(), num.into());
+        out.insert("ASNOrg".into(), a.autonomous_system_organization.unwrap_or_default().into());
     }
 
     /// `IpToRange`: the network the ASN database holds the address in, else its /24 or /64.
@@ -110,7 +110,7 @@ mod tests {
         let mut m = Fields::default();
         g.city("192.0.2.1", &mut m);
         g.asn("192.0.2.1", &mut m);
-        assert_eq!(m.get("IsInEU").map(String::as_str), Some("false"));
+        assert_eq!(m.get("IsInEU").map(crate::engine::event::Str::as_str), Some("false"));
         assert!(!m.contains_key("ASNOrg"));
         assert_eq!(g.range("192.0.2.77").as_deref(), Some("192.0.2.0/24"));
         assert_eq!(g.range("2001:db8::1").as_deref(), Some("2001:db8::/64"));

@@ -374,7 +374,7 @@ mod tests {
         let mut e = Event::default();
         e.parsed.insert("program".into(), "sshd".into());
         e.meta.insert("log_type".into(), "ssh_failed-auth".into());
-        e.line.labels.insert("type".into(), "syslog".into());
+        std::sync::Arc::make_mut(&mut e.line.labels).insert("type".into(), "syslog".into());
         e
     }
 

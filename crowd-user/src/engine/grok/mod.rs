@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use crate::engine::event::Str;
+
 /// crowd's base patterns (numbers, words, addresses, dates, syslog and HTTP prefixes).
 pub const BASE: &str = include_str!("../../../patterns/base");
 
@@ -361,8 +363,8 @@ impl Grok {
     }
 
     /// The grok's output for fields read by hand.
-    fn syslog_fields(&self, f: &syslog::Fields<'_>) -> Vec<(&str, String)> {
-        let mut out: Vec<(&str, String)> = Vec::with_capacity(8);
+    fn syslog_fields(&self, f: &syslog::Fields<'_>) -> Vec<(&str, Str)> {
+        let mut out: Vec<(&str, Str)> = Vec::with_capacity(8);
         for (_, name) in &self.fields {
             if out.iter().any(|(n, _)| *n == name.as_str()) {
                 continue;
@@ -375,7 +377,7 @@ impl Grok {
                 "message" => f.message.split('\n').next().unwrap_or(""),
                 _ => "",
             };
-            out.push((name.as_str(), v.to_owned()));
+            out.push((name.as_str(), Str::from(v)));
         }
         out
     }
@@ -383,7 +385,7 @@ impl Grok {
     /// Matches `text`; on success returns the captured fields (first non-empty capture of each
     /// field name wins; fields that captured nothing are present and empty, as in CrowdSec).
     #[must_use]
-    pub fn captures(&self, text: &str) -> Option<Vec<(&str, String)>> {
+    pub fn captures(&self, text: &str) -> Option<Vec<(&str, Str)>> {
         if self.syslog
             && let Some(f) = syslog::read(text)
         {
@@ -393,7 +395,7 @@ impl Grok {
     }
 
     /// [`Grok::captures`] through the regex.
-    fn regex_captures(&self, text: &str) -> Option<Vec<(&str, String)>> {
+    fn regex_captures(&self, text: &str) -> Option<Vec<(&str, Str)>> {
         if let Some(f) = &self.required
             && f.find(text.as_bytes()).is_none()
         {
@@ -408,16 +410,16 @@ impl Grok {
             }
             None => (self.re.captures(text)?, None),
         };
-        let mut out: Vec<(&str, String)> = Vec::with_capacity(self.fields.len());
+        let mut out: Vec<(&str, Str)> = Vec::with_capacity(self.fields.len());
         for (i, f) in &self.fields {
             let v = match tail {
                 Some((g, rest)) if g == *i => rest,
                 _ => caps.get(*i).map_or("", |m| m.as_str()),
             };
             match out.iter_mut().find(|(n, _)| *n == f.as_str()) {
-                Some((_, old)) if old.is_empty() => *old = v.to_owned(),
+                Some((_, old)) if old.is_empty() => *old = Str::from(v),
                 Some(_) => {}
-                None => out.push((f.as_str(), v.to_owned())),
+                None => out.push((f.as_str(), Str::from(v))),
             }
         }
         Some(out)

@@ -12,13 +12,13 @@ pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
     match name {
         "ParseDate" => {
             if let Some(t) = parse_date(value, ctx.year) {
-                evt.enriched.insert("MarshaledTime".into(), go_rfc3339_nano(&t));
+                evt.enriched.insert("MarshaledTime".into(), go_rfc3339_nano(&t).into());
                 evt.time = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
             }
         }
         "IpToRange" => {
             if let Some(r) = ctx.env.data().geoip.range(value) {
-                evt.enriched.insert("SourceRange".into(), r);
+                evt.enriched.insert("SourceRange".into(), r.into());
             }
         }
         "GeoIpCity" => ctx.env.data().geoip.city(value, &mut evt.enriched),

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::spec::{NodeSpec, StaticSpec};
 use crate::engine::{
-    event::Event,
+    event::{Event, Str},
     expr::{Env, Expr},
     grok::{Grok, Patterns},
 };
@@ -44,7 +44,7 @@ struct Static {
 
 #[derive(Clone, Debug)]
 enum Value {
-    Const(String),
+    Const(Str),
     Expr(Expr),
 }
 
@@ -153,7 +153,7 @@ fn compile_statics(specs: &[StaticSpec], env: &Env, at: &str) -> Result<Vec<Stat
                 _ => return Err(err(field, "exactly one of meta, parsed, enriched, target or method is required", "")),
             };
             let value = match (&s.value, &s.expression) {
-                (Some(v), None) => Value::Const(v.clone()),
+                (Some(v), None) => Value::Const(v.as_str().into()),
                 (None, Some(e)) => Value::Expr(env.compile(e).map_err(|x| err(format!("{field}.expression"), x, e))?),
                 _ => return Err(err(field, "exactly one of value or expression is required", "")),
             };
@@ -399,14 +399,9 @@ pub fn parse_kv(text: &str) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-/// Sets `k` (overwriting in place: the key is copied only when new).
-fn set_field(fields: &mut crate::engine::event::Fields, k: &str, v: String) {
-    match fields.get_mut(k) {
-        Some(slot) => *slot = v,
-        None => {
-            fields.insert(k.to_owned(), v);
-        }
-    }
+/// Sets `k` (a field name is short: kept inline in the key, no allocation).
+fn set_field(fields: &mut crate::engine::event::Fields, k: &str, v: Str) {
+    fields.insert(k.into(), v);
 }
 
 fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
@@ -416,7 +411,7 @@ fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
         }
         let v = match &s.value {
             Value::Const(c) => c.clone(),
-            Value::Expr(e) => match ctx.env.string(e, evt) {
+            Value::Expr(e) => match ctx.env.field_value(e, evt) {
                 Ok(v) => v,
                 Err(_) => continue,
             },

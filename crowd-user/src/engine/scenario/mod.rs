@@ -492,7 +492,7 @@ impl Buckets {
             }
         }
         let (scope, value) = match &sc.scope {
-            Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").cloned().unwrap_or_default()),
+            Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").map(ToString::to_string).unwrap_or_default()),
             Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
         };
         Some(Alert {

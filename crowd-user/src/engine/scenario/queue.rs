@@ -67,7 +67,11 @@ impl Slim {
             return e.to_value();
         }
         let pick = |m: &Fields, keys: &[String]| {
-            Value::Map(keys.iter().filter_map(|k| m.get(k).map(|v| (k.clone(), Value::String(v.clone())))).collect())
+            Value::Map(
+                keys.iter()
+                    .filter_map(|k| m.get(k.as_str()).map(|v| (k.clone(), Value::String(v.to_string()))))
+                    .collect(),
+            )
         };
         Value::Map(IndexMap::from([
             ("Meta".to_owned(), pick(&e.meta, &self.meta)),
