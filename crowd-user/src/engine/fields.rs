@@ -1,11 +1,12 @@
 //! `Fields`: the string map behind an event's `Parsed`, `Meta` and `Enriched`.
 //!
 //! An event carries a dozen or two fields, written and read by name at every parser node and
-//! scenario filter. For maps this small a scan of the entries, comparing lengths first, beats
-//! hashing every key: each entry keeps a tag of its name (length and first and last bytes), so a
-//! look-up compares one integer per entry and the bytes only on a tag match. Names and short
-//! values are [`Str`]s kept inline, so a new field costs no allocation. A map that grows past [`SCAN_MAX`] entries (a JSON or key=value log line names
-//! its own keys, so the attacker chooses how many) gets a hash index with a random seed, so
+//! scenario filter. Each entry keeps a tag of its name (length, first and last eight bytes:
+//! computed in a few instructions, no hash of the whole name), and a small open-addressed table
+//! of 64 one-byte slots, inline in the map, finds an entry from its tag; names are compared only
+//! on a tag match. Names and short values are [`Str`]s kept inline, so a new field costs no
+//! allocation. A map that grows past [`SMALL_MAX`] entries (a JSON or key=value log line names
+//! its own keys, so the attacker chooses how many) moves to a hash index with a random seed, so
 //! look-ups stay constant-time whatever the line holds. Entries keep their insertion order.
 use std::{collections::HashMap, fmt};
 
@@ -16,15 +17,21 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 pub type Str = compact_str::CompactString;
 
 /// Beyond this many entries, look-ups go through a hash index.
-pub const SCAN_MAX: usize = 32;
+pub const SMALL_MAX: usize = 32;
+
+/// Slots of the small table (twice `SMALL_MAX`: probe chains stay short).
+const SLOTS: usize = 64;
 
 /// An insertion-ordered map of field names to values.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fields {
     entries: Vec<(Str, Str)>,
     /// `tag(name)` of each entry, in the same order.
     tags: Vec<u64>,
-    /// Name → position in `entries`, once there are more than `SCAN_MAX` entries.
+    /// While there are at most `SMALL_MAX` entries: an open-addressed table from a tag's slot
+    /// to 1 + the entry's position (0: empty).
+    slots: [u8; SLOTS],
+    /// Name → position in `entries`, once there are more than `SMALL_MAX` entries.
     index: Option<HashMap<Str, usize>>,
 }
 
@@ -32,23 +39,32 @@ impl Fields {
     /// An empty map with room for `n` fields.
     #[must_use]
     pub fn with_capacity(n: usize) -> Fields {
-        Fields { entries: Vec::with_capacity(n), tags: Vec::with_capacity(n), index: None }
+        Fields { entries: Vec::with_capacity(n), tags: Vec::with_capacity(n), slots: [0; SLOTS], index: None }
+    }
+
+    /// The entry named `k`, else (small maps) the empty slot where it would go and the tag.
+    fn find(&self, k: &str) -> Result<usize, (usize, u64)> {
+        if let Some(ix) = &self.index {
+            return ix.get(k).copied().ok_or_else(|| (usize::MAX, tag(k.as_bytes())));
+        }
+        let t = tag(k.as_bytes());
+        let mut i = slot(t);
+        loop {
+            match self.slots[i] {
+                0 => return Err((i, t)),
+                s => {
+                    let e = usize::from(s - 1);
+                    if self.tags[e] == t && self.entries[e].0.as_bytes() == k.as_bytes() {
+                        return Ok(e);
+                    }
+                }
+            }
+            i = (i + 1) % SLOTS;
+        }
     }
 
     fn position(&self, k: &str) -> Option<usize> {
-        if let Some(ix) = &self.index {
-            return ix.get(k).copied();
-        }
-        let t = tag(k.as_bytes());
-        let mut from = 0;
-        while let Some(i) = self.tags[from..].iter().position(|&x| x == t) {
-            let i = from + i;
-            if self.entries[i].0.as_bytes() == k.as_bytes() {
-                return Some(i);
-            }
-            from = i + 1;
-        }
-        None
+        self.find(k).ok()
     }
 
     /// The value of `k`.
@@ -70,23 +86,25 @@ impl Fields {
 
     /// Sets `k` to `v` (in place if set, else at the end); returns the value it replaced.
     pub fn insert(&mut self, k: Str, v: Str) -> Option<Str> {
-        if let Some(i) = self.position(&k) {
-            return Some(std::mem::replace(&mut self.entries[i].1, v));
-        }
+        let (free, t) = match self.find(&k) {
+            Ok(i) => return Some(std::mem::replace(&mut self.entries[i].1, v)),
+            Err(free) => free,
+        };
         let at = self.entries.len();
         match &mut self.index {
             Some(ix) => {
                 ix.insert(k.clone(), at);
             }
-            None if at == SCAN_MAX => {
-                let mut ix: HashMap<Str, usize> = HashMap::with_capacity(2 * SCAN_MAX);
+            None if at == SMALL_MAX => {
+                let mut ix: HashMap<Str, usize> = HashMap::with_capacity(2 * SMALL_MAX);
                 ix.extend(self.entries.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
                 ix.insert(k.clone(), at);
                 self.index = Some(ix);
             }
-            None => {}
+            // `at` < SMALL_MAX < 255: fits the slot byte.
+            None => self.slots[free] = u8::try_from(at + 1).unwrap_or(u8::MAX),
         }
-        self.tags.push(tag(k.as_bytes()));
+        self.tags.push(t);
         self.entries.push((k, v));
         None
     }
@@ -114,17 +132,40 @@ impl Fields {
     }
 }
 
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields { entries: Vec::new(), tags: Vec::new(), slots: [0; SLOTS], index: None }
+    }
+}
+
+/// The small table's first slot for a tag.
+fn slot(t: u64) -> usize {
+    // The top six bits of a multiplicative hash.
+    usize::try_from(t.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58).unwrap_or(0)
+}
+
 /// A summary of a name: equal names have equal tags; names of different lengths, or differing
 /// in their first or last eight bytes, have different tags.
+#[inline]
 fn tag(b: &[u8]) -> u64 {
-    let load = |s: &[u8]| {
-        let mut w = [0u8; 8];
-        w[..s.len()].copy_from_slice(s);
-        u64::from_le_bytes(w)
-    };
+    #[inline(always)]
+    fn u32_at(b: &[u8], i: usize) -> u64 {
+        b.get(i..i + 4).and_then(|s| s.try_into().ok()).map_or(0, |a| u64::from(u32::from_le_bytes(a)))
+    }
+    #[inline(always)]
+    fn u64_at(b: &[u8], i: usize) -> u64 {
+        b.get(i..i + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+    }
     let n = b.len();
-    let (head, tail) = if n <= 8 { (load(b), 0) } else { (load(&b[..8]), load(&b[n - 8..])) };
-    (head ^ tail.rotate_left(31)).wrapping_add((n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    // Fixed-size reads (overlapping for short names) that together cover the first and last
+    // eight bytes.
+    let bits = match n {
+        0 => 0,
+        1..=3 => u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+        4..=8 => u32_at(b, 0) | u32_at(b, n - 4) << 32,
+        _ => u64_at(b, 0) ^ u64_at(b, n - 8).rotate_left(31),
+    };
+    bits.wrapping_add((n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Equal when they hold the same names and values, in any order (as maps compare).
@@ -188,6 +229,13 @@ mod tests {
         assert_eq!(m.get("ba"), None);
         assert_eq!(m.keys().map(Str::as_str).collect::<Vec<_>>(), ["b", "a", "ab"]);
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"b":"3","a":"2","ab":"x"}"#);
+        // Same length, same first and last eight bytes: same tag, told apart by the bytes.
+        let (x, y) = ("aaaaaaaaXaaaaaaaa", "aaaaaaaaYaaaaaaaa");
+        assert_eq!(tag(x.as_bytes()), tag(y.as_bytes()));
+        m.insert(x.into(), "1".into());
+        assert_eq!(m.get(y), None);
+        m.insert(y.into(), "2".into());
+        assert_eq!((m.get(x).map(Str::as_str), m.get(y).map(Str::as_str)), (Some("1"), Some("2")));
     }
 
     #[test]
@@ -198,7 +246,7 @@ mod tests {
             let k = format!("k{}", i % 300);
             let v = format!("v{i}");
             assert_eq!(m.insert(k.as_str().into(), v.as_str().into()).map(String::from), want.insert(k, v));
-            assert_eq!(m.index.is_some(), m.len() > SCAN_MAX);
+            assert_eq!(m.index.is_some(), m.len() > SMALL_MAX);
         }
         assert_eq!(m.len(), want.len());
         for (k, v) in &want {

@@ -38,6 +38,20 @@ pub struct Grok {
     tail: Option<(Regex, usize)>,
     /// `^%{SYSLOGLINE}` read by hand (see `syslog.rs`), once it agreed with the regex.
     syslog: bool,
+    /// The fields the hand reader gives, each once, and which part of the line each takes.
+    syslog_parts: Vec<(String, SyslogPart)>,
+}
+
+/// A part of a syslog line read by hand.
+#[derive(Clone, Copy, Debug)]
+enum SyslogPart {
+    Timestamp,
+    Logsource,
+    Program,
+    Pid,
+    Message,
+    /// A field of the pattern the usual shape leaves empty (`facility`, `timestamp8601`).
+    Empty,
 }
 
 /// Why a grok expression did not compile.
@@ -112,13 +126,28 @@ impl Patterns {
         let re = Regex::new(&out).map_err(|e| GrokError::Regex(e.to_string()))?;
         let names: HashMap<&str, usize> =
             re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (n, i))).collect();
-        let fields = fields.into_iter().filter_map(|(g, f)| names.get(g.as_str()).map(|i| (*i, f))).collect();
+        let fields: Vec<(usize, String)> =
+            fields.into_iter().filter_map(|(g, f)| names.get(g.as_str()).map(|i| (*i, f))).collect();
         let required = required_literal(&out).map(|l| memchr::memmem::Finder::new(&l).into_owned());
         let tail = greedy_tail(&out).and_then(|(prefix, name)| {
             let group = re.capture_names().position(|n| n == Some(name.as_str()))?;
             Some((Regex::new(&prefix).ok()?, group))
         });
-        let mut g = Grok { re, fields, required, tail, syslog: false };
+        let mut syslog_parts: Vec<(String, SyslogPart)> = Vec::new();
+        for (_, name) in &fields {
+            if !syslog_parts.iter().any(|(n, _)| n == name) {
+                let part = match name.as_str() {
+                    "timestamp" => SyslogPart::Timestamp,
+                    "logsource" => SyslogPart::Logsource,
+                    "program" => SyslogPart::Program,
+                    "pid" => SyslogPart::Pid,
+                    "message" => SyslogPart::Message,
+                    _ => SyslogPart::Empty,
+                };
+                syslog_parts.push((name.clone(), part));
+            }
+        }
+        let mut g = Grok { re, fields, required, tail, syslog: false, syslog_parts };
         g.syslog = pattern.trim() == "^%{SYSLOGLINE}" && g.syslog_reader_agrees();
         Ok(g)
     }
@@ -364,22 +393,20 @@ impl Grok {
 
     /// The grok's output for fields read by hand.
     fn syslog_fields(&self, f: &syslog::Fields<'_>) -> Vec<(&str, Str)> {
-        let mut out: Vec<(&str, Str)> = Vec::with_capacity(8);
-        for (_, name) in &self.fields {
-            if out.iter().any(|(n, _)| *n == name.as_str()) {
-                continue;
-            }
-            let v = match name.as_str() {
-                "timestamp" => f.timestamp,
-                "logsource" => f.logsource,
-                "program" => f.program,
-                "pid" => f.pid,
-                "message" => f.message.split('\n').next().unwrap_or(""),
-                _ => "",
-            };
-            out.push((name.as_str(), Str::from(v)));
-        }
-        out
+        self.syslog_parts
+            .iter()
+            .map(|(name, part)| {
+                let v = match part {
+                    SyslogPart::Timestamp => f.timestamp,
+                    SyslogPart::Logsource => f.logsource,
+                    SyslogPart::Program => f.program,
+                    SyslogPart::Pid => f.pid,
+                    SyslogPart::Message => f.message.split('\n').next().unwrap_or(""),
+                    SyslogPart::Empty => "",
+                };
+                (name.as_str(), Str::from(v))
+            })
+            .collect()
     }
 
     /// Matches `text`; on success returns the captured fields (first non-empty capture of each
