@@ -43,9 +43,10 @@ impl Fields {
     }
 
     /// The entry named `k`, else (small maps) the empty slot where it would go and the tag.
+    #[inline]
     fn find(&self, k: &str) -> Result<usize, (usize, u64)> {
-        if let Some(ix) = &self.index {
-            return ix.get(k).copied().ok_or_else(|| (usize::MAX, tag(k.as_bytes())));
+        if self.index.is_some() {
+            return self.find_indexed(k);
         }
         let t = tag(k.as_bytes());
         let mut i = slot(t);
@@ -54,13 +55,24 @@ impl Fields {
                 0 => return Err((i, t)),
                 s => {
                     let e = usize::from(s - 1);
-                    if self.tags[e] == t && self.entries[e].0.as_bytes() == k.as_bytes() {
+                    // A tag holds all the bytes of a name of up to eight: equal lengths suffice.
+                    if self.tags[e] == t && {
+                        let n = &self.entries[e].0;
+                        n.len() == k.len() && (k.len() <= 8 || n.as_bytes() == k.as_bytes())
+                    } {
                         return Ok(e);
                     }
                 }
             }
             i = (i + 1) % SLOTS;
         }
+    }
+
+    /// [`Fields::find`] in a large map.
+    #[cold]
+    #[inline(never)]
+    fn find_indexed(&self, k: &str) -> Result<usize, (usize, u64)> {
+        self.index.as_ref().and_then(|ix| ix.get(k).copied()).ok_or_else(|| (usize::MAX, tag(k.as_bytes())))
     }
 
     fn position(&self, k: &str) -> Option<usize> {
