@@ -224,7 +224,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Source>, AcquisError> {
 /// when the host has no auth log file but has journalctl.
 #[must_use]
 pub fn defaults() -> Vec<Source> {
-    let labels = |t: &str| Arc::new(BTreeMap::from([("type".to_owned(), t.to_owned())]));
+    let labels = crate::engine::event::type_label;
     let mut out: Vec<Source> = [
         ("/var/log/auth.log", "syslog"),
         ("/var/log/secure", "syslog"),

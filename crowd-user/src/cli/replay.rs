@@ -1,6 +1,6 @@
 //! `crowd replay` and `crowd explain`: run log files (or one line) through the whole detection
 //! pipeline with the logs' own timestamps as the clock, and print what it decided.
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use chrono::Datelike;
@@ -11,7 +11,7 @@ use crate::{
     config,
     detect::Detector,
     engine::{
-        event::{Labels, Line},
+        event::{Labels, Line, type_label},
         profile::Profile,
     },
 };
@@ -79,7 +79,7 @@ pub fn replay(
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
-    let labels: Labels = Arc::new(BTreeMap::from([("type".to_owned(), kind.to_owned())]));
+    let labels = type_label(kind);
     for f in files {
         // Streamed: memory does not grow with the file. `-` is standard input.
         let mut reader: Box<dyn std::io::BufRead> = if f.as_os_str() == "-" {
@@ -149,8 +149,7 @@ pub fn replay(
 /// Bad configuration.
 pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format) -> Result<()> {
     let d = detector(config_dir, Profile::default())?;
-    let (evt, dump, feeds) = d
-        .explain(line(text, &"explain".into(), &Arc::new(BTreeMap::from([("type".to_owned(), kind.to_owned())]))), 0.0);
+    let (evt, dump, feeds) = d.explain(line(text, &"explain".into(), &type_label(kind)), 0.0);
     let stages: Vec<_> = dump
         .stages
         .iter()

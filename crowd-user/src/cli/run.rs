@@ -60,7 +60,7 @@ pub struct DetectArgs {
 }
 
 fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
-    let labels = |t: &str| std::collections::BTreeMap::from([("type".to_owned(), t.to_owned())]);
+    let labels = crate::engine::event::type_label;
     let mut out = Vec::new();
     if let Some(a) = &args.acquis {
         let text = std::fs::read_to_string(a).with_context(|| format!("reading `{}`", a.display()))?;
@@ -68,10 +68,10 @@ fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
     }
     for w in &args.watch {
         let (path, kind) = w.rsplit_once('=').with_context(|| format!("--watch `{w}`: expected PATH=TYPE"))?;
-        out.push(Source::File(crate::acquisition::FileSource { path: path.into(), labels: labels(kind).into() }));
+        out.push(Source::File(crate::acquisition::FileSource { path: path.into(), labels: labels(kind) }));
     }
     if let Some(kind) = &args.stdin {
-        out.push(Source::Stdin { labels: labels(kind).into() });
+        out.push(Source::Stdin { labels: labels(kind) });
     }
     if args.acquis.is_none() && args.watch.is_empty() && args.stdin.is_none() {
         out = crate::acquisition::defaults();

@@ -23,6 +23,12 @@ pub struct Line {
 /// A source's labels, shared by all its lines.
 pub type Labels = Arc<BTreeMap<String, String>>;
 
+/// Labels holding only `type` (embedded defaults, replay, explain).
+#[must_use]
+pub fn type_label(kind: &str) -> Labels {
+    Arc::new(BTreeMap::from([("type".to_owned(), kind.to_owned())]))
+}
+
 pub use super::fields::{Fields, Str};
 
 /// A readable field of the event, its path parsed once (expressions and `apply_on` read fields
