@@ -187,9 +187,35 @@ pub fn v6_key(a: Ipv6Addr) -> [u8; 16] {
     a.octets()
 }
 
+/// The first and last address of a target as big-endian bytes (4 for IPv4, 16 for IPv6): what
+/// the store indexes so that "the decisions containing this address" is a range look-up.
+#[must_use]
+pub fn bounds(t: &Target) -> (Vec<u8>, Vec<u8>) {
+    fn bytes(ip: IpAddr) -> Vec<u8> {
+        match ip {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        }
+    }
+    match t {
+        Target::Ip(ip) => (bytes(*ip), bytes(*ip)),
+        Target::Net(n) => (bytes(n.network()), bytes(n.broadcast())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_cover_the_range() {
+        let (a, b) = bounds(&t("198.51.100.0/24"));
+        assert_eq!((a, b), (vec![198, 51, 100, 0], vec![198, 51, 100, 255]));
+        let (a, b) = bounds(&t("2001:db8::/32"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(&b[..4], &[0x20, 0x01, 0x0d, 0xb8]);
+        assert!(b[4..].iter().all(|x| *x == 0xff));
+    }
 
     fn t(s: &str) -> Target {
         Target::parse(s).unwrap().target

@@ -103,14 +103,15 @@ pub fn dispatch(settings: &Settings, state_dir: &Path, cmd: &DecisionsCommand, f
             }
             let d = super::map::parse_ban_duration(duration)?.context("--duration: a decision needs a duration")?;
             let decision = NewDecision {
-                origin: "manual".into(),
-                scenario: "manual".into(),
+                origin: "cscli".into(),
+                scenario: reason.clone(),
                 scope: if matches!(p.target, Target::Ip(_)) { "Ip".into() } else { "Range".into() },
                 value: p.target.to_string(),
                 kind: "ban".into(),
                 duration_secs: d.as_secs(),
                 simulated: false,
                 reason: reason.clone(),
+                uuid: String::new(),
             };
             let id = store.record(None, std::slice::from_ref(&decision), t)?[0];
             if let Some(mut m) = maps(settings) {

@@ -160,12 +160,14 @@ fn spawn_recorder(
                 duration_secs: d.duration_secs,
                 simulated: d.simulated,
                 reason: String::new(),
+                uuid: String::new(),
             };
             let a = crate::store::NewAlert {
                 scenario: alert.scenario.clone(),
                 scope: alert.scope.clone(),
                 value: alert.value.clone(),
                 events_count: alert.events_count as u64,
+                ..crate::store::NewAlert::default()
             };
             match store.record(Some(&a), &[rec], unix) {
                 Ok(ids) if !d.simulated => {

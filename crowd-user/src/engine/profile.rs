@@ -288,7 +288,7 @@ impl Profile {
                 out.push(Decision {
                     kind: kind.clone(),
                     duration_secs: from_expr.unwrap_or(*secs),
-                    origin: "crowd".into(),
+                    origin: "crowdsec".into(),
                     ..base.clone()
                 });
             }
@@ -330,7 +330,7 @@ impl Profile {
             value: target.to_string(),
             kind: "ban".into(),
             duration_secs: self.ban.as_secs(),
-            origin: "crowd".into(),
+            origin: "crowdsec".into(),
             simulated: self.simulation,
         })
     }

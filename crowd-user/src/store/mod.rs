@@ -1,11 +1,24 @@
-//! The store: alerts and decisions in SQLite (bundled). The only module that speaks SQL.
+//! The store: alerts, decisions, bouncers and machines in SQLite (bundled). The only module
+//! that speaks SQL.
 //!
 //! Decisions live here; the XDP maps are a cache of the active ones, which the daemon
 //! reconciles at start and periodically (`crate::reconcile`). Times are Unix seconds passed in
-//! by the caller. The schema is versioned (`PRAGMA user_version`) and migrated forward on open.
+//! by the caller. The schema is versioned (`PRAGMA user_version`) and migrated forward on open
+//! (`schema.rs`). Decision queries for the Local API are in `decisions.rs`, alerts in
+//! `alerts.rs`, bouncers, machines and secrets in `auth.rs`.
+mod alerts;
+mod auth;
+mod decisions;
+mod schema;
+
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use schema::MIGRATIONS;
+
+pub use alerts::{AlertFilter, AlertRow};
+pub use auth::{BouncerRow, MachineRow};
+pub use decisions::{AddrMatch, Cursor, DecisionFilter};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -21,38 +34,11 @@ pub enum StoreError {
 /// Result alias.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Each migration brings the schema from version N to N+1.
-const MIGRATIONS: [&str; 1] = ["
-    CREATE TABLE alerts (
-        id INTEGER PRIMARY KEY,
-        scenario TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        value TEXT NOT NULL,
-        events_count INTEGER NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE TABLE decisions (
-        id INTEGER PRIMARY KEY,
-        alert_id INTEGER REFERENCES alerts(id) ON DELETE SET NULL,
-        origin TEXT NOT NULL,
-        scenario TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        value TEXT NOT NULL,
-        type TEXT NOT NULL,
-        until INTEGER NOT NULL,
-        created_at INTEGER NOT NULL,
-        deleted_at INTEGER,
-        simulated INTEGER NOT NULL DEFAULT 0,
-        reason TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX decisions_active ON decisions(deleted_at, until);
-    CREATE INDEX decisions_value ON decisions(value);
-"];
-
 /// A decision to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewDecision {
-    /// `crowd`, `manual`, ...
+    /// CrowdSec's origin names: `crowdsec` (this host's scenarios), `cscli` (manual),
+    /// `cscli-import`, `CAPI`, `lists`, ...
     pub origin: String,
     /// The scenario (or `manual`).
     pub scenario: String,
@@ -68,6 +54,8 @@ pub struct NewDecision {
     pub simulated: bool,
     /// Free text.
     pub reason: String,
+    /// A uuid to keep (decisions relayed from elsewhere); empty makes a new one.
+    pub uuid: String,
 }
 
 /// A stored decision.
@@ -98,10 +86,12 @@ pub struct DecisionRow {
     pub simulated: bool,
     /// Free text.
     pub reason: String,
+    /// A stable identifier (v4 uuid).
+    pub uuid: String,
 }
 
 /// An alert to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewAlert {
     /// Scenario.
     pub scenario: String,
@@ -111,6 +101,41 @@ pub struct NewAlert {
     pub value: String,
     /// Events in the bucket.
     pub events_count: u64,
+    /// The machine (agent) that sent it; empty for this host's own.
+    pub machine_id: String,
+    /// The whole alert as CrowdSec's JSON (served back by `GET /v1/alerts`); may be empty.
+    pub body: String,
+}
+
+/// The address bounds stored beside an `Ip` or `Range` decision (`None` for other scopes or
+/// values that are not addresses).
+fn bounds(scope: &str, value: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    if !scope.eq_ignore_ascii_case("ip") && !scope.eq_ignore_ascii_case("range") {
+        return (None, None);
+    }
+    match value.parse::<crate::addr::Target>() {
+        Ok(t) => {
+            let (a, b) = crate::addr::bounds(&t);
+            (Some(a), Some(b))
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// Fills the bounds and uuids of decisions recorded before schema version 2.
+fn backfill_bounds(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String, String)> = {
+        let mut st = tx.prepare("SELECT id, scope, value FROM decisions")?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, scope, value) in rows {
+        let (a, b) = bounds(&scope, &value);
+        tx.execute(
+            "UPDATE decisions SET start_ip = ?1, end_ip = ?2, uuid = ?3 WHERE id = ?4",
+            params![a, b, uuid::Uuid::new_v4().to_string(), id],
+        )?;
+    }
+    Ok(())
 }
 
 /// The database.
@@ -132,11 +157,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
         deleted_at: r.get(9)?,
         simulated: r.get::<_, i64>(10)? != 0,
         reason: r.get(11)?,
+        uuid: r.get(12)?,
     })
 }
 
 const COLS: &str =
-    "id, alert_id, origin, scenario, scope, value, type, until, created_at, deleted_at, simulated, reason";
+    "id, alert_id, origin, scenario, scope, value, type, until, created_at, deleted_at, simulated, reason, uuid";
 
 impl Store {
     /// Opens (creating) the database at `path` and migrates it.
@@ -184,10 +210,29 @@ impl Store {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(v).unwrap_or(0)) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
+            if i == 1 {
+                backfill_bounds(&tx)?;
+            }
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
         Ok(())
+    }
+
+    /// A change counter: moves whenever another connection (another process, the CLI) commits.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// The highest decision id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn max_decision_id(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM decisions", [], |r| r.get(0))?)
     }
 
     /// Records an alert and its decisions in one transaction; returns the decisions' ids.
@@ -199,33 +244,49 @@ impl Store {
         let alert_id = match alert {
             Some(a) => {
                 tx.execute(
-                    "INSERT INTO alerts (scenario, scope, value, events_count, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![a.scenario, a.scope, a.value, i64::try_from(a.events_count).unwrap_or(i64::MAX), now],
+                    "INSERT INTO alerts (scenario, scope, value, events_count, created_at, machine_id, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        a.scenario,
+                        a.scope,
+                        a.value,
+                        i64::try_from(a.events_count).unwrap_or(i64::MAX),
+                        now,
+                        a.machine_id,
+                        a.body
+                    ],
                 )?;
                 Some(tx.last_insert_rowid())
             }
             None => None,
         };
         let mut ids = Vec::with_capacity(decisions.len());
+        let mut st = tx.prepare_cached(
+            "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated,
+                                    reason, uuid, start_ip, end_ip)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
         for d in decisions {
-            tx.execute(
-                "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    alert_id,
-                    d.origin,
-                    d.scenario,
-                    d.scope,
-                    d.value,
-                    d.kind,
-                    now.saturating_add(i64::try_from(d.duration_secs).unwrap_or(i64::MAX)),
-                    now,
-                    i64::from(d.simulated),
-                    d.reason
-                ],
-            )?;
+            let (start, end) = bounds(&d.scope, &d.value);
+            let uuid = if d.uuid.is_empty() { uuid::Uuid::new_v4().to_string() } else { d.uuid.clone() };
+            st.execute(params![
+                alert_id,
+                d.origin,
+                d.scenario,
+                d.scope,
+                d.value,
+                d.kind,
+                now.saturating_add(i64::try_from(d.duration_secs).unwrap_or(i64::MAX)),
+                now,
+                i64::from(d.simulated),
+                d.reason,
+                uuid,
+                start,
+                end
+            ])?;
             ids.push(tx.last_insert_rowid());
         }
+        drop(st);
         tx.commit()?;
         Ok(ids)
     }
@@ -291,7 +352,7 @@ mod tests {
 
     fn ban(value: &str, secs: u64) -> NewDecision {
         NewDecision {
-            origin: "crowd".into(),
+            origin: "crowdsec".into(),
             scenario: "crowd/ssh-bf".into(),
             scope: "Ip".into(),
             value: value.into(),
@@ -299,6 +360,7 @@ mod tests {
             duration_secs: secs,
             simulated: false,
             reason: String::new(),
+            uuid: String::new(),
         }
     }
 
@@ -322,6 +384,7 @@ mod tests {
             scope: "Ip".into(),
             value: "192.0.2.1".into(),
             events_count: 6,
+            ..NewAlert::default()
         };
         let ids = s.record(Some(&alert), &[ban("192.0.2.1", 100), ban("198.51.100.0/24", 10)], 1000).unwrap();
         assert_eq!(ids.len(), 2);

@@ -1,0 +1,186 @@
+//! Alerts: searched, shown and deleted by the Local API and `crowd alerts`. Deleting an alert
+//! ends its active decisions (as CrowdSec does), so bouncers see them in `deleted`.
+use rusqlite::{OptionalExtension, params_from_iter, types::Value};
+
+use super::{Result, Store};
+
+/// A stored alert.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AlertRow {
+    /// Id.
+    pub id: i64,
+    /// Scenario.
+    pub scenario: String,
+    /// Scope of the source.
+    pub scope: String,
+    /// Value of the source.
+    pub value: String,
+    /// Events in the bucket.
+    pub events_count: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The machine that sent it (empty: this host).
+    pub machine_id: String,
+    /// The alert as CrowdSec's JSON (may be empty for alerts from before schema 2).
+    #[serde(skip)]
+    pub body: String,
+}
+
+/// Alert search criteria; `None` means "any".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Source scope (case-insensitive).
+    pub scope: Option<String>,
+    /// Source value.
+    pub value: Option<String>,
+    /// Scenario (exact).
+    pub scenario: Option<String>,
+    /// Created at or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Created at or before (Unix seconds).
+    pub until: Option<i64>,
+    /// Only alerts with (true) or without (false) an active decision at `now`.
+    pub has_active_decision: Option<bool>,
+    /// At most this many, newest first.
+    pub limit: Option<i64>,
+}
+
+const COLS: &str = "a.id, a.scenario, a.scope, a.value, a.events_count, a.created_at, a.machine_id, a.body";
+
+fn alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    Ok(AlertRow {
+        id: r.get(0)?,
+        scenario: r.get(1)?,
+        scope: r.get(2)?,
+        value: r.get(3)?,
+        events_count: r.get(4)?,
+        created_at: r.get(5)?,
+        machine_id: r.get(6)?,
+        body: r.get(7)?,
+    })
+}
+
+fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Value>) {
+    let mut conds = vec!["1 = 1".to_owned()];
+    let mut ps: Vec<Value> = Vec::new();
+    let p = |v: Value, ps: &mut Vec<Value>| {
+        ps.push(v);
+        format!("?{}", ps.len())
+    };
+    if let Some(s) = &f.scope {
+        conds.push(format!("lower(a.scope) = lower({})", p(s.clone().into(), &mut ps)));
+    }
+    if let Some(v) = &f.value {
+        conds.push(format!("a.value = {}", p(v.clone().into(), &mut ps)));
+    }
+    if let Some(v) = &f.scenario {
+        conds.push(format!("a.scenario = {}", p(v.clone().into(), &mut ps)));
+    }
+    if let Some(t) = f.since {
+        conds.push(format!("a.created_at >= {}", p(t.into(), &mut ps)));
+    }
+    if let Some(t) = f.until {
+        conds.push(format!("a.created_at <= {}", p(t.into(), &mut ps)));
+    }
+    if let Some(has) = f.has_active_decision {
+        let n = p(now.into(), &mut ps);
+        conds.push(format!(
+            "{} EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.deleted_at IS NULL AND d.until > {n})",
+            if has { "" } else { "NOT" }
+        ));
+    }
+    (conds.join(" AND "), ps)
+}
+
+impl Store {
+    /// Alerts matching `f`, newest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn alerts(&self, f: &AlertFilter, now: i64) -> Result<Vec<AlertRow>> {
+        let (cond, mut ps) = condition(f, now);
+        ps.push(f.limit.unwrap_or(-1).into());
+        let sql = format!("SELECT {COLS} FROM alerts a WHERE {cond} ORDER BY a.id DESC LIMIT ?{}", ps.len());
+        let mut st = self.conn.prepare(&sql)?;
+        Ok(st.query_map(params_from_iter(ps.iter()), alert)?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One alert.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
+        Ok(self.conn.query_row(&format!("SELECT {COLS} FROM alerts a WHERE a.id = ?1"), [id], alert).optional()?)
+    }
+
+    /// The decisions an alert made.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn alert_decisions(&self, id: i64) -> Result<Vec<super::DecisionRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {} FROM decisions WHERE alert_id = ?1 ORDER BY id", super::COLS))?;
+        Ok(st.query_map([id], super::row)?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Deletes the alerts matching `f` (or the one `id`), ending their active decisions;
+    /// returns how many alerts went.
+    ///
+    /// # Errors
+    /// SQLite errors (nothing is deleted).
+    pub fn delete_alerts(&mut self, f: &AlertFilter, id: Option<i64>, now: i64) -> Result<usize> {
+        let ids: Vec<i64> = match id {
+            Some(id) => self.alert(id)?.map(|a| a.id).into_iter().collect(),
+            None => self.alerts(f, now)?.iter().map(|a| a.id).collect(),
+        };
+        let tx = self.conn.transaction()?;
+        for id in &ids {
+            tx.execute(
+                "UPDATE decisions SET deleted_at = ?1 WHERE alert_id = ?2 AND deleted_at IS NULL AND until > ?1",
+                rusqlite::params![now, id],
+            )?;
+            tx.execute("DELETE FROM alerts WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DecisionFilter, NewAlert, NewDecision};
+
+    #[test]
+    fn search_and_delete_ends_decisions() {
+        let mut s = Store::memory().unwrap();
+        let a = |v: &str| NewAlert {
+            scenario: "crowdsecurity/ssh-bf".into(),
+            scope: "Ip".into(),
+            value: v.into(),
+            events_count: 6,
+            ..NewAlert::default()
+        };
+        let d = |v: &str| NewDecision {
+            origin: "crowdsec".into(),
+            scenario: "crowdsecurity/ssh-bf".into(),
+            scope: "Ip".into(),
+            value: v.into(),
+            kind: "ban".into(),
+            duration_secs: 100,
+            ..NewDecision::default()
+        };
+        s.record(Some(&a("192.0.2.1")), &[d("192.0.2.1")], 10).unwrap();
+        s.record(Some(&a("192.0.2.2")), &[], 20).unwrap();
+        assert_eq!(s.alerts(&AlertFilter::default(), 30).unwrap().len(), 2);
+        let with = AlertFilter { has_active_decision: Some(true), ..Default::default() };
+        assert_eq!(s.alerts(&with, 30).unwrap()[0].value, "192.0.2.1");
+        let since = AlertFilter { since: Some(15), ..Default::default() };
+        assert_eq!(s.alerts(&since, 30).unwrap()[0].value, "192.0.2.2");
+        let f = AlertFilter { value: Some("192.0.2.1".into()), ..Default::default() };
+        assert_eq!(s.delete_alerts(&f, None, 40).unwrap(), 1);
+        assert!(s.query(&DecisionFilter::default(), 41).unwrap().is_empty(), "its decision ended");
+        assert_eq!(s.alerts(&AlertFilter::default(), 41).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,360 @@
+//! Decision queries of the Local API: the filters bouncers send (scopes, value, type, address
+//! containment, origins, scenarios), query mode, and stream mode's full and delta pulls.
+//!
+//! Stream deltas are cut by decision id for new decisions (ids only grow, so a cursor never
+//! misses one) and by end time for deleted ones (with CrowdSec's two-second overlap). Both
+//! deduplicate like CrowdSec: per (value, type, scope) only the longest active decision is sent,
+//! and an ended decision is not sent as deleted while another one still holds the value.
+use rusqlite::types::Value;
+
+use super::{COLS, DecisionRow, Result, Store, row};
+use crate::addr::{Target, bounds};
+
+/// An address match: `ip=`/`range=` with `contains`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrMatch {
+    /// The address or range asked about.
+    pub target: Target,
+    /// `true`: decisions that contain it (an address matches its own decisions and the ranges
+    /// around it); `false`: decisions inside it.
+    pub contains: bool,
+}
+
+/// What a bouncer or the CLI asks for. Empty lists mean "any".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecisionFilter {
+    /// Scopes, in canonical case (`Ip`, `Range`, `Country`, `AS`, or a custom string).
+    pub scopes: Vec<String>,
+    /// Exact value.
+    pub value: Option<String>,
+    /// Decision type.
+    pub kind: Option<String>,
+    /// Address containment.
+    pub addr: Option<AddrMatch>,
+    /// Origins (exact, case-insensitive).
+    pub origins: Vec<String>,
+    /// Scenario substrings (case-insensitive), any of which must match.
+    pub scenarios_containing: Vec<String>,
+    /// Scenario substrings none of which may match.
+    pub scenarios_not_containing: Vec<String>,
+    /// Include simulated decisions.
+    pub simulated: bool,
+    /// One decision.
+    pub id: Option<i64>,
+    /// At most this many (query mode).
+    pub limit: Option<i64>,
+}
+
+/// A bouncer's position in the decision stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Decisions up to this id were sent.
+    pub last_id: i64,
+    /// When (Unix seconds) the last pull was served.
+    pub last_pull: i64,
+}
+
+/// A SQL condition under construction, with its parameters (numbered `?N`).
+struct Sql {
+    text: String,
+    params: Vec<Value>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql { text: text.to_owned(), params: Vec::new() }
+    }
+    fn p(&mut self, v: impl Into<Value>) -> String {
+        self.params.push(v.into());
+        format!("?{}", self.params.len())
+    }
+    fn and(&mut self, cond: &str) {
+        self.text.push_str(" AND ");
+        self.text.push_str(cond);
+    }
+    /// The filter's conditions on the decisions aliased `t`.
+    fn filter(&mut self, t: &str, f: &DecisionFilter) {
+        if !f.scopes.is_empty() {
+            let ps: Vec<String> = f.scopes.iter().map(|s| self.p(s.clone())).collect();
+            self.and(&format!("{t}.scope IN ({})", ps.join(", ")));
+        }
+        if let Some(v) = &f.value {
+            let p = self.p(v.clone());
+            self.and(&format!("{t}.value = {p}"));
+        }
+        if let Some(k) = &f.kind {
+            let p = self.p(k.clone());
+            self.and(&format!("{t}.type = {p}"));
+        }
+        if !f.origins.is_empty() {
+            let ps: Vec<String> = f.origins.iter().map(|s| self.p(s.to_lowercase())).collect();
+            self.and(&format!("lower({t}.origin) IN ({})", ps.join(", ")));
+        }
+        if !f.scenarios_containing.is_empty() {
+            let cs: Vec<String> = f
+                .scenarios_containing
+                .iter()
+                .map(|s| format!("instr(lower({t}.scenario), {}) > 0", self.p(s.to_lowercase())))
+                .collect();
+            self.and(&format!("({})", cs.join(" OR ")));
+        }
+        for s in &f.scenarios_not_containing {
+            let p = self.p(s.to_lowercase());
+            self.and(&format!("instr(lower({t}.scenario), {p}) = 0"));
+        }
+        if !f.simulated {
+            self.and(&format!("{t}.simulated = 0"));
+        }
+        if let Some(id) = f.id {
+            let p = self.p(id);
+            self.and(&format!("{t}.id = {p}"));
+        }
+        if let Some(m) = f.addr {
+            let (start, end) = bounds(&m.target);
+            let (s, e) = (self.p(start), self.p(end));
+            let cond = match (m.contains, m.target) {
+                // The address's own decisions by value (indexed), and the ranges around it.
+                (true, Target::Ip(_)) => {
+                    let v = self.p(m.target.to_string());
+                    format!(
+                        "({t}.value = {v} OR ({t}.scope = 'Range' AND {t}.start_ip <= {s} AND {t}.end_ip >= {e} \
+                         AND length({t}.start_ip) = length({s})))"
+                    )
+                }
+                (true, Target::Net(_)) => {
+                    format!("({t}.start_ip <= {s} AND {t}.end_ip >= {e} AND length({t}.start_ip) = length({s}))")
+                }
+                (false, _) => {
+                    format!("({t}.start_ip >= {s} AND {t}.end_ip <= {e} AND length({t}.start_ip) = length({s}))")
+                }
+            };
+            self.and(&cond);
+        }
+    }
+}
+
+fn active(t: &str, now: &str) -> String {
+    format!("{t}.deleted_at IS NULL AND {t}.until > {now}")
+}
+
+impl Store {
+    fn each(&self, sql: &Sql, mut f: impl FnMut(&DecisionRow)) -> Result<()> {
+        let mut st = self.conn.prepare_cached(&sql.text)?;
+        let mut rows = st.query(rusqlite::params_from_iter(sql.params.iter()))?;
+        while let Some(r) = rows.next()? {
+            f(&row(r)?);
+        }
+        Ok(())
+    }
+
+    /// Query mode: the active decisions matching `f`, by id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn query(&self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
+        let mut sql = Sql::new("");
+        let n = sql.p(now);
+        sql.text = format!("SELECT {} FROM decisions d WHERE {}", cols("d"), active("d", &n));
+        sql.filter("d", f);
+        sql.text.push_str(" ORDER BY d.id");
+        if let Some(l) = f.limit {
+            let p = sql.p(l);
+            sql.text.push_str(&format!(" LIMIT {p}"));
+        }
+        let mut out = Vec::new();
+        self.each(&sql, |r| out.push(r.clone()))?;
+        Ok(out)
+    }
+
+    /// Stream mode. Without `since` (`startup=true`): every active decision as new, and every
+    /// decision ended in the last `keep_deleted` seconds as deleted. With it: the decisions
+    /// made since the cursor, and those ended since its pull (less two seconds). Returns the
+    /// cursor for the next pull.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stream(
+        &self,
+        f: &DecisionFilter,
+        since: Option<Cursor>,
+        now: i64,
+        keep_deleted: i64,
+        mut new: impl FnMut(&DecisionRow),
+        mut deleted: impl FnMut(&DecisionRow),
+    ) -> Result<Cursor> {
+        let max_id = self.max_decision_id()?;
+        // New: active, within the id window, and the longest of its (value, type, scope).
+        let mut sql = Sql::new("");
+        let n = sql.p(now);
+        let top = sql.p(max_id);
+        sql.text = format!("SELECT {} FROM decisions d WHERE {} AND d.id <= {top}", cols("d"), active("d", &n));
+        if let Some(c) = since {
+            let p = sql.p(c.last_id);
+            sql.and(&format!("d.id > {p}"));
+        }
+        sql.filter("d", f);
+        let mut longer = Sql { text: String::new(), params: std::mem::take(&mut sql.params) };
+        longer.text = format!(
+            "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope \
+             AND {} AND (o.until > d.until OR (o.until = d.until AND o.id > d.id))",
+            active("o", &n)
+        );
+        longer.filter("o", &DecisionFilter { addr: None, id: None, limit: None, ..f.clone() });
+        sql.params = longer.params;
+        sql.and(&format!("{})", longer.text));
+        sql.text.push_str(" ORDER BY d.id");
+        self.each(&sql, &mut new)?;
+        // Deleted: ended in the window, and nothing active holds the value any more.
+        let mut sql = Sql::new("");
+        let n = sql.p(now);
+        let from = sql.p(match since {
+            Some(c) => c.last_pull - 2,
+            None => now - keep_deleted,
+        });
+        sql.text = format!(
+            "SELECT {} FROM decisions d WHERE COALESCE(d.deleted_at, d.until) > {from} \
+             AND COALESCE(d.deleted_at, d.until) <= {n} AND NOT ({})",
+            cols("d"),
+            active("d", &n)
+        );
+        sql.filter("d", f);
+        let mut held = Sql { text: String::new(), params: std::mem::take(&mut sql.params) };
+        held.text = format!(
+            "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope AND {}",
+            active("o", &n)
+        );
+        held.filter("o", &DecisionFilter { addr: None, id: None, limit: None, ..f.clone() });
+        sql.params = held.params;
+        sql.and(&format!("{})", held.text));
+        sql.text.push_str(" ORDER BY d.id");
+        self.each(&sql, &mut deleted)?;
+        Ok(Cursor { last_id: max_id, last_pull: now })
+    }
+
+    /// Deletes (ends now) the active decisions matching `f`; returns them.
+    ///
+    /// # Errors
+    /// SQLite errors (nothing is deleted).
+    pub fn delete_matching(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
+        let rows = self.query(&DecisionFilter { simulated: true, ..f.clone() }, now)?;
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("UPDATE decisions SET deleted_at = ?1 WHERE id = ?2")?;
+            for r in &rows {
+                st.execute(rusqlite::params![now, r.id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows)
+    }
+}
+
+fn cols(t: &str) -> String {
+    COLS.split(", ").map(|c| format!("{t}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewDecision;
+
+    fn dec(value: &str, secs: u64, origin: &str) -> NewDecision {
+        NewDecision {
+            origin: origin.into(),
+            scenario: "crowdsecurity/ssh-bf".into(),
+            scope: if value.contains('/') { "Range".into() } else { "Ip".into() },
+            value: value.into(),
+            kind: "ban".into(),
+            duration_secs: secs,
+            ..NewDecision::default()
+        }
+    }
+
+    fn values(rows: &[DecisionRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.value.as_str()).collect()
+    }
+
+    fn ip(s: &str, contains: bool) -> DecisionFilter {
+        DecisionFilter { addr: Some(AddrMatch { target: s.parse().unwrap(), contains }), ..Default::default() }
+    }
+
+    #[test]
+    fn an_address_matches_its_own_decisions_and_the_ranges_around_it() {
+        let mut s = Store::memory().unwrap();
+        s.record(
+            None,
+            &[
+                dec("192.0.2.7", 100, "cscli"),
+                dec("192.0.2.0/24", 100, "cscli"),
+                dec("198.51.100.0/24", 100, "cscli"),
+                dec("2001:db8::/32", 100, "cscli"),
+                dec("192.0.2.8", 100, "cscli"),
+            ],
+            0,
+        )
+        .unwrap();
+        assert_eq!(values(&s.query(&ip("192.0.2.7", true), 1).unwrap()), ["192.0.2.7", "192.0.2.0/24"]);
+        assert_eq!(values(&s.query(&ip("2001:db8:1::5", true), 1).unwrap()), ["2001:db8::/32"]);
+        assert!(s.query(&ip("203.0.113.1", true), 1).unwrap().is_empty());
+        // An IPv4 address never matches an IPv6 range whose bytes happen to compare around it.
+        assert!(s.query(&ip("::c000:207", true), 1).unwrap().is_empty());
+        assert_eq!(
+            values(&s.query(&ip("192.0.2.0/24", false), 1).unwrap()),
+            ["192.0.2.7", "192.0.2.0/24", "192.0.2.8"]
+        );
+        let f = DecisionFilter {
+            origins: vec!["CSCLI".into()],
+            scenarios_containing: vec!["SSH".into()],
+            ..ip("192.0.2.7", true)
+        };
+        assert_eq!(s.query(&f, 1).unwrap().len(), 2);
+        let f = DecisionFilter { scenarios_not_containing: vec!["ssh".into()], ..ip("192.0.2.7", true) };
+        assert!(s.query(&f, 1).unwrap().is_empty());
+        assert!(s.query(&ip("192.0.2.7", true), 100).unwrap().is_empty(), "expired");
+    }
+
+    #[test]
+    fn stream_deltas_and_dedup() {
+        let mut s = Store::memory().unwrap();
+        let f = DecisionFilter { scopes: vec!["Ip".into(), "Range".into()], ..Default::default() };
+        s.record(None, &[dec("192.0.2.1", 100, "crowdsec"), dec("192.0.2.1", 50, "cscli")], 0).unwrap();
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        let c = s.stream(&f, None, 10, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        assert_eq!(new.len(), 1, "only the longest per value: {new:?}");
+        assert_eq!(new[0].until, 100);
+        assert!(del.is_empty());
+        // A shorter decision for a held value is not sent; a new value is.
+        s.record(None, &[dec("192.0.2.1", 10, "cscli"), dec("192.0.2.2", 100, "cscli")], 20).unwrap();
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        let c = s.stream(&f, Some(c), 21, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        assert_eq!(values(&new), ["192.0.2.2"]);
+        assert!(del.is_empty());
+        // Deleting one of two decisions on a value sends nothing; deleting the last sends it.
+        s.delete_matching(&DecisionFilter { value: Some("192.0.2.2".into()), ..Default::default() }, 30).unwrap();
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        let c = s.stream(&f, Some(c), 31, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        assert!(new.is_empty());
+        assert_eq!(values(&del), ["192.0.2.2"]);
+        // Expiry counts as deletion, once every decision on the value has ended.
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        let c = s.stream(&f, Some(c), 60, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        // (192.0.2.2 may come again: the window overlaps the last pull by two seconds.)
+        assert!(!values(&del).contains(&"192.0.2.1"), "192.0.2.1 is still held by the 100 s decision: {del:?}");
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        s.stream(&f, Some(c), 101, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        assert!(values(&del).iter().all(|v| *v == "192.0.2.1") && !del.is_empty(), "{del:?}");
+        // Startup: nothing active, the ended ones as deleted.
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        s.stream(&f, None, 102, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        assert!(new.is_empty());
+        assert!(!del.is_empty());
+    }
+
+    #[test]
+    fn simulated_decisions_are_hidden_unless_asked() {
+        let mut s = Store::memory().unwrap();
+        s.record(None, &[NewDecision { simulated: true, ..dec("192.0.2.9", 100, "crowdsec") }], 0).unwrap();
+        assert!(s.query(&DecisionFilter::default(), 1).unwrap().is_empty());
+        assert_eq!(s.query(&DecisionFilter { simulated: true, ..Default::default() }, 1).unwrap().len(), 1);
+    }
+}
