@@ -12,5 +12,6 @@ pub mod detect;
 pub mod enforce;
 pub mod engine;
 pub mod fuzzing;
+pub mod lapi;
 pub mod reconcile;
 pub mod store;

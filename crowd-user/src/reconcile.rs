@@ -10,7 +10,7 @@ use crate::{
     addr::Target,
     clock::BootClock,
     enforce::{EnforceError, maps::BanMaps},
-    store::{DecisionRow, Store, StoreError},
+    store::{Cursor, DecisionFilter, DecisionRow, Store, StoreError, StreamPart},
 };
 
 /// What a reconciliation changed.
@@ -107,6 +107,87 @@ pub fn reconcile(store: &Store, maps: &mut BanMaps, now_unix: i64) -> Result<Rep
         maps.insert_ban(*t, ban_for(row, now_unix, &clock))?;
         report.added += 1;
     }
+    Ok(report)
+}
+
+/// The map entry for exactly `target`, if any.
+fn entry_of(maps: &BanMaps, target: Target) -> Option<crate::enforce::maps::BanEntry> {
+    match target {
+        Target::Ip(ip) => maps.lookup(ip).exact,
+        Target::Net(n) => maps.lookup(n.network()).range.filter(|e| e.target == target),
+    }
+}
+
+/// Puts one decision into the maps: a ban expiring in `secs_left`, or, when `secs_left` is not
+/// positive, the removal of the ban a decision put there (`crowd map add` entries stay).
+/// Returns whether the maps changed.
+///
+/// # Errors
+/// Map errors (a full map is reported).
+pub fn apply_one(
+    maps: &mut BanMaps,
+    target: Target,
+    secs_left: i64,
+    id: i64,
+    origin_name: &str,
+    clock: &BootClock,
+) -> Result<bool, EnforceError> {
+    if secs_left <= 0 {
+        return match entry_of(maps, target) {
+            Some(e) if store_owned(e.ban.decision_id) => maps.remove_ban(target),
+            _ => Ok(false),
+        };
+    }
+    let ban = Ban::new(
+        clock.expiry_after(Some(std::time::Duration::from_secs(u64::try_from(secs_left).unwrap_or(1)))),
+        u64::try_from(id).unwrap_or(0),
+        origin(origin_name),
+    );
+    maps.insert_ban(target, ban)?;
+    Ok(true)
+}
+
+/// The decisions the XDP maps enforce: bans on addresses and ranges, not simulated.
+#[must_use]
+pub fn enforced_filter() -> DecisionFilter {
+    DecisionFilter { scopes: vec!["Ip".into(), "Range".into()], kind: Some("ban".into()), ..DecisionFilter::default() }
+}
+
+/// Applies the store's changes since `cursor` to the maps (the first call, with no cursor,
+/// reconciles everything); moves the cursor.
+///
+/// # Errors
+/// Store or map errors.
+pub fn apply_changes(
+    store: &Store,
+    maps: &mut BanMaps,
+    cursor: &mut Option<Cursor>,
+    now_unix: i64,
+) -> Result<Report, ReconcileError> {
+    let Some(since) = *cursor else {
+        let r = reconcile(store, maps, now_unix)?;
+        *cursor = Some(Cursor { last_id: store.max_decision_id()?, last_pull: now_unix });
+        return Ok(r);
+    };
+    let clock = BootClock::now();
+    let f = enforced_filter();
+    let (mut new, mut gone) = (Vec::new(), Vec::new());
+    let next = store.stream(&f, Some(since), None, now_unix, 0, StreamPart::New, |r| new.push(r.clone()))?;
+    store.stream(&f, Some(since), Some(next.last_id), now_unix, 0, StreamPart::Deleted, |r| gone.push(r.clone()))?;
+    let mut report = Report::default();
+    for (rows, removing) in [(&gone, true), (&new, false)] {
+        for r in rows {
+            let Ok(t) = r.value.parse::<Target>() else {
+                report.skipped += 1;
+                continue;
+            };
+            let left = if removing { 0 } else { r.until - now_unix };
+            if apply_one(maps, t, left, r.id, &r.origin, &clock)? {
+                if removing { report.removed += 1 } else { report.added += 1 }
+            }
+        }
+    }
+    *cursor = Some(next);
     Ok(report)
 }
 

@@ -4,6 +4,7 @@
 //! work straight on the pinned kernel maps and need no running daemon.
 pub mod decisions;
 pub mod hubtest;
+pub mod lapi;
 pub mod map;
 pub mod output;
 pub mod replay;
@@ -140,6 +141,34 @@ pub enum Command {
         #[command(subcommand)]
         command: decisions::DecisionsCommand,
     },
+    /// Serve the Local API alone (CrowdSec's bouncer and agent API; no enforcement here).
+    Api {
+        /// Address to listen on.
+        #[arg(long, default_value = lapi::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Where the store lives.
+        #[arg(long, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        /// A CrowdSec `profiles.yaml` for alerts pushed without decisions.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+    },
+    /// Bouncers allowed to pull decisions (API keys).
+    Bouncers {
+        /// Where the store lives.
+        #[arg(long, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: lapi::BouncersCommand,
+    },
+    /// Machines (agents) allowed to push alerts.
+    Machines {
+        /// Where the store lives.
+        #[arg(long, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: lapi::MachinesCommand,
+    },
     /// Run CrowdSec hub tests through crowd's engine.
     Hubtest {
         #[command(subcommand)]
@@ -195,5 +224,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
+        Command::Api { listen, state_dir, profiles } => {
+            let mut p = replay::profile(None, profiles.as_ref())?;
+            p.protect(crate::addr::local_addresses());
+            lapi::serve(*listen, state_dir, p)
+        }
+        Command::Bouncers { state_dir, command } => lapi::bouncers(state_dir, command, cli.output),
+        Command::Machines { state_dir, command } => lapi::machines(state_dir, command, cli.output),
     }
 }

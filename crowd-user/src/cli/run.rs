@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Detection options of `crowd run`.
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct DetectArgs {
     /// A CrowdSec-format acquisition YAML (default: /var/log/auth.log and the usual web logs
     /// that exist on this host).
@@ -57,6 +57,12 @@ pub struct DetectArgs {
     /// Also read standard input as lines of this type (e.g. `--stdin syslog`).
     #[arg(long, value_name = "TYPE")]
     pub stdin: Option<String>,
+    /// Where the Local API listens (CrowdSec's bouncers and agents use it).
+    #[arg(long, default_value = super::lapi::DEFAULT_LISTEN)]
+    pub api_listen: std::net::SocketAddr,
+    /// Do not serve the Local API.
+    #[arg(long)]
+    pub no_api: bool,
 }
 
 fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
@@ -292,9 +298,32 @@ pub fn daemon(
         ifaces.join(", "),
         settings.pin_dir.display()
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let api_profile = if detect.no_api {
+        None
+    } else {
+        let mut p = super::replay::profile(detect.config.as_ref(), detect.profiles.as_ref())?;
+        p.simulation = detect.simulation;
+        p.protect(crate::addr::local_addresses());
+        Some(p)
+    };
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut changes = match api_profile {
+            Some(p) => {
+                let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.state_dir);
+                let lapi = super::lapi::start(detect.api_listen, state, p, stop).await?;
+                Some(lapi)
+            }
+            None => None,
+        }
+        .map(|(_task, rx)| rx);
+        // Decisions made through the API or the CLI reach the maps as soon as the store changes.
+        let mut cursor = None;
+        if let Err(e) = crate::reconcile::apply_changes(&store, &mut maps, &mut cursor, unix_now()) {
+            tracing::error!(error = %e, "applying the store's decisions to the maps");
+        }
         let mut tick = tokio::time::interval(sweep_every);
         let mut rebuild = tokio::time::interval(rebuild_every);
         rebuild.tick().await;
@@ -311,6 +340,13 @@ pub fn daemon(
                     // The boot-time offset only moves across a suspend; keep the program's copy fresh.
                     if let Err(e) = maps.refresh_config() {
                         tracing::error!(error = %e, "refreshing the program's config");
+                    }
+                }
+                Ok(()) = async { match changes.as_mut() { Some(c) => c.changed().await.map_err(|_| ()), None => std::future::pending().await } } => {
+                    match crate::reconcile::apply_changes(&store, &mut maps, &mut cursor, unix_now()) {
+                        Ok(r) if r.added + r.removed > 0 => tracing::info!(added = r.added, removed = r.removed, "store changes applied to the maps"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "applying store changes to the maps"),
                     }
                 }
                 _ = reconcile.tick() => {
@@ -330,6 +366,7 @@ pub fn daemon(
             }
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = api_stop.send(());
         tracing::info!("exiting; the XDP program stays attached through its pinned links");
         drop(loaded);
         Ok::<(), anyhow::Error>(())

@@ -54,6 +54,15 @@ pub struct Cursor {
     pub last_pull: i64,
 }
 
+/// Which half of a stream answer to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamPart {
+    /// The `new` list.
+    New,
+    /// The `deleted` list.
+    Deleted,
+}
+
 /// A SQL condition under construction, with its parameters (numbered `?N`).
 struct Sql {
     text: String,
@@ -166,23 +175,33 @@ impl Store {
         Ok(out)
     }
 
-    /// Stream mode. Without `since` (`startup=true`): every active decision as new, and every
-    /// decision ended in the last `keep_deleted` seconds as deleted. With it: the decisions
-    /// made since the cursor, and those ended since its pull (less two seconds). Returns the
-    /// cursor for the next pull.
+    /// Stream mode, one half at a time. Without `since` (`startup=true`): every active
+    /// decision as new, and every decision ended in the last `keep_deleted` seconds as deleted.
+    /// With it: the decisions made since the cursor, and those ended since its pull (less two
+    /// seconds). Returns the cursor for the next pull (`up_to`: the id the pull stops at, so
+    /// both halves of one answer see the same decisions; `None` reads the newest).
     ///
     /// # Errors
     /// SQLite errors.
+    #[allow(clippy::too_many_arguments)]
     pub fn stream(
         &self,
         f: &DecisionFilter,
         since: Option<Cursor>,
+        up_to: Option<i64>,
         now: i64,
         keep_deleted: i64,
-        mut new: impl FnMut(&DecisionRow),
-        mut deleted: impl FnMut(&DecisionRow),
+        part: StreamPart,
+        mut emit: impl FnMut(&DecisionRow),
     ) -> Result<Cursor> {
-        let max_id = self.max_decision_id()?;
+        let max_id = match up_to {
+            Some(id) => id,
+            None => self.max_decision_id()?,
+        };
+        let cursor = Cursor { last_id: max_id, last_pull: now };
+        if part == StreamPart::Deleted {
+            return self.stream_deleted(f, since, now, keep_deleted, &mut emit).map(|()| cursor);
+        }
         // New: active, within the id window, and the longest of its (value, type, scope).
         let mut sql = Sql::new("");
         let n = sql.p(now);
@@ -203,8 +222,19 @@ impl Store {
         sql.params = longer.params;
         sql.and(&format!("{})", longer.text));
         sql.text.push_str(" ORDER BY d.id");
-        self.each(&sql, &mut new)?;
-        // Deleted: ended in the window, and nothing active holds the value any more.
+        self.each(&sql, &mut emit)?;
+        Ok(cursor)
+    }
+
+    /// Deleted: ended in the window, and nothing active holds the value any more.
+    fn stream_deleted(
+        &self,
+        f: &DecisionFilter,
+        since: Option<Cursor>,
+        now: i64,
+        keep_deleted: i64,
+        emit: &mut impl FnMut(&DecisionRow),
+    ) -> Result<()> {
         let mut sql = Sql::new("");
         let n = sql.p(now);
         let from = sql.p(match since {
@@ -227,8 +257,7 @@ impl Store {
         sql.params = held.params;
         sql.and(&format!("{})", held.text));
         sql.text.push_str(" ORDER BY d.id");
-        self.each(&sql, &mut deleted)?;
-        Ok(Cursor { last_id: max_id, last_pull: now })
+        self.each(&sql, emit)
     }
 
     /// Deletes (ends now) the active decisions matching `f`; returns them.
@@ -268,6 +297,19 @@ mod tests {
             duration_secs: secs,
             ..NewDecision::default()
         }
+    }
+
+    /// Both halves of a pull.
+    fn pull(
+        s: &Store,
+        f: &DecisionFilter,
+        since: Option<Cursor>,
+        now: i64,
+    ) -> (Vec<DecisionRow>, Vec<DecisionRow>, Cursor) {
+        let (mut new, mut del) = (Vec::new(), Vec::new());
+        let c = s.stream(f, since, None, now, 3600, StreamPart::New, |r| new.push(r.clone())).unwrap();
+        s.stream(f, since, Some(c.last_id), now, 3600, StreamPart::Deleted, |r| del.push(r.clone())).unwrap();
+        (new, del, c)
     }
 
     fn values(rows: &[DecisionRow]) -> Vec<&str> {
@@ -318,34 +360,28 @@ mod tests {
         let mut s = Store::memory().unwrap();
         let f = DecisionFilter { scopes: vec!["Ip".into(), "Range".into()], ..Default::default() };
         s.record(None, &[dec("192.0.2.1", 100, "crowdsec"), dec("192.0.2.1", 50, "cscli")], 0).unwrap();
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        let c = s.stream(&f, None, 10, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, c) = pull(&s, &f, None, 10);
         assert_eq!(new.len(), 1, "only the longest per value: {new:?}");
         assert_eq!(new[0].until, 100);
         assert!(del.is_empty());
         // A shorter decision for a held value is not sent; a new value is.
         s.record(None, &[dec("192.0.2.1", 10, "cscli"), dec("192.0.2.2", 100, "cscli")], 20).unwrap();
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        let c = s.stream(&f, Some(c), 21, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, c) = pull(&s, &f, Some(c), 21);
         assert_eq!(values(&new), ["192.0.2.2"]);
         assert!(del.is_empty());
         // Deleting one of two decisions on a value sends nothing; deleting the last sends it.
         s.delete_matching(&DecisionFilter { value: Some("192.0.2.2".into()), ..Default::default() }, 30).unwrap();
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        let c = s.stream(&f, Some(c), 31, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, c) = pull(&s, &f, Some(c), 31);
         assert!(new.is_empty());
         assert_eq!(values(&del), ["192.0.2.2"]);
         // Expiry counts as deletion, once every decision on the value has ended.
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        let c = s.stream(&f, Some(c), 60, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, c) = pull(&s, &f, Some(c), 60);
         // (192.0.2.2 may come again: the window overlaps the last pull by two seconds.)
         assert!(!values(&del).contains(&"192.0.2.1"), "192.0.2.1 is still held by the 100 s decision: {del:?}");
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        s.stream(&f, Some(c), 101, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, _) = pull(&s, &f, Some(c), 101);
         assert!(values(&del).iter().all(|v| *v == "192.0.2.1") && !del.is_empty(), "{del:?}");
         // Startup: nothing active, the ended ones as deleted.
-        let (mut new, mut del) = (Vec::new(), Vec::new());
-        s.stream(&f, None, 102, 3600, |r| new.push(r.clone()), |r| del.push(r.clone())).unwrap();
+        let (new, del, _) = pull(&s, &f, None, 102);
         assert!(new.is_empty());
         assert!(!del.is_empty());
     }

@@ -18,7 +18,7 @@ use schema::MIGRATIONS;
 
 pub use alerts::{AlertFilter, AlertRow};
 pub use auth::{BouncerRow, MachineRow};
-pub use decisions::{AddrMatch, Cursor, DecisionFilter};
+pub use decisions::{AddrMatch, Cursor, DecisionFilter, StreamPart};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +240,19 @@ impl Store {
     /// # Errors
     /// SQLite errors (nothing is recorded).
     pub fn record(&mut self, alert: Option<&NewAlert>, decisions: &[NewDecision], now: i64) -> Result<Vec<i64>> {
+        self.record_alert(alert, decisions, now).map(|(_, ids)| ids)
+    }
+
+    /// [`Store::record`], also returning the alert's id.
+    ///
+    /// # Errors
+    /// SQLite errors (nothing is recorded).
+    pub fn record_alert(
+        &mut self,
+        alert: Option<&NewAlert>,
+        decisions: &[NewDecision],
+        now: i64,
+    ) -> Result<(Option<i64>, Vec<i64>)> {
         let tx = self.conn.transaction()?;
         let alert_id = match alert {
             Some(a) => {
@@ -288,7 +301,7 @@ impl Store {
         }
         drop(st);
         tx.commit()?;
-        Ok(ids)
+        Ok((alert_id, ids))
     }
 
     /// Decisions in force at `now` (not deleted, not expired).

@@ -1,0 +1,229 @@
+//! `crowd api` (the Local API alone), `crowd bouncers add|list|delete` and
+//! `crowd machines add|list|delete|validate`: the API's credentials, kept in the store.
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Format, output};
+use crate::{
+    engine::profile::Profile,
+    lapi::{self, Lapi, auth},
+    store::Store,
+};
+
+/// Default listen address (CrowdSec's).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// How often the API looks for changes written by other processes.
+pub const CHANGE_POLL: Duration = Duration::from_millis(10);
+
+/// `crowd bouncers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BouncersCommand {
+    /// Add a bouncer and print its API key (shown once; only its hash is kept).
+    Add {
+        /// Its name.
+        name: String,
+        /// Use this key instead of a random one.
+        #[arg(short, long)]
+        key: Option<String>,
+    },
+    /// List bouncers.
+    List,
+    /// Delete a bouncer (and the `NAME@IP` rows its key made).
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `crowd machines` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MachinesCommand {
+    /// Add a validated machine.
+    Add {
+        /// Its login.
+        machine_id: String,
+        /// Its password (random if absent; printed).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List machines.
+    List,
+    /// Allow a registered machine to log in.
+    Validate {
+        /// Its login.
+        machine_id: String,
+    },
+    /// Delete a machine.
+    Delete {
+        /// Its login.
+        machine_id: String,
+    },
+}
+
+fn open(state_dir: &Path) -> Result<Store> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
+    Ok(Store::open(&state_dir.join("crowd.db"))?)
+}
+
+fn when(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Runs a `crowd bouncers` subcommand.
+///
+/// # Errors
+/// Store errors, a taken name, an unknown bouncer.
+pub fn bouncers(state_dir: &Path, cmd: &BouncersCommand, fmt: Format) -> Result<()> {
+    let mut s = open(state_dir)?;
+    let now = lapi::decisions::now();
+    match cmd {
+        BouncersCommand::Add { name, key } => {
+            let key = key.clone().unwrap_or_else(auth::random_token);
+            if !s.add_bouncer(name, &auth::hash_key(&key), now)? {
+                bail!("a bouncer named `{name}` exists already (delete it first)");
+            }
+            match fmt {
+                Format::Json => output::json(&json!({"name": name, "api_key": key})),
+                Format::Table => {
+                    println!("API key for `{name}`:\n\n   {key}\n\nKeep it: it will not be shown again.");
+                }
+            }
+        }
+        BouncersCommand::List => {
+            let rows = s.bouncers()?;
+            match fmt {
+                Format::Json => output::json(&rows),
+                Format::Table => output::table(
+                    &["NAME", "IP ADDRESS", "TYPE", "VERSION", "LAST PULL", "AUTH"],
+                    &rows
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                b.name.clone(),
+                                b.ip_address.clone(),
+                                b.kind.clone(),
+                                b.version.clone(),
+                                when(b.last_pull),
+                                b.auth_type.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        BouncersCommand::Delete { name } => {
+            let n = s.delete_bouncer(name)?;
+            if n == 0 {
+                bail!("no bouncer named `{name}`");
+            }
+            match fmt {
+                Format::Json => output::json(&json!({"deleted": name, "rows": n})),
+                Format::Table => println!("bouncer `{name}` deleted"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `crowd machines` subcommand.
+///
+/// # Errors
+/// Store errors, an unknown machine.
+pub fn machines(state_dir: &Path, cmd: &MachinesCommand, fmt: Format) -> Result<()> {
+    let mut s = open(state_dir)?;
+    let now = lapi::decisions::now();
+    match cmd {
+        MachinesCommand::Add { machine_id, password } => {
+            let pw = password.clone().unwrap_or_else(auth::random_token);
+            let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            s.upsert_machine(machine_id, &hash, true, "", now)?;
+            match fmt {
+                Format::Json => output::json(&json!({"machine_id": machine_id, "password": pw})),
+                Format::Table => println!("machine `{machine_id}` added (validated); password: {pw}"),
+            }
+        }
+        MachinesCommand::List => {
+            let rows = s.machines()?;
+            match fmt {
+                Format::Json => output::json(&rows),
+                Format::Table => output::table(
+                    &["NAME", "IP ADDRESS", "VALIDATED", "LAST HEARTBEAT"],
+                    &rows
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.machine_id.clone(),
+                                m.ip_address.clone(),
+                                if m.validated { "yes".into() } else { "no".into() },
+                                when(m.last_heartbeat),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        MachinesCommand::Validate { machine_id } => {
+            if !s.validate_machine(machine_id)? {
+                bail!("no machine named `{machine_id}`");
+            }
+            println!("machine `{machine_id}` validated");
+        }
+        MachinesCommand::Delete { machine_id } => {
+            if !s.delete_machine(machine_id)? {
+                bail!("no machine named `{machine_id}`");
+            }
+            println!("machine `{machine_id}` deleted");
+        }
+    }
+    Ok(())
+}
+
+/// Binds the API and serves it on the current runtime until `shutdown`.
+///
+/// # Errors
+/// The address is taken or the store does not open.
+pub async fn start(
+    listen: SocketAddr,
+    state_dir: &Path,
+    profile: Profile,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<u64>)> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
+    let state: Arc<Lapi> = Lapi::new(&state_dir.join("crowd.db"), profile, CHANGE_POLL)?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
+    tracing::info!(%listen, "local API listening");
+    let changes = state.changes.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = lapi::serve(listener, state, shutdown).await {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    Ok((task, changes))
+}
+
+/// `crowd api`: the Local API alone (no enforcement, no log reading), until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Start-up failures.
+pub fn serve(listen: SocketAddr, state_dir: &Path, profile: Profile) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        let (task, _) = start(listen, state_dir, profile, stop).await?;
+        println!("crowd: local API on http://{listen}/");
+        let _ = task.await;
+        Ok(())
+    })
+}

@@ -1,0 +1,403 @@
+//! Agent routes: machine registration and login (JWT), alerts pushed, searched and deleted,
+//! heartbeat. An alert pushed without decisions goes through crowd's profiles (allowlists and
+//! our own addresses first); one that carries decisions (from `cscli`-style tools) keeps them,
+//! but never against an allowlisted address.
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use super::{
+    ApiError, Lapi,
+    auth::{self, Machine},
+    decisions::{canonical_scope, now},
+    model::{Alert, AlertDecision, WireDecision},
+};
+use crate::{
+    addr::Target,
+    store::{AlertFilter, AlertRow, NewAlert, NewDecision},
+};
+
+/// Parses a JSON body; a declared content type other than JSON is refused.
+///
+/// # Errors
+/// 415 for a wrong content type, 400 for JSON that does not fit (with serde's line and column).
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !ct.to_ascii_lowercase().contains("json")
+    {
+        return Err(ApiError::UnsupportedMedia(format!("content type `{ct}`: expected application/json")));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    machine_id: String,
+    password: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    registration_token: Option<String>,
+}
+
+/// `POST /v1/watchers`: registers a machine (to be validated with `crowd machines validate`).
+///
+/// # Errors
+/// Bad bodies, a taken name, store errors.
+pub async fn register(
+    State(st): State<Arc<Lapi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let r: Register = parse_json(&headers, &body)?;
+    if r.machine_id.is_empty() || r.password.is_empty() || r.machine_id.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "machine_id and password are required (machine_id: at most 128 bytes)".into(),
+        ));
+    }
+    let id = r.machine_id.clone();
+    if st.db.run(move |s| s.machine(&id)).await?.is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    let hash = auth::hash_password(&r.password)?;
+    let ip = peer.ip().to_string();
+    let t = now();
+    st.db.run(move |s| s.upsert_machine(&r.machine_id, &hash, false, &ip, t)).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct Login {
+    machine_id: String,
+    password: String,
+    #[serde(default)]
+    scenarios: Vec<String>,
+}
+
+fn token_answer(token: &str, exp: u64) -> Json<Value> {
+    let expire = chrono::DateTime::from_timestamp(i64::try_from(exp).unwrap_or(0), 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Json(json!({"code": 200, "expire": expire, "token": token}))
+}
+
+/// `POST /v1/watchers/login`.
+///
+/// # Errors
+/// 401 for unknown, unvalidated or wrong credentials; bad bodies.
+pub async fn login(
+    State(st): State<Arc<Lapi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let l: Login = parse_json(&headers, &body)?;
+    let id = l.machine_id.clone();
+    let m = st.db.run(move |s| s.machine(&id)).await?;
+    let denied = || ApiError::Unauthorized("incorrect Username or Password".into());
+    let m = m.ok_or_else(denied)?;
+    let (pw, phc) = (l.password.clone(), m.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &phc)).await.unwrap_or(false);
+    if !ok || !m.validated {
+        return Err(denied());
+    }
+    let t = now();
+    let (token, exp) = auth::issue(&st.jwt_key, &m.machine_id, u64::try_from(t).unwrap_or(0))?;
+    let scenarios = l.scenarios.join(",");
+    let ip = peer.ip().to_string();
+    st.db.run(move |s| s.touch_machine(&l.machine_id, Some(&scenarios), &ip, t)).await?;
+    Ok(token_answer(&token, exp))
+}
+
+/// `GET /v1/refresh_token`.
+///
+/// # Errors
+/// Signing failures.
+pub async fn refresh(Machine(id): Machine, State(st): State<Arc<Lapi>>) -> Result<Json<Value>, ApiError> {
+    let (token, exp) = auth::issue(&st.jwt_key, &id, u64::try_from(now()).unwrap_or(0))?;
+    Ok(token_answer(&token, exp))
+}
+
+/// `GET /v1/heartbeat`.
+///
+/// # Errors
+/// Store errors.
+pub async fn heartbeat(
+    Machine(id): Machine,
+    State(st): State<Arc<Lapi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<StatusCode, ApiError> {
+    let (t, ip) = (now(), peer.ip().to_string());
+    st.db.run(move |s| s.touch_machine(&id, None, &ip, t)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// A pushed decision as the store takes it, or why it is refused.
+fn decision_of(d: &AlertDecision, a: &Alert) -> Result<NewDecision, ApiError> {
+    let secs = crate::engine::scenario::go_duration_secs(&d.duration).filter(|s| *s > 0.0).ok_or_else(|| {
+        ApiError::BadRequest(format!("decision duration `{}` is not a positive Go duration", d.duration))
+    })?;
+    let scope = canonical_scope(&d.scope);
+    let value = if scope == "Ip" || scope == "Range" {
+        let t: Target = d.value.parse().map_err(|e| ApiError::BadRequest(format!("decision value: {e}")))?;
+        t.to_string()
+    } else {
+        d.value.clone()
+    };
+    Ok(NewDecision {
+        origin: if d.origin.is_empty() { "crowdsec".into() } else { d.origin.clone() },
+        scenario: if d.scenario.is_empty() { a.scenario.clone() } else { d.scenario.clone() },
+        scope,
+        value,
+        kind: if d.kind.is_empty() { "ban".into() } else { d.kind.clone() },
+        duration_secs: secs as u64,
+        simulated: d.simulated.unwrap_or(a.simulated),
+        reason: String::new(),
+        uuid: d.uuid.clone().unwrap_or_default(),
+    })
+}
+
+/// `POST /v1/alerts`: stores the alerts and their decisions; answers their ids.
+///
+/// # Errors
+/// Bad bodies (nothing is stored), store errors.
+pub async fn push(
+    Machine(machine): Machine,
+    State(st): State<Arc<Lapi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Vec<String>>), ApiError> {
+    let alerts: Vec<Alert> = parse_json(&headers, &body)?;
+    // Everything is checked before anything is stored.
+    let mut batch = Vec::with_capacity(alerts.len());
+    for (i, a) in alerts.iter().enumerate() {
+        if a.scenario.is_empty() || a.source.scope.is_empty() || a.source.value.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "alert {i}: scenario, source.scope and source.value are required"
+            )));
+        }
+        let decisions = match &a.decisions {
+            Some(ds) if !ds.is_empty() => {
+                let ds = ds
+                    .iter()
+                    .map(|d| decision_of(d, a))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ApiError::BadRequest(format!("alert {i}: {e}")))?;
+                let profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+                ds.into_iter().filter(|d| !allowlisted(&profile, d)).collect()
+            }
+            _ => profiled(&st, a)?,
+        };
+        let mut stored = a.clone();
+        stored.decisions = None;
+        let body = serde_json::to_string(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let alert = NewAlert {
+            scenario: a.scenario.clone(),
+            scope: canonical_scope(&a.source.scope),
+            value: a.source.value.clone(),
+            events_count: u64::try_from(a.events_count).unwrap_or(0),
+            machine_id: machine.clone(),
+            body,
+        };
+        batch.push((alert, decisions));
+    }
+    let t = now();
+    let ids = st
+        .db
+        .run(move |s| {
+            let mut ids = Vec::new();
+            for (a, ds) in &batch {
+                let (id, _) = s.record_alert(Some(a), ds, t)?;
+                ids.push(id.unwrap_or_default().to_string());
+            }
+            Ok(ids)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(ids)))
+}
+
+fn allowlisted(profile: &crate::engine::profile::Profile, d: &NewDecision) -> bool {
+    let Ok(t) = d.value.parse::<Target>() else { return false };
+    let hit = profile.never.iter().any(|n| match t {
+        Target::Ip(ip) => n.contains(&ip),
+        Target::Net(net) => n.contains(&net.network()) || net.contains(&n.network()),
+    });
+    if hit {
+        tracing::warn!(value = %d.value, "a pushed decision targets an allowlisted address: dropped");
+    }
+    hit
+}
+
+/// Decisions from crowd's profiles for an alert pushed without any.
+fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
+    let engine_alert = crate::engine::scenario::Alert {
+        scenario: a.scenario.clone(),
+        events_count: usize::try_from(a.events_count).unwrap_or(0),
+        events: Vec::new(),
+        scope: canonical_scope(&a.source.scope),
+        value: a.source.value.clone(),
+        remediation: a.remediation.unwrap_or(false),
+        at: crate::clock::unix_now_f64(),
+    };
+    let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let decided = match profile.decide_all(&engine_alert) {
+        Ok(ds) => ds,
+        Err(why) => {
+            tracing::debug!(scenario = %a.scenario, value = %a.source.value, ?why, "pushed alert: no decision");
+            return Ok(Vec::new());
+        }
+    };
+    Ok(decided
+        .into_iter()
+        .map(|d| NewDecision {
+            origin: d.origin,
+            scenario: d.scenario,
+            scope: d.scope,
+            value: d.value,
+            kind: d.kind,
+            duration_secs: d.duration_secs,
+            simulated: d.simulated || a.simulated,
+            reason: String::new(),
+            uuid: String::new(),
+        })
+        .collect())
+}
+
+/// An alert as served: its stored body with its id, machine, time and decisions.
+fn served(st_now: i64, row: &AlertRow, decisions: &[crate::store::DecisionRow]) -> Value {
+    let mut v: Value = serde_json::from_str(&row.body).unwrap_or_else(|_| {
+        json!({
+            "scenario": row.scenario, "scenario_hash": "", "scenario_version": "", "message": "",
+            "events_count": row.events_count, "start_at": "", "stop_at": "", "capacity": 0, "leakspeed": "",
+            "simulated": false, "events": [], "source": {"scope": row.scope, "value": row.value},
+        })
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.insert("id".into(), json!(row.id));
+        o.insert("machine_id".into(), json!(row.machine_id));
+        let created = chrono::DateTime::from_timestamp(row.created_at, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        o.insert("created_at".into(), json!(created));
+        let ds: Vec<WireDecision<'_>> = decisions.iter().map(|d| WireDecision::of(d, st_now)).collect();
+        o.insert("decisions".into(), serde_json::to_value(ds).unwrap_or(Value::Null));
+    }
+    v
+}
+
+/// The alert filter a query string asks for.
+fn alert_filter(q: &HashMap<String, String>, t: i64) -> Result<AlertFilter, ApiError> {
+    let ago = |k: &str| -> Result<Option<i64>, ApiError> {
+        q.get(k)
+            .map(|v| {
+                humantime::parse_duration(v)
+                    .map(|d| t - i64::try_from(d.as_secs()).unwrap_or(0))
+                    .map_err(|e| ApiError::BadRequest(format!("`{k}={v}`: {e}")))
+            })
+            .transpose()
+    };
+    let value = match (q.get("ip"), q.get("range"), q.get("value")) {
+        (Some(v), _, _) | (None, Some(v), _) => {
+            Some(v.parse::<Target>().map_err(|e| ApiError::BadRequest(format!("`{v}`: {e}")))?.to_string())
+        }
+        (None, None, v) => v.cloned(),
+    };
+    Ok(AlertFilter {
+        scope: q.get("scope").cloned(),
+        value,
+        scenario: q.get("scenario").cloned(),
+        since: ago("since")?,
+        until: ago("until")?,
+        has_active_decision: q.get("has_active_decision").map(|v| v == "true"),
+        limit: Some(
+            q.get("limit")
+                .map(|l| l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("limit `{l}` is not a number"))))
+                .transpose()?
+                .unwrap_or(100),
+        ),
+    })
+}
+
+/// `GET /v1/alerts`.
+///
+/// # Errors
+/// Bad filters, store errors.
+pub async fn list(
+    _m: Machine,
+    State(st): State<Arc<Lapi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let t = now();
+    let f = alert_filter(&q, t)?;
+    let out = st
+        .db
+        .run(move |s| {
+            let rows = s.alerts(&f, t)?;
+            rows.iter().map(|r| Ok(served(t, r, &s.alert_decisions(r.id)?))).collect()
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+fn alert_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::BadRequest(format!("alert id `{id}` is not a number")))
+}
+
+/// `GET /v1/alerts/:id`.
+///
+/// # Errors
+/// 404, store errors.
+pub async fn one(_m: Machine, State(st): State<Arc<Lapi>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&id)?;
+    let t = now();
+    let got = st
+        .db
+        .run(move |s| match s.alert(id)? {
+            Some(r) => Ok(Some(served(t, &r, &s.alert_decisions(r.id)?))),
+            None => Ok(None),
+        })
+        .await?;
+    got.map(Json).ok_or_else(|| ApiError::NotFound("object not found".into()))
+}
+
+/// `DELETE /v1/alerts`: deletes the matching alerts and ends their decisions.
+///
+/// # Errors
+/// Bad filters, store errors.
+pub async fn delete(
+    _m: Machine,
+    State(st): State<Arc<Lapi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let t = now();
+    let mut f = alert_filter(&q, t)?;
+    f.limit = None;
+    let n = st.db.run(move |s| s.delete_alerts(&f, None, t)).await?;
+    Ok(Json(json!({"nbDeleted": n.to_string()})))
+}
+
+/// `DELETE /v1/alerts/:id`.
+///
+/// # Errors
+/// 404, store errors.
+pub async fn delete_one(
+    _m: Machine,
+    State(st): State<Arc<Lapi>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&id)?;
+    let t = now();
+    let n = st.db.run(move |s| s.delete_alerts(&AlertFilter::default(), Some(id), t)).await?;
+    if n == 0 {
+        return Err(ApiError::NotFound("object not found".into()));
+    }
+    Ok(Json(json!({"nbDeleted": n.to_string()})))
+}

@@ -1,0 +1,303 @@
+//! Bouncer routes: `GET/HEAD /v1/decisions` (query mode), `GET/HEAD /v1/decisions/stream`
+//! (full pull with `startup=true`, else the delta since this bouncer's last pull, kept
+//! server-side), machine deletes, and `POST /v1/usage-metrics`.
+//!
+//! A full pull is written to the client in 64 KiB chunks as the rows come, so a million
+//! decisions never sit in memory as one body. crowd's extension: `wait=DURATION` on a delta pull
+//! holds the request until something changes (at most 60 s): a long poll that `crowd enforce`
+//! uses to get decisions within milliseconds. Unknown parameters are ignored, as CrowdSec does.
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    ApiError, Lapi,
+    auth::{Bouncer, Machine},
+    model::WireDecision,
+};
+use crate::{
+    addr::Target,
+    store::{AddrMatch, Cursor, DecisionFilter, DecisionRow, StreamPart},
+};
+
+/// Ended decisions a full pull still lists (CrowdSec's default flush age).
+pub const KEEP_DELETED_SECS: i64 = 7 * 86400;
+const CHUNK: usize = 64 << 10;
+
+/// The wall clock in Unix seconds.
+#[must_use]
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// CrowdSec's canonical scope names (query filters are case-insensitive for the known ones).
+#[must_use]
+pub fn canonical_scope(s: &str) -> String {
+    match s.to_ascii_lowercase().as_str() {
+        "ip" => "Ip".into(),
+        "range" => "Range".into(),
+        "country" => "Country".into(),
+        "as" => "AS".into(),
+        _ => s.to_owned(),
+    }
+}
+
+fn list(q: &HashMap<String, String>, key: &str) -> Vec<String> {
+    q.get(key)
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn truthy(q: &HashMap<String, String>, key: &str) -> Option<bool> {
+    q.get(key).map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The filter a query string asks for.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for an `ip`/`range` that is not one, or a bad `limit`.
+pub fn filter(q: &HashMap<String, String>, default_scopes: &[&str]) -> Result<DecisionFilter, ApiError> {
+    let mut scopes: Vec<String> = list(q, "scopes");
+    scopes.extend(list(q, "scope"));
+    if scopes.is_empty() {
+        scopes = default_scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+    let contains = truthy(q, "contains").unwrap_or(true);
+    let addr = match (q.get("ip"), q.get("range")) {
+        (Some(v), _) | (None, Some(v)) if !v.is_empty() => {
+            let t: Target = v.parse().map_err(|e| ApiError::BadRequest(format!("`{v}`: {e}")))?;
+            Some(AddrMatch { target: t, contains })
+        }
+        _ => None,
+    };
+    let limit = match q.get("limit") {
+        Some(l) => Some(l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("limit `{l}` is not a number")))?),
+        None => None,
+    };
+    Ok(DecisionFilter {
+        scopes: scopes.iter().map(|s| canonical_scope(s)).collect(),
+        value: q.get("value").filter(|v| !v.is_empty()).cloned(),
+        kind: q.get("type").filter(|v| !v.is_empty()).cloned(),
+        addr,
+        origins: list(q, "origins").into_iter().chain(list(q, "origin")).collect(),
+        scenarios_containing: list(q, "scenarios_containing"),
+        scenarios_not_containing: list(q, "scenarios_not_containing"),
+        simulated: truthy(q, "simulated").unwrap_or(false),
+        id: None,
+        limit,
+    })
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+}
+
+/// `HEAD /v1/decisions[/stream]`: the key is checked, nothing else happens.
+pub async fn head(_b: Bouncer) -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v1/decisions`: active decisions matching the filters, or `null`.
+///
+/// # Errors
+/// Bad filters, store errors.
+pub async fn query(
+    _b: Bouncer,
+    State(st): State<Arc<Lapi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let f = filter(&q, &[])?;
+    let t = now();
+    let rows = st.db.run(move |s| s.query(&f, t)).await?;
+    if rows.is_empty() {
+        return Ok(json_response(b"null".to_vec()));
+    }
+    let wire: Vec<WireDecision<'_>> = rows.iter().map(|r| WireDecision::of(r, t)).collect();
+    Ok(json_response(serde_json::to_vec(&wire).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+/// Writes one stream body, chunk by chunk.
+struct Writer {
+    buf: Vec<u8>,
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    first: bool,
+    count: usize,
+    now: i64,
+}
+
+impl Writer {
+    fn raw(&mut self, s: &[u8]) {
+        self.buf.extend_from_slice(s);
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+    fn flush(&mut self) {
+        if let Some(tx) = &self.tx
+            && !self.buf.is_empty()
+            && tx.blocking_send(Bytes::from(std::mem::take(&mut self.buf))).is_err()
+        {
+            self.tx = None;
+        }
+        self.buf.clear();
+    }
+    fn item(&mut self, r: &DecisionRow) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.count += 1;
+        let _ = serde_json::to_writer(&mut self.buf, &WireDecision::of(r, self.now));
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+}
+
+/// `GET /v1/decisions/stream`.
+///
+/// # Errors
+/// Bad filters, store errors.
+pub async fn stream(
+    Bouncer(b): Bouncer,
+    State(st): State<Arc<Lapi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let f = filter(&q, &["ip", "range"])?;
+    let startup = truthy(&q, "startup").unwrap_or(false) || b.last_pull.is_none();
+    if startup {
+        return Ok(full_pull(st, b.id, f));
+    }
+    let since = Cursor { last_id: b.last_id, last_pull: b.last_pull.unwrap_or(0) };
+    let wait = q
+        .get("wait")
+        .and_then(|w| humantime::parse_duration(w).ok())
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(60));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = st.changes.clone();
+    loop {
+        changes.mark_unchanged();
+        let f2 = f.clone();
+        let t = now();
+        let (body, count, cursor) = st
+            .db
+            .run(move |s| {
+                let mut w = Writer { buf: Vec::new(), tx: None, first: true, count: 0, now: t };
+                let cur = write_pull(s, &mut w, &f2, Some(since), t)?;
+                Ok((w.buf, w.count, cur))
+            })
+            .await?;
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if count > 0 || timed_out {
+            let id = b.id;
+            st.db.run(move |s| s.set_bouncer_pull(id, cursor)).await?;
+            return Ok(json_response(body));
+        }
+        // Nothing yet: wait for a change (or the deadline), then look again.
+        let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+    }
+}
+
+/// Writes `{"new": [...], "deleted": [...]}` for one pull (both halves cut at the same id).
+fn write_pull(
+    s: &crate::store::Store,
+    w: &mut Writer,
+    f: &DecisionFilter,
+    since: Option<Cursor>,
+    t: i64,
+) -> Result<Cursor, crate::store::StoreError> {
+    w.raw(b"{\"new\": [");
+    let cur = s.stream(f, since, None, t, KEEP_DELETED_SECS, StreamPart::New, |r| w.item(r))?;
+    w.raw(b"], \"deleted\": [");
+    w.first = true;
+    s.stream(f, since, Some(cur.last_id), t, KEEP_DELETED_SECS, StreamPart::Deleted, |r| w.item(r))?;
+    w.raw(b"]}");
+    Ok(cur)
+}
+
+/// A full pull, streamed as it is read; the bouncer's cursor moves only if all of it was sent.
+fn full_pull(st: Arc<Lapi>, bouncer: i64, f: DecisionFilter) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let db = st.db.clone();
+    tokio::spawn(async move {
+        let t = now();
+        let res = db
+            .run(move |s| {
+                let mut w = Writer { buf: Vec::new(), tx: Some(tx), first: true, count: 0, now: t };
+                let cur = write_pull(s, &mut w, &f, None, t)?;
+                w.flush();
+                if w.tx.is_some() {
+                    s.set_bouncer_pull(bouncer, cur)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "streaming decisions");
+        }
+    });
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], Body::from_stream(body)).into_response()
+}
+
+fn deleted_answer(n: usize) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"nbDeleted": n.to_string()}))
+}
+
+/// `DELETE /v1/decisions`: ends the active decisions matching the filters.
+///
+/// # Errors
+/// Bad filters, store errors.
+pub async fn delete(
+    _m: Machine,
+    State(st): State<Arc<Lapi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut f = filter(&q, &[])?;
+    if let Some(s) = q.get("scenario") {
+        f.scenarios_containing = vec![s.clone()];
+    }
+    f.simulated = true;
+    let t = now();
+    let gone = st.db.run(move |s| s.delete_matching(&f, t)).await?;
+    Ok(deleted_answer(gone.len()))
+}
+
+/// `DELETE /v1/decisions/:id`.
+///
+/// # Errors
+/// A bad id, store errors.
+pub async fn delete_one(
+    _m: Machine,
+    State(st): State<Arc<Lapi>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("decision id `{id}` is not a number")))?;
+    let f = DecisionFilter { id: Some(id), simulated: true, ..Default::default() };
+    let t = now();
+    let gone = st.db.run(move |s| s.delete_matching(&f, t)).await?;
+    if gone.is_empty() {
+        return Err(ApiError::NotFound("decision not found".into()));
+    }
+    Ok(deleted_answer(gone.len()))
+}
+
+/// `POST /v1/usage-metrics`: accepted from bouncers (crowd does not keep them yet).
+pub async fn usage_metrics(_b: Bouncer, body: Bytes) -> Result<StatusCode, ApiError> {
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    Ok(StatusCode::CREATED)
+}

@@ -1,0 +1,225 @@
+//! The Local API (axum): CrowdSec's wire contract for bouncers (`/v1/decisions`, the stream)
+//! and agents (watchers, alerts, heartbeat), so existing bouncers and automation work unchanged.
+//!
+//! Owns the HTTP layer only: every read and write goes through [`Db`] (a pool of store
+//! connections used on blocking threads). A poller watches the database's change counter, so a
+//! decision written by any process (this daemon's detection, `crowd decisions add`, another
+//! agent) wakes the long-polling stream clients at once (`wait=` on the stream: crowd's push
+//! extension; CrowdSec's bouncers never send it and poll as before).
+//!
+//! Files: `auth.rs` (API keys, JWT, passwords), `decisions.rs` (bouncer routes), `alerts.rs`
+//! (watchers, alerts, heartbeat), `model.rs` (the JSON).
+pub mod alerts;
+pub mod auth;
+pub mod decisions;
+pub mod model;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tokio::sync::watch;
+
+use crate::{
+    engine::profile::Profile,
+    store::{Store, StoreError},
+};
+
+/// Body limit for routes anyone may call (CrowdSec's).
+pub const SMALL_BODY: usize = 2 << 20;
+/// Body limit for authenticated routes (CrowdSec's).
+pub const BIG_BODY: usize = 50 << 20;
+
+/// A pool of store connections on one database file.
+pub struct Db {
+    path: PathBuf,
+    idle: Mutex<Vec<Store>>,
+}
+
+impl Db {
+    /// A pool on `path` (opened and migrated once here).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn open(path: &Path) -> Result<Arc<Db>, StoreError> {
+        let first = Store::open(path)?;
+        Ok(Arc::new(Db { path: path.to_owned(), idle: Mutex::new(vec![first]) }))
+    }
+
+    fn take(&self) -> Result<Store, StoreError> {
+        let got = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        match got {
+            Some(s) => Ok(s),
+            None => Store::open(&self.path),
+        }
+    }
+
+    fn give(&self, s: Store) {
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < 16
+        {
+            v.push(s);
+        }
+    }
+
+    /// Runs `f` on a connection, on a blocking thread.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] for store errors or a panicked job.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = db.take()?;
+            let out = f(&mut s);
+            if out.is_ok() {
+                db.give(s);
+            }
+            out
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// What the handlers share.
+pub struct Lapi {
+    /// The store.
+    pub db: Arc<Db>,
+    /// Profiles applied to alerts pushed without decisions.
+    pub profile: Mutex<Profile>,
+    /// The JWT signing key.
+    pub jwt_key: Vec<u8>,
+    /// Bumped whenever the database changes.
+    pub changes: watch::Receiver<u64>,
+}
+
+/// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 (machines).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 (bouncers).
+    #[error("access forbidden")]
+    Forbidden,
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "local API");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if let ApiError::Unauthorized(m) = &self {
+            return (status, Json(serde_json::json!({"code": 401, "message": m}))).into_response();
+        }
+        (status, Json(model::ErrorBody { message: self.to_string(), errors: None })).into_response()
+    }
+}
+
+impl Lapi {
+    /// The API state over the store at `path`: opens it, loads or makes the JWT key, and starts
+    /// the change poller (every `poll`) on the current tokio runtime.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn new(path: &Path, profile: Profile, poll: Duration) -> Result<Arc<Lapi>, StoreError> {
+        let db = Db::open(path)?;
+        let mut s = db.take()?;
+        let key = s.secret("jwt", auth::random_token)?;
+        let watcher = Store::open(path)?;
+        db.give(s);
+        let (tx, rx) = watch::channel(0u64);
+        std::thread::Builder::new()
+            .name("lapi-changes".into())
+            .spawn(move || {
+                let mut last = watcher.data_version().unwrap_or(0);
+                let mut n = 0u64;
+                // Ends when every receiver (the API) is gone.
+                while !tx.is_closed() {
+                    std::thread::sleep(poll);
+                    match watcher.data_version() {
+                        Ok(v) if v != last => {
+                            last = v;
+                            n += 1;
+                            let _ = tx.send(n);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "watching the store for changes"),
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx }))
+    }
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "up"}))
+}
+
+/// The routes, CrowdSec's paths and methods.
+pub fn router(state: Arc<Lapi>) -> Router {
+    let open = Router::new()
+        .route("/v1/watchers", post(alerts::register))
+        .route("/v1/watchers/login", post(alerts::login))
+        .layer(DefaultBodyLimit::max(SMALL_BODY));
+    let authed = Router::new()
+        .route("/v1/decisions", get(decisions::query).head(decisions::head).delete(decisions::delete))
+        .route("/v1/decisions/stream", get(decisions::stream).head(decisions::head))
+        .route("/v1/decisions/{id}", axum::routing::delete(decisions::delete_one))
+        .route("/v1/alerts", post(alerts::push).get(alerts::list).head(alerts::list).delete(alerts::delete))
+        .route("/v1/alerts/{id}", get(alerts::one).head(alerts::one).delete(alerts::delete_one))
+        .route("/v1/heartbeat", get(alerts::heartbeat))
+        .route("/v1/refresh_token", get(alerts::refresh))
+        .route("/v1/usage-metrics", post(decisions::usage_metrics))
+        .layer(DefaultBodyLimit::max(BIG_BODY));
+    Router::new().route("/health", get(health)).merge(open).merge(authed).with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<Lapi>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
