@@ -136,7 +136,7 @@ pub enum Command {
     /// Decisions in the store (applied to the kernel maps at once).
     Decisions {
         /// Where the store lives.
-        #[arg(long, default_value = "/var/lib/crowd")]
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
         state_dir: PathBuf,
         #[command(subcommand)]
         command: decisions::DecisionsCommand,
@@ -156,7 +156,7 @@ pub enum Command {
     /// Bouncers allowed to pull decisions (API keys).
     Bouncers {
         /// Where the store lives.
-        #[arg(long, default_value = "/var/lib/crowd")]
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
         state_dir: PathBuf,
         #[command(subcommand)]
         command: lapi::BouncersCommand,
@@ -164,7 +164,7 @@ pub enum Command {
     /// Machines (agents) allowed to push alerts.
     Machines {
         /// Where the store lives.
-        #[arg(long, default_value = "/var/lib/crowd")]
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
         state_dir: PathBuf,
         #[command(subcommand)]
         command: lapi::MachinesCommand,

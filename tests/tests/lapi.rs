@@ -1,0 +1,292 @@
+//! HTTP contract tests of the Local API against CrowdSec's wire contract: a real `crowd api`
+//! process on loopback, driven by an HTTP client (unprivileged). Cases follow CrowdSec's own
+//! functional tests: an address inside a range, IPv6 ranges, `null` for nothing, expired
+//! decisions in `deleted`, two bouncers with separate delta state, one key from two addresses.
+use crowd_tests::lapi::Api;
+use serde_json::{Value, json};
+
+fn values(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(|d| d["value"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn query_mode_matches_addresses_ranges_and_answers_null() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    api.crowd(&["decisions", "add", "192.0.2.7", "--duration", "1h"]);
+    api.crowd(&["decisions", "add", "198.51.100.0/24", "--duration", "2d"]);
+    api.crowd(&["decisions", "add", "2001:db8:aa::/48", "--duration", "1h"]);
+
+    let a = api.get("/v1/decisions?ip=198.51.100.77", &key);
+    assert_eq!(a.status, 200);
+    assert!(a.content_type.starts_with("application/json"), "{}", a.content_type);
+    let d = a.json();
+    assert_eq!(values(&d), ["198.51.100.0/24"]);
+    let one = &d[0];
+    assert_eq!(one["scope"], "Range");
+    assert_eq!(one["type"], "ban");
+    assert_eq!(one["origin"], "cscli");
+    let dur = one["duration"].as_str().unwrap();
+    assert!(dur.starts_with("47h59m") || dur == "48h0m0s", "remaining time, no day unit: {dur}");
+    assert!(one.get("until").is_none(), "until is not sent to bouncers");
+    // Field order follows CrowdSec's Go struct.
+    assert!(a.body.find("\"duration\"") < a.body.find("\"id\"") && a.body.find("\"type\"") < a.body.find("\"value\""));
+
+    assert_eq!(values(&api.get("/v1/decisions?ip=2001:db8:aa:1::9", &key).json()), ["2001:db8:aa::/48"]);
+    assert_eq!(values(&api.get("/v1/decisions?ip=192.0.2.7", &key).json()), ["192.0.2.7"]);
+    // Nothing: the literal null.
+    let a = api.get("/v1/decisions?ip=203.0.113.9", &key);
+    assert_eq!((a.status, a.body.as_str()), (200, "null"));
+    // Unknown parameters are ignored; scope and range filters work.
+    assert_eq!(values(&api.get("/v1/decisions?scope=range&whatever=1", &key).json()).len(), 2);
+    assert_eq!(values(&api.get("/v1/decisions?range=192.0.2.0/24&contains=false", &key).json()), ["192.0.2.7"]);
+    assert_eq!(api.get("/v1/decisions?origins=crowdsec", &key).body, "null");
+    assert_eq!(values(&api.get("/v1/decisions?origins=cscli&scenarios_containing=MANUAL", &key).json()).len(), 3);
+    // Bad addresses are a clear 400; SQL-looking values are data.
+    let a = api.get("/v1/decisions?ip=1.2.3.4'%20OR%201=1--", &key);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.json()["message"].as_str().unwrap().contains("not an IP address"));
+    assert_eq!(api.get("/v1/decisions?value=x'%3BDROP%20TABLE%20decisions--", &key).body, "null");
+    assert_eq!(values(&api.get("/v1/decisions", &key).json()).len(), 3, "still there");
+    // HEAD answers 200 with no body.
+    let a = api.send("HEAD", "/v1/decisions", &[("X-Api-Key", &key)], None);
+    assert_eq!((a.status, a.body.as_str()), (200, ""));
+}
+
+#[test]
+fn keys_are_checked_and_stored_hashed() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    for bad in [None, Some("nope"), Some("")] {
+        let h: Vec<(&str, &str)> = bad.map(|k| vec![("X-Api-Key", k)]).unwrap_or_default();
+        let a = api.send("GET", "/v1/decisions", &h, None);
+        assert_eq!(a.status, 403);
+        assert_eq!(a.json(), json!({"message": "access forbidden"}));
+        let a = api.send("GET", "/v1/decisions/stream?startup=true", &h, None);
+        assert_eq!(a.status, 403);
+    }
+    assert_eq!(api.get("/v1/decisions", &key).status, 200);
+    let db = std::fs::read(api.state.join("crowd.db")).unwrap();
+    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the key itself is never stored");
+    api.crowd(&["bouncers", "delete", "fw"]);
+    assert_eq!(api.get("/v1/decisions", &key).status, 403, "a deleted bouncer's key stops working");
+    let a = api.send("GET", "/v1/nothing-here", &[], None);
+    assert_eq!(a.status, 404);
+    let a = api.send("PUT", "/v1/decisions", &[("X-Api-Key", &key)], None);
+    assert_eq!(a.status, 405);
+}
+
+#[test]
+fn stream_startup_deltas_deleted_and_separate_bouncers() {
+    let api = Api::start();
+    let (k1, k2) = (api.bouncer("fw1"), api.bouncer("fw2"));
+    api.crowd(&["decisions", "add", "192.0.2.1", "--duration", "1h"]);
+    api.crowd(&["decisions", "add", "192.0.2.2", "--duration", "1s"]);
+
+    let s = api.get("/v1/decisions/stream?startup=true", &k1).json();
+    assert_eq!(values(&s["new"]), ["192.0.2.1", "192.0.2.2"]);
+    assert_eq!(s["deleted"], json!([]));
+    // Nothing new: empty lists, not null.
+    let a = api.get("/v1/decisions/stream", &k1);
+    assert_eq!(a.json(), json!({"new": [], "deleted": []}));
+
+    api.crowd(&["decisions", "add", "192.0.2.3", "--duration", "1h"]);
+    api.crowd(&["decisions", "delete", "192.0.2.1"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100)); // 192.0.2.2 expires
+    let s = api.get("/v1/decisions/stream", &k1).json();
+    assert_eq!(values(&s["new"]), ["192.0.2.3"]);
+    assert_eq!(values(&s["deleted"]), ["192.0.2.1", "192.0.2.2"], "deleted and expired");
+    let d = s["deleted"][0]["duration"].as_str().unwrap();
+    assert!(d.starts_with('-') || d == "0s", "ended decisions have no time left: {d}");
+
+    // fw2 never pulled: its first pull is a full one, whatever fw1 did.
+    let s = api.get("/v1/decisions/stream?startup=false", &k2).json();
+    assert_eq!(values(&s["new"]), ["192.0.2.3"]);
+    // And a startup pull after deltas is full again.
+    let s = api.get("/v1/decisions/stream?startup=true", &k1).json();
+    assert_eq!(values(&s["new"]), ["192.0.2.3"]);
+    assert!(values(&s["deleted"]).contains(&"192.0.2.1".to_owned()));
+    // Scopes default to ip,range; others only when asked.
+    api.crowd(&["decisions", "add", "192.0.2.0/28", "--duration", "1h"]);
+    let s = api.get("/v1/decisions/stream?scopes=ip", &k1).json();
+    assert_eq!(s["new"], json!([]), "a range is not in scope ip: {s}");
+}
+
+#[test]
+fn dedup_sends_the_longest_decision() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    api.crowd(&["decisions", "add", "192.0.2.5", "--duration", "1h"]);
+    api.crowd(&["decisions", "add", "192.0.2.5", "--duration", "5h"]);
+    api.crowd(&["decisions", "add", "192.0.2.5", "--duration", "2h"]);
+    let s = api.get("/v1/decisions/stream?startup=true", &key).json();
+    assert_eq!(s["new"].as_array().unwrap().len(), 1, "{s}");
+    assert!(s["new"][0]["duration"].as_str().unwrap().starts_with("4h59m") || s["new"][0]["duration"] == "5h0m0s");
+    // Query mode lists all three.
+    assert_eq!(api.get("/v1/decisions?ip=192.0.2.5", &key).json().as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn one_key_from_two_addresses_gets_two_rows_and_two_cursors() {
+    let api = Api::start();
+    let key = api.bouncer("shared");
+    api.crowd(&["decisions", "add", "192.0.2.9", "--duration", "1h"]);
+    let req = format!(
+        "GET /v1/decisions/stream?startup=true HTTP/1.1\r\nHost: x\r\nX-Api-Key: {key}\r\nUser-Agent: crowdsec-firewall-bouncer/v0.0.25\r\nConnection: close\r\n\r\n"
+    );
+    assert!(api.raw_from("127.0.0.1", &req).contains("192.0.2.9"));
+    assert!(api.raw_from("127.0.0.2", &req).contains("192.0.2.9"));
+    let list: Value = serde_json::from_str(&api.crowd(&["bouncers", "list", "-o", "json"])).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shared", "shared@127.0.0.2"]);
+    assert_eq!(list[0]["type"], "crowdsec-firewall-bouncer");
+    assert_eq!(list[0]["version"], "v0.0.25");
+    assert!(list[1]["last_pull"].is_i64());
+    // Deleting the bouncer removes the rows its key made.
+    api.crowd(&["bouncers", "delete", "shared"]);
+    let list: Value = serde_json::from_str(&api.crowd(&["bouncers", "list", "-o", "json"])).unwrap();
+    assert_eq!(list, json!([]));
+}
+
+#[test]
+fn machines_register_log_in_and_push_alerts_through_profiles() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    // Registration, then login refused until validated.
+    let reg = r#"{"machine_id":"agent1","password":"pw-agent-1"}"#;
+    assert_eq!(api.send("POST", "/v1/watchers", &[], Some(reg)).status, 201);
+    assert_eq!(api.send("POST", "/v1/watchers", &[], Some(reg)).status, 403, "taken");
+    let login = r#"{"machine_id":"agent1","password":"pw-agent-1","scenarios":["crowdsecurity/ssh-bf"]}"#;
+    assert_eq!(api.send("POST", "/v1/watchers/login", &[], Some(login)).status, 401);
+    api.crowd(&["machines", "validate", "agent1"]);
+    let bad = r#"{"machine_id":"agent1","password":"wrong"}"#;
+    assert_eq!(api.send("POST", "/v1/watchers/login", &[], Some(bad)).status, 401);
+    let a = api.send("POST", "/v1/watchers/login", &[], Some(login));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["code"], 200);
+    assert!(v["expire"].as_str().unwrap().ends_with('Z'));
+    let token = v["token"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    assert_eq!(api.send("GET", "/v1/heartbeat", &h, None).status, 200);
+
+    // An alert without decisions goes through the default profile: ban 4h on the Ip.
+    let alert = |ip: &str, decisions: Value| {
+        json!([{
+            "capacity": 5, "decisions": decisions, "events": [], "events_count": 6, "labels": null,
+            "leakspeed": "10s", "message": format!("Ip {ip} performed 'crowdsecurity/ssh-bf'"),
+            "remediation": true, "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "4441dcff",
+            "scenario_version": "0.1", "simulated": false,
+            "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip},
+            "start_at": "2026-11-28T09:50:32.025353849+01:00", "stop_at": "2026-11-28T09:50:32.055534398+01:00"
+        }])
+        .to_string()
+    };
+    let a = api.send("POST", "/v1/alerts", &h, Some(&alert("192.0.2.50", Value::Null)));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let ids = a.json();
+    assert!(ids[0].as_str().unwrap().parse::<i64>().is_ok(), "ids are strings: {ids}");
+    let d = api.get("/v1/decisions?ip=192.0.2.50", &key).json();
+    assert_eq!(d[0]["scenario"], "crowdsecurity/ssh-bf");
+    assert_eq!(d[0]["origin"], "crowdsec");
+    assert!(d[0]["duration"].as_str().unwrap().starts_with("3h59m") || d[0]["duration"] == "4h0m0s");
+
+    // An alert carrying decisions keeps them.
+    let ds = json!([{"duration": "30m", "origin": "cscli", "scenario": "manual", "scope": "Range", "type": "ban", "value": "203.0.113.0/24"}]);
+    assert_eq!(api.send("POST", "/v1/alerts", &h, Some(&alert("203.0.113.0/24", ds))).status, 201);
+    assert_eq!(values(&api.get("/v1/decisions?ip=203.0.113.200", &key).json()), ["203.0.113.0/24"]);
+
+    // Our own address is never banned, whatever an agent says.
+    let a = api.send("POST", "/v1/alerts", &h, Some(&alert("127.0.0.1", Value::Null)));
+    assert_eq!(a.status, 201);
+    assert_eq!(api.get("/v1/decisions?ip=127.0.0.1", &key).body, "null");
+
+    // Alerts are searchable, one by one, with their decisions.
+    let list = api.send("GET", "/v1/alerts?scenario=crowdsecurity/ssh-bf", &h, None).json();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    let id = ids[0].as_str().unwrap();
+    let one = api.send("GET", &format!("/v1/alerts/{id}"), &h, None).json();
+    assert_eq!(one["source"]["value"], "192.0.2.50");
+    assert_eq!(one["machine_id"], "agent1");
+    assert_eq!(one["decisions"][0]["value"], "192.0.2.50");
+    assert_eq!(api.send("GET", "/v1/alerts/999999", &h, None).status, 404);
+    let with = api.send("GET", "/v1/alerts?has_active_decision=true", &h, None).json();
+    assert_eq!(with.as_array().unwrap().len(), 2);
+
+    // Deleting decisions by filter answers CrowdSec's count.
+    let a = api.send("DELETE", "/v1/decisions?ip=192.0.2.50", &h, None);
+    assert_eq!(a.json(), json!({"nbDeleted": "1"}));
+    assert_eq!(api.get("/v1/decisions?ip=192.0.2.50", &key).body, "null");
+    let a = api.send("DELETE", &format!("/v1/alerts/{id}"), &h, None);
+    assert_eq!(a.json(), json!({"nbDeleted": "1"}));
+
+    // Machines' routes refuse bouncer keys and forged or missing tokens.
+    assert_eq!(api.send("GET", "/v1/alerts", &[("X-Api-Key", &key)], None).status, 401);
+    let forged = format!("Bearer {}x", &token[..token.len() - 1]);
+    assert_eq!(api.send("GET", "/v1/alerts", &[("Authorization", &forged)], None).status, 401);
+    let other = "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpZCI6ImFnZW50MSIsImV4cCI6NDEwMjQ0NDgwMCwib3JpZ19pYXQiOjB9.c2lnbmF0dXJl";
+    assert_eq!(api.send("GET", "/v1/alerts", &[("Authorization", other)], None).status, 401);
+    let machines: Value = serde_json::from_str(&api.crowd(&["machines", "list", "-o", "json"])).unwrap();
+    assert_eq!(machines[0]["scenarios"], "crowdsecurity/ssh-bf");
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    let token = api.machine("agent");
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    let count = || api.get("/v1/decisions", &key).body;
+
+    let a = api.send("POST", "/v1/alerts", &h, Some("[{not json"));
+    assert_eq!(a.status, 400);
+    assert!(a.json()["message"].as_str().unwrap().contains("invalid JSON"), "{}", a.body);
+    let a = api.send("POST", "/v1/alerts", &[h[0], ("Content-Type", "text/plain")], Some("[]"));
+    assert_eq!(a.status, 415, "{}", a.body);
+    let missing = json!([{"scenario": "x"}]).to_string();
+    assert_eq!(api.send("POST", "/v1/alerts", &h, Some(&missing)).status, 400);
+    // A batch with one bad decision stores nothing, not even the good alert before it.
+    let good = json!({
+        "capacity": 1, "events": [], "events_count": 1, "leakspeed": "1s", "message": "m", "scenario": "s",
+        "scenario_hash": "", "scenario_version": "", "simulated": false, "start_at": "", "stop_at": "",
+        "source": {"scope": "Ip", "value": "192.0.2.1"},
+        "decisions": [{"duration": "1h", "scope": "Ip", "type": "ban", "value": "192.0.2.1"}]
+    });
+    let mut bad = good.clone();
+    bad["decisions"][0]["value"] = json!("192.0.2.300");
+    let a = api.send("POST", "/v1/alerts", &h, Some(&json!([good, bad]).to_string()));
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("alert 1"), "{}", a.body);
+    let mut bad_dur = good.clone();
+    bad_dur["decisions"][0]["duration"] = json!("forever");
+    assert_eq!(api.send("POST", "/v1/alerts", &h, Some(&json!([bad_dur]).to_string())).status, 400);
+    assert_eq!(count(), "null", "nothing stored");
+    // Huge bodies: over the unauthenticated limit (2 MiB).
+    let huge = format!(r#"{{"machine_id":"{}","password":"x"}}"#, "a".repeat(3 << 20));
+    assert_eq!(api.send("POST", "/v1/watchers", &[], Some(&huge)).status, 413);
+    let a = api.send("POST", "/v1/watchers", &[], Some(r#"{"machine_id":"x","password":"y","extra":1}"#));
+    assert_eq!(a.status, 400, "unknown fields: {}", a.body);
+    // Expired-looking, malformed tokens.
+    assert_eq!(api.send("GET", "/v1/heartbeat", &[("Authorization", "Bearer a.b.c")], None).status, 401);
+    assert_eq!(api.send("GET", "/v1/heartbeat", &[], None).status, 401);
+    // And the server still serves.
+    assert_eq!(api.send("GET", "/health", &[], None).status, 200);
+    assert_eq!(api.send("POST", "/v1/alerts", &h, Some(&json!([good]).to_string())).status, 201);
+    assert_eq!(values(&api.get("/v1/decisions", &key).json()), ["192.0.2.1"]);
+}
+
+#[test]
+fn usage_metrics_are_accepted() {
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    let body = json!({"remediation_components": [{"version": "v0.0.25", "type": "crowdsec-firewall-bouncer"}]});
+    let a = api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", &key)], Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.body);
+}
