@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: installs, idempotently and only when missing, everything crowd's build
-//! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests), the
+//! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests),
+//! crowdsec-firewall-bouncer and nftables (the Local API's real-client test), the
 //! rust-src component (to build `core` for the BPF target on stable), bpf-linker 0.13, and a
 //! mounted bpffs.
 use std::process::Command;
@@ -8,8 +9,18 @@ use anyhow::{Context, Result, bail};
 
 use super::run;
 
-const PACKAGES: &[&str] =
-    &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "iputils-ping",
+    "util-linux",
+    // The Local API's real-client test runs Debian's firewall bouncer (nftables mode).
+    "crowdsec-firewall-bouncer",
+    "nftables",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn ok(cmd: &mut Command) -> bool {
