@@ -3,6 +3,7 @@
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
 pub mod decisions;
+pub mod edge;
 pub mod hubtest;
 pub mod lapi;
 pub mod map;
@@ -99,6 +100,19 @@ pub enum Command {
         caps: Capacities,
         #[command(flatten)]
         detect: run::DetectArgs,
+    },
+    /// Run only the XDP enforcer, fed by a remote Local API (an edge host of a fleet).
+    Enforce {
+        /// Interface(s) to protect.
+        #[arg(long, required = true)]
+        iface: Vec<String>,
+        /// XDP mode.
+        #[arg(long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        #[command(flatten)]
+        caps: Capacities,
+        #[command(flatten)]
+        args: edge::EnforceArgs,
     },
     /// Inspect and edit the kernel ban maps directly (no daemon needed).
     Map {
@@ -215,6 +229,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run { iface, mode, sweep_every, rebuild_every, caps, detect } => {
             run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, detect)
         }
+        Command::Enforce { iface, mode, caps, args } => edge::run(&cli.settings(Some(*caps)), iface, *mode, args),
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
         Command::Decisions { state_dir, command } => {

@@ -376,9 +376,11 @@ mod tests {
         assert_eq!(values(&del), ["192.0.2.2"]);
         // Expiry counts as deletion, once every decision on the value has ended.
         let (new, del, c) = pull(&s, &f, Some(c), 60);
+        assert!(new.is_empty());
         // (192.0.2.2 may come again: the window overlaps the last pull by two seconds.)
         assert!(!values(&del).contains(&"192.0.2.1"), "192.0.2.1 is still held by the 100 s decision: {del:?}");
         let (new, del, _) = pull(&s, &f, Some(c), 101);
+        assert!(new.is_empty());
         assert!(values(&del).iter().all(|v| *v == "192.0.2.1") && !del.is_empty(), "{del:?}");
         // Startup: nothing active, the ended ones as deleted.
         let (new, del, _) = pull(&s, &f, None, 102);

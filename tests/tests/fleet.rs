@@ -1,0 +1,179 @@
+//! Fleet enforcement: one Local API host and two edges, each in network namespaces built here
+//! (documentation addresses only). The API namespace holds a bridge (198.51.100.1/24) with a
+//! veth to each edge's server namespace; each edge runs `crowd enforce` with XDP on its own
+//! protected interface. A ban made on the API host must drop the attacker's packets on both
+//! edges (the delay is printed); its deletion must let them through again; and an edge that
+//! loses the API resyncs when it comes back, picking up what changed meanwhile. Privileged.
+use std::{
+    net::IpAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crowd::enforce::{Settings, maps::BanMaps};
+use crowd_tests::{
+    PinDir, crowd_bin,
+    netns::{Link, Netns},
+    unique,
+};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Edge {
+    link: Link,
+    pins: PinDir,
+    _enforce: Option<Killed>,
+}
+
+const API: &str = "198.51.100.1:8080";
+const ATTACKER: &str = "192.0.2.66";
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn banned(settings: &Settings, addr: IpAddr) -> bool {
+    BanMaps::open(settings).is_ok_and(|m| m.lookup(addr).exact.is_some())
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    t.elapsed()
+}
+
+fn start_api(api_ns: &Netns, state: &std::path::Path) -> Killed {
+    let child = api_ns
+        .command(crowd_bin())
+        .args(["api", "--listen", API, "--state-dir"])
+        .arg(state)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let probe = format!("exec 3<>/dev/tcp/{}/{}", "198.51.100.1", 8080);
+    wait_for("the API to listen", Duration::from_secs(10), || api_ns.run("bash", &["-c", &probe]).status.success());
+    Killed(child)
+}
+
+#[test]
+fn a_ban_on_the_api_host_drops_on_every_edge() {
+    crowd_tests::require_root();
+    let tag = unique("fl");
+    let api_ns = Netns::new(&format!("{tag}a"));
+    api_ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    api_ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "br0"]);
+    api_ns.ip(&["link", "set", "br0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("api");
+    let crowd = |args: &[&str]| {
+        let out = Command::new(crowd_bin())
+            .args(["--pin-dir", "/sys/fs/bpf/crowd-fleet-api-none"])
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let key: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "add", "edges", "-o", "json"])).unwrap();
+    let key = key["api_key"].as_str().unwrap().to_owned();
+    let api = start_api(&api_ns, &state);
+
+    let mut edges = Vec::new();
+    for i in 0..2u8 {
+        let link = Link::new(&format!("{tag}{i}"));
+        let (up, down) = (format!("{tag}{i}u"), format!("{tag}{i}d"));
+        ip(&[
+            "link",
+            "add",
+            &up,
+            "netns",
+            &api_ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &down,
+            "netns",
+            &link.server.name,
+        ]);
+        api_ns.ip(&["link", "set", &up, "master", "br0", "up"]);
+        link.server.ip(&["addr", "add", &format!("198.51.100.{}/24", 10 + i), "dev", &down]);
+        link.server.ip(&["link", "set", &down, "up"]);
+        let pins = PinDir::new();
+        let child = link
+            .server
+            .command(crowd_bin())
+            .arg("--pin-dir")
+            .arg(pins.path())
+            .args(["enforce", "--iface", &link.server_if, "--max-bans", "4096", "--max-ranges", "1024"])
+            .args(["--max-allow", "1024", "--lapi", &format!("http://{API}"), "--key", &key])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        edges.push(Edge { link, pins, _enforce: Some(Killed(child)) });
+    }
+    // Both edges in sync (one key from two addresses: two bouncer rows).
+    wait_for("both edges to pull", Duration::from_secs(30), || {
+        let v: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
+        v.as_array().unwrap().iter().filter(|b| b["last_pull"].is_i64()).count() == 2
+    });
+    for e in &edges {
+        assert!(e.link.ping(ATTACKER), "the attacker passes before any ban");
+    }
+
+    let attacker: IpAddr = ATTACKER.parse().unwrap();
+    let t0 = Instant::now();
+    crowd(&["decisions", "add", ATTACKER, "--duration", "1h", "--reason", "fleet test"]);
+    let cli = t0.elapsed();
+    let mut delays = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
+        wait_for(&format!("the ban on edge {i}"), Duration::from_secs(5), || banned(&e.pins.settings, attacker));
+        delays.push(t0.elapsed());
+    }
+    eprintln!(
+        "ban made on the API host → in both edges' maps: {:?} / {:?} (the CLI itself took {:?})",
+        delays[0], delays[1], cli
+    );
+    for (i, e) in edges.iter().enumerate() {
+        assert!(!e.link.ping(ATTACKER), "edge {i} still answers the banned attacker");
+        assert!(e.link.ping("192.0.2.3"), "edge {i} drops an innocent source");
+    }
+
+    crowd(&["decisions", "delete", ATTACKER]);
+    for (i, e) in edges.iter().enumerate() {
+        wait_for(&format!("the unban on edge {i}"), Duration::from_secs(5), || !banned(&e.pins.settings, attacker));
+        assert!(e.link.ping(ATTACKER), "edge {i}: the attacker passes after the deletion");
+    }
+
+    // The API goes away; a ban and an unban happen meanwhile; the edges catch up on return.
+    crowd(&["decisions", "add", "192.0.2.3", "--duration", "1h"]);
+    for e in &edges {
+        wait_for("192.0.2.3 banned", Duration::from_secs(5), || banned(&e.pins.settings, "192.0.2.3".parse().unwrap()));
+    }
+    drop(api);
+    crowd(&["decisions", "delete", "192.0.2.3"]);
+    crowd(&["decisions", "add", ATTACKER, "--duration", "1h"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for e in &edges {
+        assert!(banned(&e.pins.settings, "192.0.2.3".parse().unwrap()), "bans in hand stay while the API is away");
+    }
+    let _api = start_api(&api_ns, &state);
+    for (i, e) in edges.iter().enumerate() {
+        wait_for(&format!("edge {i} to resync"), Duration::from_secs(15), || {
+            banned(&e.pins.settings, attacker) && !banned(&e.pins.settings, "192.0.2.3".parse().unwrap())
+        });
+    }
+}
