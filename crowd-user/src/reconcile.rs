@@ -67,7 +67,7 @@ fn store_owned(id: u64) -> bool {
 ///
 /// # Errors
 /// Store or map errors (a full map stops the reconciliation and is reported).
-pub fn reconcile(store: &Store, maps: &mut BanMaps, now_unix: i64) -> Result<Report, ReconcileError> {
+pub fn reconcile(store: &mut Store, maps: &mut BanMaps, now_unix: i64) -> Result<Report, ReconcileError> {
     let clock = BootClock::now();
     let mut report = Report::default();
     let mut desired: HashMap<Target, DecisionRow> = HashMap::new();
@@ -159,7 +159,7 @@ pub fn enforced_filter() -> DecisionFilter {
 /// # Errors
 /// Store or map errors.
 pub fn apply_changes(
-    store: &Store,
+    store: &mut Store,
     maps: &mut BanMaps,
     cursor: &mut Option<Cursor>,
     now_unix: i64,

@@ -20,9 +20,24 @@ pub struct Api {
     pub addr: SocketAddr,
     /// Its state directory (the store).
     pub state: PathBuf,
+    /// `--db` for every command (a PostgreSQL database made for this test).
+    pub db: Option<String>,
     child: Child,
     _dir: Option<tempfile::TempDir>,
     agent: ureq::Agent,
+    pg_name: Option<String>,
+}
+
+/// The PostgreSQL server tests use (`cargo xtask setup` starts Debian's on loopback and makes
+/// the `crowd` role); `CROWD_TEST_PG` overrides it. No database in the URL: each test makes one.
+pub fn pg_server() -> String {
+    std::env::var("CROWD_TEST_PG").unwrap_or_else(|_| "postgres://crowd:crowd@127.0.0.1:5432".into())
+}
+
+fn pg_admin() -> postgres::Client {
+    let url = format!("{}/postgres", pg_server());
+    postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e} (`cargo xtask setup` starts it)"))
 }
 
 /// An HTTP answer.
@@ -49,21 +64,32 @@ pub fn free_port() -> u16 {
 }
 
 impl Api {
-    /// Starts `crowd api` in a new temporary state directory.
+    /// Starts `crowd api` in a new temporary state directory (SQLite).
     pub fn start() -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().to_owned();
-        Api::start_in(state, Some(dir), &[])
+        Api::start_in(state, Some(dir), None)
     }
 
-    /// Starts `crowd api` on `state` with extra arguments.
-    pub fn start_in(state: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Api {
+    /// Starts `crowd api` on a new PostgreSQL database (dropped with the `Api`).
+    pub fn start_pg() -> Api {
+        let name = crate::unique("crowd_t_").to_lowercase();
+        pg_admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().to_owned();
+        let mut api = Api::start_in(state, Some(dir), Some(format!("{}/{name}", pg_server())));
+        api.pg_name = Some(name);
+        api
+    }
+
+    /// Starts `crowd api` on `state` (or the `db` URL).
+    pub fn start_in(state: PathBuf, dir: Option<tempfile::TempDir>, db: Option<String>) -> Api {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(crowd_bin())
             .args(["api", "--listen", &addr.to_string(), "--state-dir"])
             .arg(&state)
-            .args(extra)
+            .args(db.iter().flat_map(|d| ["--db", d.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -73,7 +99,7 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        let api = Api { url: format!("http://{addr}"), addr, state, child, _dir: dir, agent };
+        let api = Api { url: format!("http://{addr}"), addr, state, db, child, _dir: dir, agent, pg_name: None };
         let t = Instant::now();
         while TcpStream::connect(addr).is_err() {
             assert!(t.elapsed() < Duration::from_secs(10), "crowd api did not listen on {addr}");
@@ -84,9 +110,33 @@ impl Api {
 
     /// Runs the crowd CLI on this API's store; returns stdout (asserts success).
     pub fn crowd(&self, args: &[&str]) -> String {
-        let out = Command::new(crowd_bin()).args(args).arg("--state-dir").arg(&self.state).output().expect("run crowd");
+        let out = Command::new(crowd_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(self.db.iter().flat_map(|d| ["--db", d.as_str()]))
+            .output()
+            .expect("run crowd");
         assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What the store holds about bouncers, as text (the SQLite file, or the PostgreSQL rows).
+    pub fn stored_bouncers(&self) -> String {
+        match &self.db {
+            // The database and its write-ahead log (recent rows may be only there).
+            None => ["crowd.db", "crowd.db-wal"]
+                .iter()
+                .filter_map(|f| std::fs::read(self.state.join(f)).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect(),
+            Some(url) => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+                let rows =
+                    c.query("SELECT name || ' ' || key_hash || ' ' || ip_address FROM bouncers", &[]).expect("query");
+                rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+            }
+        }
     }
 
     /// Adds a bouncer; returns its key.
@@ -110,6 +160,18 @@ impl Api {
 
     /// One request; `body` is sent as JSON.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
+        self.try_send(method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Api::send`], with transport errors returned (a server may close the connection on a
+    /// body it refuses before reading all of it).
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<Answer, ureq::Error> {
         let uri = format!("{}{path}", self.url);
         let mut req = ureq::http::Request::builder().method(method).uri(&uri);
         for (k, v) in headers {
@@ -120,10 +182,10 @@ impl Api {
             req = req.header("content-type", "application/json");
         }
         let req = req.body(body.unwrap_or("").to_owned()).expect("request");
-        let mut resp = self.agent.run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut resp = self.agent.run(req)?;
         let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let body = resp.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
-        Answer { status: resp.status().as_u16(), body, content_type }
+        Ok(Answer { status: resp.status().as_u16(), body, content_type })
     }
 
     /// `GET` with a bouncer key.
@@ -149,5 +211,8 @@ impl Drop for Api {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(name) = &self.pg_name {
+            let _ = pg_admin().batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
     }
 }

@@ -2,7 +2,36 @@
 //! process on loopback, driven by an HTTP client (unprivileged). Cases follow CrowdSec's own
 //! functional tests: an address inside a range, IPv6 ranges, `null` for nothing, expired
 //! decisions in `deleted`, two bouncers with separate delta state, one key from two addresses.
+//! Every case runs twice: on SQLite and on a PostgreSQL database of its own (the same schema
+//! and queries through the store's two backends).
 use crowd_tests::lapi::Api;
+
+/// One `#[test]` per backend for each case.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $(mod $case {
+            #[test]
+            fn sqlite() {
+                super::$case(&crowd_tests::lapi::Api::start());
+            }
+            #[test]
+            fn postgres() {
+                super::$case(&crowd_tests::lapi::Api::start_pg());
+            }
+        })*
+    };
+}
+
+on_both_backends!(
+    query_mode_matches_addresses_ranges_and_answers_null,
+    keys_are_checked_and_stored_hashed,
+    stream_startup_deltas_deleted_and_separate_bouncers,
+    dedup_sends_the_longest_decision,
+    one_key_from_two_addresses_gets_two_rows_and_two_cursors,
+    machines_register_log_in_and_push_alerts_through_profiles,
+    bad_input_gets_a_clear_4xx_and_stores_nothing,
+    usage_metrics_are_accepted,
+);
 use serde_json::{Value, json};
 
 fn values(v: &Value) -> Vec<String> {
@@ -14,9 +43,7 @@ fn values(v: &Value) -> Vec<String> {
     out
 }
 
-#[test]
-fn query_mode_matches_addresses_ranges_and_answers_null() {
-    let api = Api::start();
+fn query_mode_matches_addresses_ranges_and_answers_null(api: &Api) {
     let key = api.bouncer("fw");
     api.crowd(&["decisions", "add", "192.0.2.7", "--duration", "1h"]);
     api.crowd(&["decisions", "add", "198.51.100.0/24", "--duration", "2d"]);
@@ -58,9 +85,7 @@ fn query_mode_matches_addresses_ranges_and_answers_null() {
     assert_eq!((a.status, a.body.as_str()), (200, ""));
 }
 
-#[test]
-fn keys_are_checked_and_stored_hashed() {
-    let api = Api::start();
+fn keys_are_checked_and_stored_hashed(api: &Api) {
     let key = api.bouncer("fw");
     for bad in [None, Some("nope"), Some("")] {
         let h: Vec<(&str, &str)> = bad.map(|k| vec![("X-Api-Key", k)]).unwrap_or_default();
@@ -71,8 +96,9 @@ fn keys_are_checked_and_stored_hashed() {
         assert_eq!(a.status, 403);
     }
     assert_eq!(api.get("/v1/decisions", &key).status, 200);
-    let db = std::fs::read(api.state.join("crowd.db")).unwrap();
-    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the key itself is never stored");
+    let stored = api.stored_bouncers();
+    assert!(stored.contains("fw"), "the bouncer's row is where we look");
+    assert!(!stored.contains(&key), "the key itself is never stored");
     api.crowd(&["bouncers", "delete", "fw"]);
     assert_eq!(api.get("/v1/decisions", &key).status, 403, "a deleted bouncer's key stops working");
     let a = api.send("GET", "/v1/nothing-here", &[], None);
@@ -81,9 +107,7 @@ fn keys_are_checked_and_stored_hashed() {
     assert_eq!(a.status, 405);
 }
 
-#[test]
-fn stream_startup_deltas_deleted_and_separate_bouncers() {
-    let api = Api::start();
+fn stream_startup_deltas_deleted_and_separate_bouncers(api: &Api) {
     let (k1, k2) = (api.bouncer("fw1"), api.bouncer("fw2"));
     api.crowd(&["decisions", "add", "192.0.2.1", "--duration", "1h"]);
     api.crowd(&["decisions", "add", "192.0.2.2", "--duration", "1s"]);
@@ -117,9 +141,7 @@ fn stream_startup_deltas_deleted_and_separate_bouncers() {
     assert_eq!(s["new"], json!([]), "a range is not in scope ip: {s}");
 }
 
-#[test]
-fn dedup_sends_the_longest_decision() {
-    let api = Api::start();
+fn dedup_sends_the_longest_decision(api: &Api) {
     let key = api.bouncer("fw");
     api.crowd(&["decisions", "add", "192.0.2.5", "--duration", "1h"]);
     api.crowd(&["decisions", "add", "192.0.2.5", "--duration", "5h"]);
@@ -131,9 +153,7 @@ fn dedup_sends_the_longest_decision() {
     assert_eq!(api.get("/v1/decisions?ip=192.0.2.5", &key).json().as_array().unwrap().len(), 3);
 }
 
-#[test]
-fn one_key_from_two_addresses_gets_two_rows_and_two_cursors() {
-    let api = Api::start();
+fn one_key_from_two_addresses_gets_two_rows_and_two_cursors(api: &Api) {
     let key = api.bouncer("shared");
     api.crowd(&["decisions", "add", "192.0.2.9", "--duration", "1h"]);
     let req = format!(
@@ -153,9 +173,7 @@ fn one_key_from_two_addresses_gets_two_rows_and_two_cursors() {
     assert_eq!(list, json!([]));
 }
 
-#[test]
-fn machines_register_log_in_and_push_alerts_through_profiles() {
-    let api = Api::start();
+fn machines_register_log_in_and_push_alerts_through_profiles(api: &Api) {
     let key = api.bouncer("fw");
     // Registration, then login refused until validated.
     let reg = r#"{"machine_id":"agent1","password":"pw-agent-1"}"#;
@@ -236,9 +254,7 @@ fn machines_register_log_in_and_push_alerts_through_profiles() {
     assert_eq!(machines[0]["scenarios"], "crowdsecurity/ssh-bf");
 }
 
-#[test]
-fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
-    let api = Api::start();
+fn bad_input_gets_a_clear_4xx_and_stores_nothing(api: &Api) {
     let key = api.bouncer("fw");
     let token = api.machine("agent");
     let auth = format!("Bearer {token}");
@@ -270,7 +286,12 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     assert_eq!(count(), "null", "nothing stored");
     // Huge bodies: over the unauthenticated limit (2 MiB).
     let huge = format!(r#"{{"machine_id":"{}","password":"x"}}"#, "a".repeat(3 << 20));
-    assert_eq!(api.send("POST", "/v1/watchers", &[], Some(&huge)).status, 413);
+    // (The server may answer 413 and close before the client has written it all.)
+    if let Ok(a) = api.try_send("POST", "/v1/watchers", &[], Some(&huge)) {
+        assert_eq!(a.status, 413, "{}", a.body);
+    }
+    let machines: Value = serde_json::from_str(&api.crowd(&["machines", "list", "-o", "json"])).unwrap();
+    assert_eq!(machines.as_array().unwrap().len(), 1, "the huge registration stored nothing");
     let a = api.send("POST", "/v1/watchers", &[], Some(r#"{"machine_id":"x","password":"y","extra":1}"#));
     assert_eq!(a.status, 400, "unknown fields: {}", a.body);
     // Expired-looking, malformed tokens.
@@ -282,9 +303,7 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     assert_eq!(values(&api.get("/v1/decisions", &key).json()), ["192.0.2.1"]);
 }
 
-#[test]
-fn usage_metrics_are_accepted() {
-    let api = Api::start();
+fn usage_metrics_are_accepted(api: &Api) {
     let key = api.bouncer("fw");
     let body = json!({"remediation_components": [{"version": "v0.0.25", "type": "crowdsec-firewall-bouncer"}]});
     let a = api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", &key)], Some(&body.to_string()));

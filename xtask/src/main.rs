@@ -105,6 +105,7 @@ fn main() -> Result<()> {
         }
         Task::Test { rest } => {
             setup::all()?;
+            setup::test_services()?;
             // Formatting and lints first: cheap, and CI must keep them clean.
             run(cargo().args(["fmt", "--all", "--", "--check"]))?;
             // The default members: everything but the BPF crate, which build.rs builds for its target.

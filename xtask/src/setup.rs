@@ -9,18 +9,13 @@ use anyhow::{Context, Result, bail};
 
 use super::run;
 
-const PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "libzstd-dev",
-    "zlib1g-dev",
-    "iproute2",
-    "iputils-ping",
-    "util-linux",
-    // The Local API's real-client test runs Debian's firewall bouncer (nftables mode).
-    "crowdsec-firewall-bouncer",
-    "nftables",
-];
+const PACKAGES: &[&str] =
+    &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
+
+/// What only the tests need: Debian's firewall bouncer (the Local API's real-client test) and
+/// PostgreSQL (the store's second backend).
+const TEST_PACKAGES: &[&str] = &["crowdsec-firewall-bouncer", "nftables", "postgresql"];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn ok(cmd: &mut Command) -> bool {
@@ -40,8 +35,44 @@ pub fn all() -> Result<()> {
     Ok(())
 }
 
+/// Test services: the packages above, a running PostgreSQL cluster on loopback and its `crowd`
+/// role (allowed to create the per-test databases).
+pub fn test_services() -> Result<()> {
+    install(TEST_PACKAGES)?;
+    let clusters = stdout(Command::new("pg_lsclusters").arg("-h"));
+    if clusters.trim().is_empty() {
+        eprintln!("setup: creating a PostgreSQL cluster");
+        let v = std::fs::read_dir("/usr/lib/postgresql")
+            .context("PostgreSQL is not installed")?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .max()
+            .context("no PostgreSQL version under /usr/lib/postgresql")?;
+        run(Command::new("pg_createcluster").args([v.as_str(), "main", "--start"]))?;
+    }
+    for line in stdout(Command::new("pg_lsclusters").arg("-h")).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 3 && f[3] != "online" {
+            eprintln!("setup: starting PostgreSQL {} {}", f[0], f[1]);
+            run(Command::new("pg_ctlcluster").args([f[0], f[1], "start"]))?;
+        }
+    }
+    let psql = |sql: &str| stdout(Command::new("runuser").args(["-u", "postgres", "--", "psql", "-tAc", sql]));
+    if psql("SELECT 1 FROM pg_roles WHERE rolname = 'crowd'").trim() != "1" {
+        eprintln!("setup: creating the PostgreSQL role `crowd` for the tests");
+        let out = psql("CREATE ROLE crowd LOGIN CREATEDB PASSWORD 'crowd'");
+        if !out.contains("CREATE ROLE") {
+            bail!("could not create the PostgreSQL role `crowd`");
+        }
+    }
+    Ok(())
+}
+
 fn packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    install(PACKAGES)
+}
+
+fn install(list: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = list
         .iter()
         .copied()
         .filter(|p| {

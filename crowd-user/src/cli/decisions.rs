@@ -1,7 +1,5 @@
 //! `crowd decisions list|add|delete`: decisions in the store, applied to the kernel maps at once
 //! when they are pinned (the daemon reconciles them anyway).
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde_json::json;
@@ -12,7 +10,7 @@ use crate::{
     clock::BootClock,
     enforce::{EnforceError, Settings, maps::BanMaps},
     reconcile::ban_for,
-    store::{NewDecision, Store},
+    store::{Location, NewDecision},
 };
 
 /// `crowd decisions` subcommands.
@@ -66,9 +64,8 @@ fn maps(settings: &Settings) -> Option<BanMaps> {
 ///
 /// # Errors
 /// Bad input (named), store or map errors.
-pub fn dispatch(settings: &Settings, state_dir: &Path, cmd: &DecisionsCommand, fmt: Format) -> Result<()> {
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
-    let mut store = Store::open(&state_dir.join("crowd.db"))?;
+pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt: Format) -> Result<()> {
+    let mut store = super::lapi::open(loc)?;
     let t = now();
     match cmd {
         DecisionsCommand::List => {

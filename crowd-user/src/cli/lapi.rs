@@ -1,6 +1,6 @@
 //! `crowd api` (the Local API alone), `crowd bouncers add|list|delete` and
 //! `crowd machines add|list|delete|validate`: the API's credentials, kept in the store.
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -10,7 +10,7 @@ use super::{Format, output};
 use crate::{
     engine::profile::Profile,
     lapi::{self, Lapi, auth},
-    store::Store,
+    store::{Location, Store},
 };
 
 /// Default listen address (CrowdSec's).
@@ -63,9 +63,17 @@ pub enum MachinesCommand {
     },
 }
 
-fn open(state_dir: &Path) -> Result<Store> {
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
-    Ok(Store::open(&state_dir.join("crowd.db"))?)
+/// Opens the store (creating a SQLite store's folder).
+///
+/// # Errors
+/// The folder cannot be made, or the store does not open (named).
+pub fn open(loc: &Location) -> Result<Store> {
+    if let Location::Sqlite(p) = loc
+        && let Some(dir) = p.parent()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    }
+    Store::open_at(loc).with_context(|| format!("opening the store `{loc}`"))
 }
 
 fn when(t: Option<i64>) -> String {
@@ -78,8 +86,8 @@ fn when(t: Option<i64>) -> String {
 ///
 /// # Errors
 /// Store errors, a taken name, an unknown bouncer.
-pub fn bouncers(state_dir: &Path, cmd: &BouncersCommand, fmt: Format) -> Result<()> {
-    let mut s = open(state_dir)?;
+pub fn bouncers(loc: &Location, cmd: &BouncersCommand, fmt: Format) -> Result<()> {
+    let mut s = open(loc)?;
     let now = lapi::decisions::now();
     match cmd {
         BouncersCommand::Add { name, key } => {
@@ -134,8 +142,8 @@ pub fn bouncers(state_dir: &Path, cmd: &BouncersCommand, fmt: Format) -> Result<
 ///
 /// # Errors
 /// Store errors, an unknown machine.
-pub fn machines(state_dir: &Path, cmd: &MachinesCommand, fmt: Format) -> Result<()> {
-    let mut s = open(state_dir)?;
+pub fn machines(loc: &Location, cmd: &MachinesCommand, fmt: Format) -> Result<()> {
+    let mut s = open(loc)?;
     let now = lapi::decisions::now();
     match cmd {
         MachinesCommand::Add { machine_id, password } => {
@@ -189,12 +197,17 @@ pub fn machines(state_dir: &Path, cmd: &MachinesCommand, fmt: Format) -> Result<
 /// The address is taken or the store does not open.
 pub async fn start(
     listen: SocketAddr,
-    state_dir: &Path,
+    loc: &Location,
     profile: Profile,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<u64>)> {
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
-    let state: Arc<Lapi> = Lapi::new(&state_dir.join("crowd.db"), profile, CHANGE_POLL)?;
+    // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
+    let l = loc.clone();
+    let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
+        drop(open(&l)?);
+        Ok(Lapi::new(&l, profile, CHANGE_POLL)?)
+    })
+    .await??;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
     tracing::info!(%listen, "local API listening");
@@ -211,7 +224,7 @@ pub async fn start(
 ///
 /// # Errors
 /// Start-up failures.
-pub fn serve(listen: SocketAddr, state_dir: &Path, profile: Profile) -> Result<()> {
+pub fn serve(listen: SocketAddr, loc: &Location, profile: Profile) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -221,7 +234,7 @@ pub fn serve(listen: SocketAddr, state_dir: &Path, profile: Profile) -> Result<(
                 _ = term.recv() => {}
             }
         };
-        let (task, _) = start(listen, state_dir, profile, stop).await?;
+        let (task, _) = start(listen, loc, profile, stop).await?;
         println!("crowd: local API on http://{listen}/");
         let _ = task.await;
         Ok(())

@@ -37,6 +37,10 @@ pub struct Cli {
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// The store: a `postgres://` URL (a store shared by many agents) or a SQLite file
+    /// (default: `crowd.db` in the state directory).
+    #[arg(long, global = true, env = "CROWD_DB", hide_env_values = true)]
+    pub db: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -207,6 +211,10 @@ pub enum HubtestCommand {
 }
 
 impl Cli {
+    fn store(&self, state_dir: &std::path::Path) -> crate::store::Location {
+        crate::store::Location::new(state_dir, self.db.as_deref())
+    }
+
     fn settings(&self, caps: Option<Capacities>) -> Settings {
         let mut s = Settings::new(&self.pin_dir);
         if let Some(c) = caps {
@@ -227,13 +235,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
         Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
         Command::Run { iface, mode, sweep_every, rebuild_every, caps, detect } => {
-            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, detect)
+            let detect = run::DetectArgs { db: cli.db.clone(), ..detect.clone() };
+            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, &detect)
         }
         Command::Enforce { iface, mode, caps, args } => edge::run(&cli.settings(Some(*caps)), iface, *mode, args),
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
         Command::Decisions { state_dir, command } => {
-            decisions::dispatch(&cli.settings(None), state_dir, command, cli.output)
+            decisions::dispatch(&cli.settings(None), &cli.store(state_dir), command, cli.output)
         }
         Command::Replay { kind, config, profiles, files } => {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
@@ -242,9 +251,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Api { listen, state_dir, profiles } => {
             let mut p = replay::profile(None, profiles.as_ref())?;
             p.protect(crate::addr::local_addresses());
-            lapi::serve(*listen, state_dir, p)
+            lapi::serve(*listen, &cli.store(state_dir), p)
         }
-        Command::Bouncers { state_dir, command } => lapi::bouncers(state_dir, command, cli.output),
-        Command::Machines { state_dir, command } => lapi::machines(state_dir, command, cli.output),
+        Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir), command, cli.output),
+        Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir), command, cli.output),
     }
 }

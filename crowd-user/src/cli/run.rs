@@ -63,6 +63,17 @@ pub struct DetectArgs {
     /// Do not serve the Local API.
     #[arg(long)]
     pub no_api: bool,
+    /// The store (from the global `--db`).
+    #[arg(skip)]
+    pub db: Option<String>,
+}
+
+impl DetectArgs {
+    /// Where the store is.
+    #[must_use]
+    pub fn store(&self) -> crate::store::Location {
+        crate::store::Location::new(&self.state_dir, self.db.as_deref())
+    }
 }
 
 fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
@@ -102,7 +113,7 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     profile.simulation = args.simulation;
     let _ = std::fs::create_dir_all(&args.state_dir);
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
-    if let Ok(store) = crate::store::Store::open(&args.state_dir.join("crowd.db")) {
+    if let Ok(mut store) = crate::store::Store::open_at(&args.store()) {
         profile.history = store.decision_counts().unwrap_or_default();
     }
     profile.protect(crate::addr::local_addresses());
@@ -116,7 +127,7 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     drop(tx);
     let mut maps = BanMaps::open(settings)?;
     let (record_tx, record_rx) = std::sync::mpsc::channel::<Record>();
-    spawn_recorder(settings, &args.state_dir, record_rx)?;
+    spawn_recorder(settings, &args.store(), record_rx)?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
         while let Ok((line, now)) = rx.recv() {
             let out = detector.feed(line, now);
@@ -149,11 +160,11 @@ struct Record {
 /// The thread that records decisions in the store, off the detection path.
 fn spawn_recorder(
     settings: &Settings,
-    state_dir: &std::path::Path,
+    loc: &crate::store::Location,
     rx: std::sync::mpsc::Receiver<Record>,
 ) -> Result<()> {
     let mut maps = BanMaps::open(settings)?;
-    let mut store = crate::store::Store::open(&state_dir.join("crowd.db"))?;
+    let mut store = crate::store::Store::open_at(loc)?;
     std::thread::Builder::new().name("recorder".into()).spawn(move || {
         while let Ok(Record { alert, decision: d, target, clock }) = rx.recv() {
             let unix = unix_now();
@@ -276,9 +287,8 @@ pub fn daemon(
     maps.refresh_config()?;
     // The maps are a cache of the store: bring them in line before anything else.
     let _ = std::fs::create_dir_all(&detect.state_dir);
-    let store = crate::store::Store::open(&detect.state_dir.join("crowd.db"))
-        .with_context(|| format!("opening the store in `{}`", detect.state_dir.display()))?;
-    match crate::reconcile::reconcile(&store, &mut maps, unix_now()) {
+    let mut store = super::lapi::open(&detect.store())?;
+    match crate::reconcile::reconcile(&mut store, &mut maps, unix_now()) {
         Ok(r) => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),
         Err(e) => tracing::error!(error = %e, "reconciling the maps with the store"),
     }
@@ -312,7 +322,7 @@ pub fn daemon(
         let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut changes = match api_profile {
             Some(p) => {
-                let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.state_dir);
+                let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
                 let lapi = super::lapi::start(detect.api_listen, state, p, stop).await?;
                 Some(lapi)
             }
@@ -321,7 +331,7 @@ pub fn daemon(
         .map(|(_task, rx)| rx);
         // Decisions made through the API or the CLI reach the maps as soon as the store changes.
         let mut cursor = None;
-        if let Err(e) = crate::reconcile::apply_changes(&store, &mut maps, &mut cursor, unix_now()) {
+        if let Err(e) = tokio::task::block_in_place(|| crate::reconcile::apply_changes(&mut store, &mut maps, &mut cursor, unix_now())) {
             tracing::error!(error = %e, "applying the store's decisions to the maps");
         }
         let mut tick = tokio::time::interval(sweep_every);
@@ -343,14 +353,14 @@ pub fn daemon(
                     }
                 }
                 Ok(()) = async { match changes.as_mut() { Some(c) => c.changed().await.map_err(|_| ()), None => std::future::pending().await } } => {
-                    match crate::reconcile::apply_changes(&store, &mut maps, &mut cursor, unix_now()) {
+                    match tokio::task::block_in_place(|| crate::reconcile::apply_changes(&mut store, &mut maps, &mut cursor, unix_now())) {
                         Ok(r) if r.added + r.removed > 0 => tracing::info!(added = r.added, removed = r.removed, "store changes applied to the maps"),
                         Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "applying store changes to the maps"),
                     }
                 }
                 _ = reconcile.tick() => {
-                    match crate::reconcile::reconcile(&store, &mut maps, unix_now()) {
+                    match tokio::task::block_in_place(|| crate::reconcile::reconcile(&mut store, &mut maps, unix_now())) {
                         Ok(r) if r.added + r.removed > 0 => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),
                         Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "reconciling the maps with the store"),

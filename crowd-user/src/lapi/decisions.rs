@@ -209,7 +209,7 @@ pub async fn stream(
 
 /// Writes `{"new": [...], "deleted": [...]}` for one pull (both halves cut at the same id).
 fn write_pull(
-    s: &crate::store::Store,
+    s: &mut crate::store::Store,
     w: &mut Writer,
     f: &DecisionFilter,
     since: Option<Cursor>,

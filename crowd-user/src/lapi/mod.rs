@@ -16,7 +16,6 @@ pub mod model;
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -32,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::{
     engine::profile::Profile,
-    store::{Store, StoreError},
+    store::{Location, Store, StoreError},
 };
 
 /// Body limit for routes anyone may call (CrowdSec's).
@@ -42,25 +41,25 @@ pub const BIG_BODY: usize = 50 << 20;
 
 /// A pool of store connections on one database file.
 pub struct Db {
-    path: PathBuf,
+    loc: Location,
     idle: Mutex<Vec<Store>>,
 }
 
 impl Db {
-    /// A pool on `path` (opened and migrated once here).
+    /// A pool on the store at `loc` (opened and migrated once here).
     ///
     /// # Errors
     /// Store errors.
-    pub fn open(path: &Path) -> Result<Arc<Db>, StoreError> {
-        let first = Store::open(path)?;
-        Ok(Arc::new(Db { path: path.to_owned(), idle: Mutex::new(vec![first]) }))
+    pub fn open(loc: &Location) -> Result<Arc<Db>, StoreError> {
+        let first = Store::open_at(loc)?;
+        Ok(Arc::new(Db { loc: loc.clone(), idle: Mutex::new(vec![first]) }))
     }
 
     fn take(&self) -> Result<Store, StoreError> {
         let got = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         match got {
             Some(s) => Ok(s),
-            None => Store::open(&self.path),
+            None => Store::open_at(&self.loc),
         }
     }
 
@@ -151,16 +150,17 @@ impl IntoResponse for ApiError {
 }
 
 impl Lapi {
-    /// The API state over the store at `path`: opens it, loads or makes the JWT key, and starts
+    /// The API state over the store at `loc`: opens it, loads or makes the JWT key, and starts
     /// the change poller (every `poll`) on the current tokio runtime.
     ///
     /// # Errors
     /// Store errors.
-    pub fn new(path: &Path, profile: Profile, poll: Duration) -> Result<Arc<Lapi>, StoreError> {
-        let db = Db::open(path)?;
+    pub fn new(loc: &Location, profile: Profile, poll: Duration) -> Result<Arc<Lapi>, StoreError> {
+        let db = Db::open(loc)?;
         let mut s = db.take()?;
         let key = s.secret("jwt", auth::random_token)?;
-        let watcher = Store::open(path)?;
+        let mut watcher = Store::open_at(loc)?;
+        watcher.listen()?;
         db.give(s);
         let (tx, rx) = watch::channel(0u64);
         std::thread::Builder::new()

@@ -1,8 +1,6 @@
 //! Alerts: searched, shown and deleted by the Local API and `crowd alerts`. Deleting an alert
 //! ends its active decisions (as CrowdSec does), so bouncers see them in `deleted`.
-use rusqlite::{OptionalExtension, params_from_iter, types::Value};
-
-use super::{Result, Store};
+use super::{Result, Row, Store, Val};
 
 /// A stored alert.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -47,23 +45,23 @@ pub struct AlertFilter {
 
 const COLS: &str = "a.id, a.scenario, a.scope, a.value, a.events_count, a.created_at, a.machine_id, a.body";
 
-fn alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+fn alert(r: &Row<'_>) -> Result<AlertRow> {
     Ok(AlertRow {
-        id: r.get(0)?,
-        scenario: r.get(1)?,
-        scope: r.get(2)?,
-        value: r.get(3)?,
-        events_count: r.get(4)?,
-        created_at: r.get(5)?,
-        machine_id: r.get(6)?,
-        body: r.get(7)?,
+        id: r.int(0)?,
+        scenario: r.text(1)?,
+        scope: r.text(2)?,
+        value: r.text(3)?,
+        events_count: r.int(4)?,
+        created_at: r.int(5)?,
+        machine_id: r.text(6)?,
+        body: r.text(7)?,
     })
 }
 
-fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Value>) {
+fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Val>) {
     let mut conds = vec!["1 = 1".to_owned()];
-    let mut ps: Vec<Value> = Vec::new();
-    let p = |v: Value, ps: &mut Vec<Value>| {
+    let mut ps: Vec<Val> = Vec::new();
+    let p = |v: Val, ps: &mut Vec<Val>| {
         ps.push(v);
         format!("?{}", ps.len())
     };
@@ -96,53 +94,63 @@ impl Store {
     /// Alerts matching `f`, newest first.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn alerts(&self, f: &AlertFilter, now: i64) -> Result<Vec<AlertRow>> {
+    /// Database errors.
+    pub fn alerts(&mut self, f: &AlertFilter, now: i64) -> Result<Vec<AlertRow>> {
         let (cond, mut ps) = condition(f, now);
-        ps.push(f.limit.unwrap_or(-1).into());
-        let sql = format!("SELECT {COLS} FROM alerts a WHERE {cond} ORDER BY a.id DESC LIMIT ?{}", ps.len());
-        let mut st = self.conn.prepare(&sql)?;
-        Ok(st.query_map(params_from_iter(ps.iter()), alert)?.collect::<rusqlite::Result<_>>()?)
+        let limit = match f.limit {
+            Some(l) => {
+                ps.push(l.into());
+                format!(" LIMIT ?{}", ps.len())
+            }
+            None => String::new(),
+        };
+        let sql = format!("SELECT {COLS} FROM alerts a WHERE {cond} ORDER BY a.id DESC{limit}");
+        self.conn.all(&sql, &ps, alert)
     }
 
     /// One alert.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
-        Ok(self.conn.query_row(&format!("SELECT {COLS} FROM alerts a WHERE a.id = ?1"), [id], alert).optional()?)
+    /// Database errors.
+    pub fn alert(&mut self, id: i64) -> Result<Option<AlertRow>> {
+        self.conn.one(&format!("SELECT {COLS} FROM alerts a WHERE a.id = ?1"), &[id.into()], alert)
     }
 
     /// The decisions an alert made.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn alert_decisions(&self, id: i64) -> Result<Vec<super::DecisionRow>> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("SELECT {} FROM decisions WHERE alert_id = ?1 ORDER BY id", super::COLS))?;
-        Ok(st.query_map([id], super::row)?.collect::<rusqlite::Result<_>>()?)
+    /// Database errors.
+    pub fn alert_decisions(&mut self, id: i64) -> Result<Vec<super::DecisionRow>> {
+        self.conn.all(
+            &format!("SELECT {} FROM decisions WHERE alert_id = ?1 ORDER BY id", super::COLS),
+            &[id.into()],
+            super::row,
+        )
     }
 
     /// Deletes the alerts matching `f` (or the one `id`), ending their active decisions;
     /// returns how many alerts went.
     ///
     /// # Errors
-    /// SQLite errors (nothing is deleted).
+    /// Database errors (nothing is deleted).
     pub fn delete_alerts(&mut self, f: &AlertFilter, id: Option<i64>, now: i64) -> Result<usize> {
         let ids: Vec<i64> = match id {
             Some(id) => self.alert(id)?.map(|a| a.id).into_iter().collect(),
             None => self.alerts(f, now)?.iter().map(|a| a.id).collect(),
         };
-        let tx = self.conn.transaction()?;
-        for id in &ids {
-            tx.execute(
-                "UPDATE decisions SET deleted_at = ?1 WHERE alert_id = ?2 AND deleted_at IS NULL AND until > ?1",
-                rusqlite::params![now, id],
-            )?;
-            tx.execute("DELETE FROM alerts WHERE id = ?1", [id])?;
+        self.conn.tx(|c| {
+            for id in &ids {
+                c.exec(
+                    "UPDATE decisions SET deleted_at = ?1 WHERE alert_id = ?2 AND deleted_at IS NULL AND until > ?1",
+                    &[now.into(), (*id).into()],
+                )?;
+                c.exec("DELETE FROM alerts WHERE id = ?1", &[(*id).into()])?;
+            }
+            Ok(())
+        })?;
+        if !ids.is_empty() {
+            self.announce();
         }
-        tx.commit()?;
         Ok(ids.len())
     }
 }

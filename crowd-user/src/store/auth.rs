@@ -1,8 +1,6 @@
 //! Who may talk to the Local API: bouncers (API keys, stored as SHA-512 hex like CrowdSec's),
 //! machines (agents: a password hash and a validation flag), and server secrets (the JWT key).
-use rusqlite::{OptionalExtension, params};
-
-use super::{Result, Store};
+use super::{Result, Row, Store};
 
 /// A bouncer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -54,32 +52,32 @@ pub struct MachineRow {
 
 const BOUNCER_COLS: &str = "id, name, key_hash, ip_address, type, version, auth_type, last_pull, last_id, created_at";
 
-fn bouncer(r: &rusqlite::Row<'_>) -> rusqlite::Result<BouncerRow> {
+fn bouncer(r: &Row<'_>) -> Result<BouncerRow> {
     Ok(BouncerRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        key_hash: r.get(2)?,
-        ip_address: r.get(3)?,
-        kind: r.get(4)?,
-        version: r.get(5)?,
-        auth_type: r.get(6)?,
-        last_pull: r.get(7)?,
-        last_id: r.get(8)?,
-        created_at: r.get(9)?,
+        id: r.int(0)?,
+        name: r.text(1)?,
+        key_hash: r.text(2)?,
+        ip_address: r.text(3)?,
+        kind: r.text(4)?,
+        version: r.text(5)?,
+        auth_type: r.text(6)?,
+        last_pull: r.opt_int(7)?,
+        last_id: r.int(8)?,
+        created_at: r.int(9)?,
     })
 }
 
 const MACHINE_COLS: &str = "machine_id, password_hash, ip_address, scenarios, validated, last_heartbeat, created_at";
 
-fn machine(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRow> {
+fn machine(r: &Row<'_>) -> Result<MachineRow> {
     Ok(MachineRow {
-        machine_id: r.get(0)?,
-        password_hash: r.get(1)?,
-        ip_address: r.get(2)?,
-        scenarios: r.get(3)?,
-        validated: r.get::<_, i64>(4)? != 0,
-        last_heartbeat: r.get(5)?,
-        created_at: r.get(6)?,
+        machine_id: r.text(0)?,
+        password_hash: r.text(1)?,
+        ip_address: r.text(2)?,
+        scenarios: r.text(3)?,
+        validated: r.flag(4)?,
+        last_heartbeat: r.opt_int(5)?,
+        created_at: r.int(6)?,
     })
 }
 
@@ -87,11 +85,11 @@ impl Store {
     /// Adds a bouncer; `false` if the name is taken.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn add_bouncer(&mut self, name: &str, key_hash: &str, now: i64) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "INSERT INTO bouncers (name, key_hash, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
-            params![name, key_hash, now],
+            &[name.into(), key_hash.into(), now.into()],
         )?;
         Ok(n == 1)
     }
@@ -99,21 +97,19 @@ impl Store {
     /// Every bouncer, by name.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn bouncers(&self) -> Result<Vec<BouncerRow>> {
-        let mut st = self.conn.prepare_cached(&format!("SELECT {BOUNCER_COLS} FROM bouncers ORDER BY name"))?;
-        Ok(st.query_map([], bouncer)?.collect::<rusqlite::Result<_>>()?)
+    /// Database errors.
+    pub fn bouncers(&mut self) -> Result<Vec<BouncerRow>> {
+        self.conn.all(&format!("SELECT {BOUNCER_COLS} FROM bouncers ORDER BY name"), &[], bouncer)
     }
 
     /// Deletes a bouncer and the `<name>@<ip>` rows its key made; how many rows went.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn delete_bouncer(&mut self, name: &str) -> Result<usize> {
-        let hash: Option<String> =
-            self.conn.query_row("SELECT key_hash FROM bouncers WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let hash = self.conn.one("SELECT key_hash FROM bouncers WHERE name = ?1", &[name.into()], |r| r.text(0))?;
         let Some(hash) = hash else { return Ok(0) };
-        Ok(self.conn.execute("DELETE FROM bouncers WHERE key_hash = ?1", [hash])?)
+        Ok(usize::try_from(self.conn.exec("DELETE FROM bouncers WHERE key_hash = ?1", &[hash.into()])?).unwrap_or(0))
     }
 
     /// The bouncer a key identifies, seen from `ip`. CrowdSec's identity is (key, address): the
@@ -121,41 +117,39 @@ impl Store {
     /// `<name>@<ip>`, with its own stream position. `None`: no such key.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn bouncer_for(&mut self, key_hash: &str, ip: &str, now: i64) -> Result<Option<BouncerRow>> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {BOUNCER_COLS} FROM bouncers WHERE key_hash = ?1 ORDER BY (ip_address = ?2) DESC, (ip_address = '') DESC, id"
-        ))?;
-        let Some(b) = st.query_row(params![key_hash, ip], bouncer).optional()? else { return Ok(None) };
-        drop(st);
-        if b.ip_address == ip {
-            return Ok(Some(b));
+        let rows = self.conn.all(
+            &format!("SELECT {BOUNCER_COLS} FROM bouncers WHERE key_hash = ?1 ORDER BY id"),
+            &[key_hash.into()],
+            bouncer,
+        )?;
+        if let Some(b) = rows.iter().find(|b| b.ip_address == ip) {
+            return Ok(Some(b.clone()));
         }
+        let Some(b) = rows.into_iter().min_by_key(|b| (!b.ip_address.is_empty(), b.id)) else { return Ok(None) };
         if b.ip_address.is_empty() {
-            self.conn.execute("UPDATE bouncers SET ip_address = ?1 WHERE id = ?2", params![ip, b.id])?;
+            self.conn.exec("UPDATE bouncers SET ip_address = ?1 WHERE id = ?2", &[ip.into(), b.id.into()])?;
             return Ok(Some(BouncerRow { ip_address: ip.to_owned(), ..b }));
         }
         let base = b.name.split('@').next().unwrap_or(&b.name).to_owned();
         let name = format!("{base}@{ip}");
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO bouncers (name, key_hash, ip_address, type, version, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(name) DO NOTHING",
-            params![name, key_hash, ip, b.kind, b.version, now],
+            &[name.as_str().into(), key_hash.into(), ip.into(), b.kind.into(), b.version.into(), now.into()],
         )?;
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {BOUNCER_COLS} FROM bouncers WHERE name = ?1"), [name], bouncer)
-            .optional()?)
+        self.conn.one(&format!("SELECT {BOUNCER_COLS} FROM bouncers WHERE name = ?1"), &[name.into()], bouncer)
     }
 
     /// Records a bouncer's User-Agent.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn set_bouncer_agent(&mut self, id: i64, kind: &str, version: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE bouncers SET type = ?1, version = ?2 WHERE id = ?3 AND (type != ?1 OR version != ?2)",
-            params![kind, version, id],
+        self.conn.exec(
+            "UPDATE bouncers SET type = ?1, version = ?2 WHERE id = ?3",
+            &[kind.into(), version.into(), id.into()],
         )?;
         Ok(())
     }
@@ -163,11 +157,11 @@ impl Store {
     /// Records a served stream pull.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn set_bouncer_pull(&mut self, id: i64, cursor: super::Cursor) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE bouncers SET last_pull = ?1, last_id = ?2 WHERE id = ?3",
-            params![cursor.last_pull, cursor.last_id, id],
+            &[cursor.last_pull.into(), cursor.last_id.into(), id.into()],
         )?;
         Ok(())
     }
@@ -175,12 +169,15 @@ impl Store {
     /// Adds or replaces a machine.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn upsert_machine(&mut self, id: &str, password_hash: &str, validated: bool, ip: &str, now: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO machines (machine_id, password_hash, validated, ip_address, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(machine_id) DO UPDATE SET password_hash = ?2, validated = max(validated, ?3), ip_address = ?4",
-            params![id, password_hash, i64::from(validated), ip, now],
+        let keep = if self.is_pg() { "GREATEST(machines.validated, ?3)" } else { "max(validated, ?3)" };
+        self.conn.exec(
+            &format!(
+                "INSERT INTO machines (machine_id, password_hash, validated, ip_address, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(machine_id) DO UPDATE SET password_hash = ?2, validated = {keep}, ip_address = ?4"
+            ),
+            &[id.into(), password_hash.into(), validated.into(), ip.into(), now.into()],
         )?;
         Ok(())
     }
@@ -188,67 +185,67 @@ impl Store {
     /// One machine.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn machine(&self, id: &str) -> Result<Option<MachineRow>> {
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {MACHINE_COLS} FROM machines WHERE machine_id = ?1"), [id], machine)
-            .optional()?)
+    /// Database errors.
+    pub fn machine(&mut self, id: &str) -> Result<Option<MachineRow>> {
+        self.conn.one(&format!("SELECT {MACHINE_COLS} FROM machines WHERE machine_id = ?1"), &[id.into()], machine)
     }
 
     /// Every machine.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn machines(&self) -> Result<Vec<MachineRow>> {
-        let mut st = self.conn.prepare(&format!("SELECT {MACHINE_COLS} FROM machines ORDER BY machine_id"))?;
-        Ok(st.query_map([], machine)?.collect::<rusqlite::Result<_>>()?)
+    /// Database errors.
+    pub fn machines(&mut self) -> Result<Vec<MachineRow>> {
+        self.conn.all(&format!("SELECT {MACHINE_COLS} FROM machines ORDER BY machine_id"), &[], machine)
     }
 
     /// Validates a machine; `false` if unknown.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn validate_machine(&mut self, id: &str) -> Result<bool> {
-        Ok(self.conn.execute("UPDATE machines SET validated = 1 WHERE machine_id = ?1", [id])? == 1)
+        Ok(self.conn.exec("UPDATE machines SET validated = 1 WHERE machine_id = ?1", &[id.into()])? == 1)
     }
 
     /// Deletes a machine; `false` if unknown.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn delete_machine(&mut self, id: &str) -> Result<bool> {
-        Ok(self.conn.execute("DELETE FROM machines WHERE machine_id = ?1", [id])? == 1)
+        Ok(self.conn.exec("DELETE FROM machines WHERE machine_id = ?1", &[id.into()])? == 1)
     }
 
     /// Records a login (its scenarios and address) or a heartbeat.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn touch_machine(&mut self, id: &str, scenarios: Option<&str>, ip: &str, now: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE machines SET last_heartbeat = ?1, ip_address = ?2, scenarios = COALESCE(?3, scenarios) WHERE machine_id = ?4",
-            params![now, ip, scenarios, id],
-        )?;
+        match scenarios {
+            Some(sc) => self.conn.exec(
+                "UPDATE machines SET last_heartbeat = ?1, ip_address = ?2, scenarios = ?3 WHERE machine_id = ?4",
+                &[now.into(), ip.into(), sc.into(), id.into()],
+            )?,
+            None => self.conn.exec(
+                "UPDATE machines SET last_heartbeat = ?1, ip_address = ?2 WHERE machine_id = ?3",
+                &[now.into(), ip.into(), id.into()],
+            )?,
+        };
         Ok(())
     }
 
     /// A named secret, made by `make` and kept the first time it is asked for.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn secret(&mut self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
-        if let Some(v) =
-            self.conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0)).optional()?
-        {
+        let get = "SELECT value FROM secrets WHERE name = ?1";
+        if let Some(v) = self.conn.one(get, &[name.into()], |r| r.text(0))? {
             return Ok(v);
         }
-        let v = make();
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-            params![name, v],
+            &[name.into(), make().into()],
         )?;
-        Ok(self.conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))?)
+        Ok(self.conn.one(get, &[name.into()], |r| r.text(0))?.unwrap_or_default())
     }
 }
 

@@ -5,9 +5,7 @@
 //! misses one) and by end time for deleted ones (with CrowdSec's two-second overlap). Both
 //! deduplicate like CrowdSec: per (value, type, scope) only the longest active decision is sent,
 //! and an ended decision is not sent as deleted while another one still holds the value.
-use rusqlite::types::Value;
-
-use super::{COLS, DecisionRow, Result, Store, row};
+use super::{COLS, DecisionRow, Result, Store, Val, row};
 use crate::addr::{Target, bounds};
 
 /// An address match: `ip=`/`range=` with `contains`.
@@ -66,14 +64,19 @@ pub enum StreamPart {
 /// A SQL condition under construction, with its parameters (numbered `?N`).
 struct Sql {
     text: String,
-    params: Vec<Value>,
+    params: Vec<Val>,
+    pg: bool,
 }
 
 impl Sql {
-    fn new(text: &str) -> Sql {
-        Sql { text: text.to_owned(), params: Vec::new() }
+    fn new(pg: bool) -> Sql {
+        Sql { text: String::new(), params: Vec::new(), pg }
     }
-    fn p(&mut self, v: impl Into<Value>) -> String {
+    /// `haystack` holds `needle` (both lower-cased already).
+    fn has(&self, haystack: &str, needle: &str) -> String {
+        if self.pg { format!("strpos({haystack}, {needle}) > 0") } else { format!("instr({haystack}, {needle}) > 0") }
+    }
+    fn p(&mut self, v: impl Into<Val>) -> String {
         self.params.push(v.into());
         format!("?{}", self.params.len())
     }
@@ -103,13 +106,17 @@ impl Sql {
             let cs: Vec<String> = f
                 .scenarios_containing
                 .iter()
-                .map(|s| format!("instr(lower({t}.scenario), {}) > 0", self.p(s.to_lowercase())))
+                .map(|s| {
+                    let p = self.p(s.to_lowercase());
+                    self.has(&format!("lower({t}.scenario)"), &p)
+                })
                 .collect();
             self.and(&format!("({})", cs.join(" OR ")));
         }
         for s in &f.scenarios_not_containing {
             let p = self.p(s.to_lowercase());
-            self.and(&format!("instr(lower({t}.scenario), {p}) = 0"));
+            let has = self.has(&format!("lower({t}.scenario)"), &p);
+            self.and(&format!("NOT ({has})"));
         }
         if !f.simulated {
             self.and(&format!("{t}.simulated = 0"));
@@ -120,21 +127,22 @@ impl Sql {
         }
         if let Some(m) = f.addr {
             let (start, end) = bounds(&m.target);
-            let (s, e) = (self.p(start), self.p(end));
+            let size = i64::try_from(start.len()).unwrap_or(0);
+            let (s, e, n) = (self.p(start), self.p(end), self.p(size));
             let cond = match (m.contains, m.target) {
                 // The address's own decisions by value (indexed), and the ranges around it.
                 (true, Target::Ip(_)) => {
                     let v = self.p(m.target.to_string());
                     format!(
                         "({t}.value = {v} OR ({t}.scope = 'Range' AND {t}.start_ip <= {s} AND {t}.end_ip >= {e} \
-                         AND length({t}.start_ip) = length({s})))"
+                         AND length({t}.start_ip) = {n}))"
                     )
                 }
                 (true, Target::Net(_)) => {
-                    format!("({t}.start_ip <= {s} AND {t}.end_ip >= {e} AND length({t}.start_ip) = length({s}))")
+                    format!("({t}.start_ip <= {s} AND {t}.end_ip >= {e} AND length({t}.start_ip) = {n})")
                 }
                 (false, _) => {
-                    format!("({t}.start_ip >= {s} AND {t}.end_ip <= {e} AND length({t}.start_ip) = length({s}))")
+                    format!("({t}.start_ip >= {s} AND {t}.end_ip <= {e} AND length({t}.start_ip) = {n})")
                 }
             };
             self.and(&cond);
@@ -147,21 +155,19 @@ fn active(t: &str, now: &str) -> String {
 }
 
 impl Store {
-    fn each(&self, sql: &Sql, mut f: impl FnMut(&DecisionRow)) -> Result<()> {
-        let mut st = self.conn.prepare_cached(&sql.text)?;
-        let mut rows = st.query(rusqlite::params_from_iter(sql.params.iter()))?;
-        while let Some(r) = rows.next()? {
+    fn each(&mut self, sql: &Sql, mut f: impl FnMut(&DecisionRow)) -> Result<()> {
+        self.conn.each(&sql.text, &sql.params, |r| {
             f(&row(r)?);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Query mode: the active decisions matching `f`, by id.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn query(&self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
-        let mut sql = Sql::new("");
+    pub fn query(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
+        let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
         sql.text = format!("SELECT {} FROM decisions d WHERE {}", cols("d"), active("d", &n));
         sql.filter("d", f);
@@ -185,7 +191,7 @@ impl Store {
     /// SQLite errors.
     #[allow(clippy::too_many_arguments)]
     pub fn stream(
-        &self,
+        &mut self,
         f: &DecisionFilter,
         since: Option<Cursor>,
         up_to: Option<i64>,
@@ -203,7 +209,7 @@ impl Store {
             return self.stream_deleted(f, since, now, keep_deleted, &mut emit).map(|()| cursor);
         }
         // New: active, within the id window, and the longest of its (value, type, scope).
-        let mut sql = Sql::new("");
+        let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
         let top = sql.p(max_id);
         sql.text = format!("SELECT {} FROM decisions d WHERE {} AND d.id <= {top}", cols("d"), active("d", &n));
@@ -212,7 +218,7 @@ impl Store {
             sql.and(&format!("d.id > {p}"));
         }
         sql.filter("d", f);
-        let mut longer = Sql { text: String::new(), params: std::mem::take(&mut sql.params) };
+        let mut longer = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
         longer.text = format!(
             "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope \
              AND {} AND (o.until > d.until OR (o.until = d.until AND o.id > d.id))",
@@ -228,14 +234,14 @@ impl Store {
 
     /// Deleted: ended in the window, and nothing active holds the value any more.
     fn stream_deleted(
-        &self,
+        &mut self,
         f: &DecisionFilter,
         since: Option<Cursor>,
         now: i64,
         keep_deleted: i64,
         emit: &mut impl FnMut(&DecisionRow),
     ) -> Result<()> {
-        let mut sql = Sql::new("");
+        let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
         let from = sql.p(match since {
             Some(c) => c.last_pull - 2,
@@ -248,7 +254,7 @@ impl Store {
             active("d", &n)
         );
         sql.filter("d", f);
-        let mut held = Sql { text: String::new(), params: std::mem::take(&mut sql.params) };
+        let mut held = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
         held.text = format!(
             "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope AND {}",
             active("o", &n)
@@ -266,14 +272,15 @@ impl Store {
     /// SQLite errors (nothing is deleted).
     pub fn delete_matching(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
         let rows = self.query(&DecisionFilter { simulated: true, ..f.clone() }, now)?;
-        let tx = self.conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached("UPDATE decisions SET deleted_at = ?1 WHERE id = ?2")?;
+        self.conn.tx(|c| {
             for r in &rows {
-                st.execute(rusqlite::params![now, r.id])?;
+                c.exec("UPDATE decisions SET deleted_at = ?1 WHERE id = ?2", &[now.into(), r.id.into()])?;
             }
+            Ok(())
+        })?;
+        if !rows.is_empty() {
+            self.announce();
         }
-        tx.commit()?;
         Ok(rows)
     }
 }
@@ -301,7 +308,7 @@ mod tests {
 
     /// Both halves of a pull.
     fn pull(
-        s: &Store,
+        s: &mut Store,
         f: &DecisionFilter,
         since: Option<Cursor>,
         now: i64,
@@ -360,30 +367,30 @@ mod tests {
         let mut s = Store::memory().unwrap();
         let f = DecisionFilter { scopes: vec!["Ip".into(), "Range".into()], ..Default::default() };
         s.record(None, &[dec("192.0.2.1", 100, "crowdsec"), dec("192.0.2.1", 50, "cscli")], 0).unwrap();
-        let (new, del, c) = pull(&s, &f, None, 10);
+        let (new, del, c) = pull(&mut s, &f, None, 10);
         assert_eq!(new.len(), 1, "only the longest per value: {new:?}");
         assert_eq!(new[0].until, 100);
         assert!(del.is_empty());
         // A shorter decision for a held value is not sent; a new value is.
         s.record(None, &[dec("192.0.2.1", 10, "cscli"), dec("192.0.2.2", 100, "cscli")], 20).unwrap();
-        let (new, del, c) = pull(&s, &f, Some(c), 21);
+        let (new, del, c) = pull(&mut s, &f, Some(c), 21);
         assert_eq!(values(&new), ["192.0.2.2"]);
         assert!(del.is_empty());
         // Deleting one of two decisions on a value sends nothing; deleting the last sends it.
         s.delete_matching(&DecisionFilter { value: Some("192.0.2.2".into()), ..Default::default() }, 30).unwrap();
-        let (new, del, c) = pull(&s, &f, Some(c), 31);
+        let (new, del, c) = pull(&mut s, &f, Some(c), 31);
         assert!(new.is_empty());
         assert_eq!(values(&del), ["192.0.2.2"]);
         // Expiry counts as deletion, once every decision on the value has ended.
-        let (new, del, c) = pull(&s, &f, Some(c), 60);
+        let (new, del, c) = pull(&mut s, &f, Some(c), 60);
         assert!(new.is_empty());
         // (192.0.2.2 may come again: the window overlaps the last pull by two seconds.)
         assert!(!values(&del).contains(&"192.0.2.1"), "192.0.2.1 is still held by the 100 s decision: {del:?}");
-        let (new, del, _) = pull(&s, &f, Some(c), 101);
+        let (new, del, _) = pull(&mut s, &f, Some(c), 101);
         assert!(new.is_empty());
         assert!(values(&del).iter().all(|v| *v == "192.0.2.1") && !del.is_empty(), "{del:?}");
         // Startup: nothing active, the ended ones as deleted.
-        let (new, del, _) = pull(&s, &f, None, 102);
+        let (new, del, _) = pull(&mut s, &f, None, 102);
         assert!(new.is_empty());
         assert!(!del.is_empty());
     }

@@ -1,5 +1,6 @@
-//! The store: alerts, decisions, bouncers and machines in SQLite (bundled). The only module
-//! that speaks SQL.
+//! The store: alerts, decisions, bouncers and machines in SQLite (bundled, the default) or
+//! PostgreSQL (one store shared by many agents). The only module that speaks SQL; the backends
+//! are in `backend.rs`.
 //!
 //! Decisions live here; the XDP maps are a cache of the active ones, which the daemon
 //! reconciles at start and periodically (`crate::reconcile`). Times are Unix seconds passed in
@@ -8,13 +9,14 @@
 //! `alerts.rs`, bouncers, machines and secrets in `auth.rs`.
 mod alerts;
 mod auth;
+mod backend;
 mod decisions;
 mod schema;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
-use schema::MIGRATIONS;
+use backend::{Conn, Row, Val};
+use schema::{MIGRATIONS, MIGRATIONS_PG};
 
 pub use alerts::{AlertFilter, AlertRow};
 pub use auth::{BouncerRow, MachineRow};
@@ -26,6 +28,9 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// PostgreSQL said no.
+    #[error("store (PostgreSQL): {0}")]
+    Pg(String),
     /// The database is newer than this crowd.
     #[error("store schema version {0} is newer than this crowd understands ({1}): upgrade crowd")]
     TooNew(i64, i64),
@@ -107,6 +112,43 @@ pub struct NewAlert {
     pub body: String,
 }
 
+/// Where a store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (`postgres://user:pass@127.0.0.1/crowd`).
+    Postgres(String),
+}
+
+impl Location {
+    /// `--db URL` when given (a `postgres://` or `postgresql://` URL, or a SQLite path), else
+    /// `crowd.db` in the state directory.
+    #[must_use]
+    pub fn new(state_dir: &Path, db: Option<&str>) -> Location {
+        match db {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Location::Postgres(u.to_owned())
+            }
+            Some(p) => Location::Sqlite(p.into()),
+            None => Location::Sqlite(state_dir.join("crowd.db")),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            // Never print the password.
+            Location::Postgres(u) => match (u.find("://"), u.rfind('@')) {
+                (Some(a), Some(b)) if b > a => write!(f, "{}://…@{}", &u[..a], &u[b + 1..]),
+                _ => write!(f, "{u}"),
+            },
+        }
+    }
+}
+
 /// The address bounds stored beside an `Ip` or `Range` decision (`None` for other scopes or
 /// values that are not addresses).
 fn bounds(scope: &str, value: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
@@ -123,16 +165,13 @@ fn bounds(scope: &str, value: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
 }
 
 /// Fills the bounds and uuids of decisions recorded before schema version 2.
-fn backfill_bounds(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, String, String)> = {
-        let mut st = tx.prepare("SELECT id, scope, value FROM decisions")?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?
-    };
+fn backfill_bounds(c: &mut Conn) -> Result<()> {
+    let rows = c.all("SELECT id, scope, value FROM decisions", &[], |r| Ok((r.int(0)?, r.text(1)?, r.text(2)?)))?;
     for (id, scope, value) in rows {
         let (a, b) = bounds(&scope, &value);
-        tx.execute(
+        c.exec(
             "UPDATE decisions SET start_ip = ?1, end_ip = ?2, uuid = ?3 WHERE id = ?4",
-            params![a, b, uuid::Uuid::new_v4().to_string(), id],
+            &[a.into(), b.into(), uuid::Uuid::new_v4().to_string().into(), id.into()],
         )?;
     }
     Ok(())
@@ -140,105 +179,180 @@ fn backfill_bounds(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 
 /// The database.
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
+    /// Notifications counted so far (PostgreSQL's change counter).
+    seen: i64,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRow> {
+fn row(r: &Row<'_>) -> Result<DecisionRow> {
     Ok(DecisionRow {
-        id: r.get(0)?,
-        alert_id: r.get(1)?,
-        origin: r.get(2)?,
-        scenario: r.get(3)?,
-        scope: r.get(4)?,
-        value: r.get(5)?,
-        kind: r.get(6)?,
-        until: r.get(7)?,
-        created_at: r.get(8)?,
-        deleted_at: r.get(9)?,
-        simulated: r.get::<_, i64>(10)? != 0,
-        reason: r.get(11)?,
-        uuid: r.get(12)?,
+        id: r.int(0)?,
+        alert_id: r.opt_int(1)?,
+        origin: r.text(2)?,
+        scenario: r.text(3)?,
+        scope: r.text(4)?,
+        value: r.text(5)?,
+        kind: r.text(6)?,
+        until: r.int(7)?,
+        created_at: r.int(8)?,
+        deleted_at: r.opt_int(9)?,
+        simulated: r.flag(10)?,
+        reason: r.text(11)?,
+        uuid: r.text(12)?,
     })
 }
 
 const COLS: &str =
     "id, alert_id, origin, scenario, scope, value, type, until, created_at, deleted_at, simulated, reason, uuid";
 
+/// The channel PostgreSQL stores announce their changes on.
+const CHANNEL: &str = "crowd_changes";
+
 impl Store {
-    /// Opens (creating) the database at `path` and migrates it.
+    /// Opens (creating) the SQLite database at `path` and migrates it.
     ///
     /// # Errors
     /// SQLite errors; [`StoreError::TooNew`].
     pub fn open(path: &Path) -> Result<Store> {
-        Store::init(Connection::open(path)?)
+        Store::init(Conn::Lite(rusqlite::Connection::open(path)?))
     }
 
-    /// An in-memory store (tests, replay).
+    /// Opens the store at `loc` and migrates it.
+    ///
+    /// # Errors
+    /// Connection errors; [`StoreError::TooNew`].
+    pub fn open_at(loc: &Location) -> Result<Store> {
+        match loc {
+            Location::Sqlite(p) => Store::open(p),
+            Location::Postgres(url) => {
+                let client = postgres::Client::connect(url, postgres::NoTls)?;
+                Store::init(Conn::Pg(Box::new(client)))
+            }
+        }
+    }
+
+    /// An in-memory SQLite store (tests, replay).
     ///
     /// # Errors
     /// SQLite errors.
     pub fn memory() -> Result<Store> {
-        Store::init(Connection::open_in_memory()?)
+        Store::init(Conn::Lite(rusqlite::Connection::open_in_memory()?))
     }
 
-    fn init(conn: Connection) -> Result<Store> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // WAL's recommended setting: commits do not wait for fsync (the WAL is synced at
-        // checkpoints); a power cut may lose the last commits, never the database.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut s = Store { conn };
+    fn init(conn: Conn) -> Result<Store> {
+        if let Conn::Lite(c) = &conn {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            // WAL's recommended setting: commits do not wait for fsync (the WAL is synced at
+            // checkpoints); a power cut may lose the last commits, never the database.
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+        }
+        let mut s = Store { conn, seen: 0 };
         s.migrate()?;
         Ok(s)
+    }
+
+    /// True on PostgreSQL.
+    #[must_use]
+    pub fn is_pg(&self) -> bool {
+        self.conn.pg()
     }
 
     /// The schema version.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    /// Database errors.
+    pub fn version(&mut self) -> Result<i64> {
+        match &mut self.conn {
+            Conn::Lite(c) => Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?),
+            c @ Conn::Pg(_) => {
+                let has = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'crowd_schema' \
+                           AND table_schema = current_schema()";
+                if c.one(has, &[], |r| r.int(0))? == Some(0) {
+                    c.batch("CREATE TABLE crowd_schema (version BIGINT NOT NULL)")?;
+                }
+                Ok(c.one("SELECT COALESCE(MAX(version), 0) FROM crowd_schema", &[], |r| r.int(0))?.unwrap_or(0))
+            }
+        }
     }
 
     fn migrate(&mut self) -> Result<()> {
         let v = self.version()?;
-        let latest = MIGRATIONS.len() as i64;
+        let steps: &[&str] = if self.is_pg() { &MIGRATIONS_PG } else { &MIGRATIONS };
+        let latest = steps.len() as i64;
         if v > latest {
             return Err(StoreError::TooNew(v, latest));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(v).unwrap_or(0)) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            if i == 1 {
-                backfill_bounds(&tx)?;
-            }
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
+        for (i, sql) in steps.iter().enumerate().skip(usize::try_from(v).unwrap_or(0)) {
+            self.conn.tx(|c| {
+                c.batch(sql)?;
+                if i == 1 {
+                    backfill_bounds(c)?;
+                }
+                let next = i as i64 + 1;
+                match c {
+                    Conn::Lite(l) => l.pragma_update(None, "user_version", next)?,
+                    Conn::Pg(_) => {
+                        c.exec("DELETE FROM crowd_schema", &[])?;
+                        c.exec("INSERT INTO crowd_schema (version) VALUES (?1)", &[next.into()])?;
+                    }
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
-    /// A change counter: moves whenever another connection (another process, the CLI) commits.
+    /// Tells other PostgreSQL connections that decisions changed (SQLite needs nothing).
+    fn announce(&mut self) {
+        if self.is_pg() {
+            let _ = self.conn.batch(&format!("NOTIFY {CHANNEL}"));
+        }
+    }
+
+    /// Starts listening for other connections' changes (PostgreSQL; a no-op on SQLite).
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+    /// Database errors.
+    pub fn listen(&mut self) -> Result<()> {
+        if self.is_pg() {
+            self.conn.batch(&format!("LISTEN {CHANNEL}"))?;
+        }
+        Ok(())
+    }
+
+    /// A change counter: moves whenever another connection (another process, the CLI) commits
+    /// (SQLite's `data_version`; on PostgreSQL, the notifications received after [`Store::listen`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn data_version(&mut self) -> Result<i64> {
+        match &mut self.conn {
+            Conn::Lite(c) => Ok(c.pragma_query_value(None, "data_version", |r| r.get(0))?),
+            Conn::Pg(c) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                // A short wait, not `iter()`: the client's runtime only reads the socket while
+                // something waits on it.
+                let n = c.notifications().timeout_iter(std::time::Duration::from_millis(5)).count()?;
+                self.seen += i64::try_from(n).unwrap_or(0);
+                Ok(self.seen)
+            }
+        }
     }
 
     /// The highest decision id.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn max_decision_id(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM decisions", [], |r| r.get(0))?)
+    /// Database errors.
+    pub fn max_decision_id(&mut self) -> Result<i64> {
+        Ok(self.conn.one("SELECT COALESCE(MAX(id), 0) FROM decisions", &[], |r| r.int(0))?.unwrap_or(0))
     }
 
     /// Records an alert and its decisions in one transaction; returns the decisions' ids.
     ///
     /// # Errors
-    /// SQLite errors (nothing is recorded).
+    /// Database errors (nothing is recorded).
     pub fn record(&mut self, alert: Option<&NewAlert>, decisions: &[NewDecision], now: i64) -> Result<Vec<i64>> {
         self.record_alert(alert, decisions, now).map(|(_, ids)| ids)
     }
@@ -246,116 +360,105 @@ impl Store {
     /// [`Store::record`], also returning the alert's id.
     ///
     /// # Errors
-    /// SQLite errors (nothing is recorded).
+    /// Database errors (nothing is recorded).
     pub fn record_alert(
         &mut self,
         alert: Option<&NewAlert>,
         decisions: &[NewDecision],
         now: i64,
     ) -> Result<(Option<i64>, Vec<i64>)> {
-        let tx = self.conn.transaction()?;
-        let alert_id = match alert {
-            Some(a) => {
-                tx.execute(
+        let out = self.conn.tx(|c| {
+            let alert_id = match alert {
+                Some(a) => c.one(
                     "INSERT INTO alerts (scenario, scope, value, events_count, created_at, machine_id, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        a.scenario,
-                        a.scope,
-                        a.value,
-                        i64::try_from(a.events_count).unwrap_or(i64::MAX),
-                        now,
-                        a.machine_id,
-                        a.body
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                    &[
+                        a.scenario.as_str().into(),
+                        a.scope.as_str().into(),
+                        a.value.as_str().into(),
+                        i64::try_from(a.events_count).unwrap_or(i64::MAX).into(),
+                        now.into(),
+                        a.machine_id.as_str().into(),
+                        a.body.as_str().into(),
                     ],
+                    |r| r.int(0),
+                )?,
+                None => None,
+            };
+            let mut ids = Vec::with_capacity(decisions.len());
+            for d in decisions {
+                let (start, end) = bounds(&d.scope, &d.value);
+                let uuid = if d.uuid.is_empty() { uuid::Uuid::new_v4().to_string() } else { d.uuid.clone() };
+                let id = c.one(
+                    "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated,
+                                            reason, uuid, start_ip, end_ip)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+                    &[
+                        alert_id.into(),
+                        d.origin.as_str().into(),
+                        d.scenario.as_str().into(),
+                        d.scope.as_str().into(),
+                        d.value.as_str().into(),
+                        d.kind.as_str().into(),
+                        now.saturating_add(i64::try_from(d.duration_secs).unwrap_or(i64::MAX)).into(),
+                        now.into(),
+                        d.simulated.into(),
+                        d.reason.as_str().into(),
+                        uuid.into(),
+                        start.into(),
+                        end.into(),
+                    ],
+                    |r| r.int(0),
                 )?;
-                Some(tx.last_insert_rowid())
+                ids.extend(id);
             }
-            None => None,
-        };
-        let mut ids = Vec::with_capacity(decisions.len());
-        let mut st = tx.prepare_cached(
-            "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated,
-                                    reason, uuid, start_ip, end_ip)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for d in decisions {
-            let (start, end) = bounds(&d.scope, &d.value);
-            let uuid = if d.uuid.is_empty() { uuid::Uuid::new_v4().to_string() } else { d.uuid.clone() };
-            st.execute(params![
-                alert_id,
-                d.origin,
-                d.scenario,
-                d.scope,
-                d.value,
-                d.kind,
-                now.saturating_add(i64::try_from(d.duration_secs).unwrap_or(i64::MAX)),
-                now,
-                i64::from(d.simulated),
-                d.reason,
-                uuid,
-                start,
-                end
-            ])?;
-            ids.push(tx.last_insert_rowid());
+            Ok((alert_id, ids))
+        })?;
+        if !decisions.is_empty() {
+            self.announce();
         }
-        drop(st);
-        tx.commit()?;
-        Ok((alert_id, ids))
+        Ok(out)
     }
 
     /// Decisions in force at `now` (not deleted, not expired).
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn active(&self, now: i64) -> Result<Vec<DecisionRow>> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {COLS} FROM decisions WHERE deleted_at IS NULL AND until > ?1 ORDER BY id"
-        ))?;
-        Ok(st.query_map([now], row)?.collect::<rusqlite::Result<_>>()?)
+    /// Database errors.
+    pub fn active(&mut self, now: i64) -> Result<Vec<DecisionRow>> {
+        self.conn.all(
+            &format!("SELECT {COLS} FROM decisions WHERE deleted_at IS NULL AND until > ?1 ORDER BY id"),
+            &[now.into()],
+            row,
+        )
     }
 
     /// How many decisions each value has had (profiles' `GetDecisionsCount`: repeat offenders).
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn decision_counts(&self) -> Result<std::collections::HashMap<String, u64>> {
-        let mut st = self.conn.prepare("SELECT value, COUNT(*) FROM decisions GROUP BY value")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut out = std::collections::HashMap::new();
-        for r in rows {
-            let (v, n) = r?;
-            out.insert(v, u64::try_from(n).unwrap_or(0));
-        }
-        Ok(out)
+    /// Database errors.
+    pub fn decision_counts(&mut self) -> Result<std::collections::HashMap<String, u64>> {
+        let rows = self.conn.all("SELECT value, COUNT(*) FROM decisions GROUP BY value", &[], |r| {
+            Ok((r.text(0)?, u64::try_from(r.int(1)?).unwrap_or(0)))
+        })?;
+        Ok(rows.into_iter().collect())
     }
 
     /// One decision by id.
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn get(&self, id: i64) -> Result<Option<DecisionRow>> {
-        Ok(self.conn.query_row(&format!("SELECT {COLS} FROM decisions WHERE id = ?1"), [id], row).optional()?)
+    /// Database errors.
+    pub fn get(&mut self, id: i64) -> Result<Option<DecisionRow>> {
+        self.conn.one(&format!("SELECT {COLS} FROM decisions WHERE id = ?1"), &[id.into()], row)
     }
 
     /// Deletes (marks deleted) the active decisions matching `value` (an address or range as
     /// stored), or `id`, or all when both are `None`; returns them.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn delete(&mut self, value: Option<&str>, id: Option<i64>, now: i64) -> Result<Vec<DecisionRow>> {
-        let tx = self.conn.transaction()?;
-        let rows: Vec<DecisionRow> = {
-            let mut st = tx.prepare(&format!(
-                "SELECT {COLS} FROM decisions WHERE deleted_at IS NULL AND until > ?1 AND (?2 IS NULL OR value = ?2) AND (?3 IS NULL OR id = ?3)"
-            ))?;
-            st.query_map(params![now, value, id], row)?.collect::<rusqlite::Result<_>>()?
-        };
-        for r in &rows {
-            tx.execute("UPDATE decisions SET deleted_at = ?1 WHERE id = ?2", params![now, r.id])?;
-        }
-        tx.commit()?;
-        Ok(rows)
+        let f = DecisionFilter { value: value.map(str::to_owned), id, simulated: true, ..DecisionFilter::default() };
+        self.delete_matching(&f, now)
     }
 }
 
@@ -383,9 +486,10 @@ mod tests {
         let p = dir.path().join("crowd.db");
         let mut s = Store::open(&p).unwrap();
         assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(MIGRATIONS.len(), MIGRATIONS_PG.len(), "both backends have every step");
         s.record(None, &[ban("192.0.2.1", 3600)], 1000).unwrap();
         drop(s);
-        let s = Store::open(&p).unwrap();
+        let mut s = Store::open(&p).unwrap();
         assert_eq!(s.active(1001).unwrap().len(), 1, "decisions survive a restart");
     }
 
@@ -421,7 +525,7 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("crowd.db");
-        Connection::open(&p).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        rusqlite::Connection::open(&p).unwrap().pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(Store::open(&p), Err(StoreError::TooNew(99, _))));
     }
 }
