@@ -29,6 +29,24 @@ pub enum DecisionsCommand {
         #[arg(long, default_value = "manual")]
         reason: String,
     },
+    /// Import decisions from a list, CrowdSec's CSV or CrowdSec's JSON (all or nothing).
+    Import {
+        /// The file (`-`: standard input).
+        #[arg(short, long)]
+        input: std::path::PathBuf,
+        /// The format (default: from the name or the content).
+        #[arg(long, value_enum)]
+        format: Option<super::import::ImportFormat>,
+        /// Duration for entries without one.
+        #[arg(long, default_value = "4h")]
+        duration: String,
+        /// Type for entries without one.
+        #[arg(long = "type", default_value = "ban")]
+        kind: String,
+        /// Reason (scenario) for entries without one.
+        #[arg(long, default_value = "manual import")]
+        reason: String,
+    },
     /// Delete decisions by target, by id, or all.
     Delete {
         /// The address or range, as decided.
@@ -121,6 +139,58 @@ pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt
                 }
                 Format::Table => {
                     println!("decision {id}: ban {} for {}", decision.value, humantime::format_duration(d))
+                }
+            }
+        }
+        DecisionsCommand::Import { input, format, duration, kind, reason } => {
+            let started = std::time::Instant::now();
+            let text = if input.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(input).with_context(|| format!("reading `{}`", input.display()))?
+            };
+            let name = input.to_string_lossy();
+            let fmt_in = format.unwrap_or_else(|| super::import::guess(&name, &text));
+            let duration =
+                super::map::parse_ban_duration(duration)?.context("--duration: decisions need a duration")?;
+            let defaults = super::import::Defaults { duration, kind: kind.clone(), reason: reason.clone() };
+            let mut all = super::import::parse(&text, fmt_in, &defaults).with_context(|| format!("`{name}`"))?;
+            // Never our own addresses.
+            let ours: Vec<std::net::IpAddr> = crate::addr::local_addresses();
+            let before = all.len();
+            all.retain(|d| d.value.parse::<Target>().map_or(true, |t| !ours.iter().any(|ip| t.contains(*ip))));
+            let skipped = before - all.len();
+            let ids = store.record(None, &all, t)?;
+            let mut enforced = 0;
+            if let Some(mut m) = maps(settings) {
+                let clock = BootClock::now();
+                let entries: Vec<(Target, crowd_common::Ban)> = all
+                    .iter()
+                    .zip(&ids)
+                    .filter(|(d, _)| d.kind == "ban")
+                    .filter_map(|(d, id)| {
+                        let t: Target = d.value.parse().ok()?;
+                        let expiry = clock.expiry_after(Some(std::time::Duration::from_secs(d.duration_secs)));
+                        let ban = crowd_common::Ban::new(
+                            expiry,
+                            u64::try_from(*id).ok()?,
+                            crate::reconcile::origin(&d.origin),
+                        );
+                        Some((t, ban))
+                    })
+                    .collect();
+                enforced = m.insert_many(&entries)?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            match fmt {
+                Format::Json => output::json(
+                    &json!({"imported": ids.len(), "skipped_own_addresses": skipped, "enforced": enforced, "seconds": secs}),
+                ),
+                Format::Table => {
+                    println!("imported {} decision(s) in {secs:.2} s", ids.len());
+                    if skipped > 0 {
+                        println!("skipped {skipped} entr(y/ies) covering this host's own addresses");
+                    }
                 }
             }
         }

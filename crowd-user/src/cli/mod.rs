@@ -5,6 +5,7 @@
 pub mod decisions;
 pub mod edge;
 pub mod hubtest;
+pub mod import;
 pub mod lapi;
 pub mod map;
 pub mod output;
