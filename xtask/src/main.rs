@@ -50,7 +50,7 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
-    /// Benchmarks that print figures: `dataplane`, `engine`.
+    /// Benchmarks that print figures: `dataplane`, `engine`, `lapi`.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "dataplane")]
@@ -132,7 +132,12 @@ fn main() -> Result<()> {
         Task::Bench { which, quick } => {
             setup::all()?;
             match which.as_str() {
-                "dataplane" | "engine" => {
+                "dataplane" | "engine" | "lapi" => {
+                    if which == "lapi" {
+                        // wrk loads the API; the crowdsec package is installed by the bench itself.
+                        setup::install(&["wrk"])?;
+                        setup::test_services()?;
+                    }
                     build()?;
                     let mut c = cargo();
                     c.args(["bench", "-p", "crowd-tests", "--bench", &which]);
@@ -141,7 +146,7 @@ fn main() -> Result<()> {
                     }
                     run(&mut c)
                 }
-                other => bail!("unknown benchmark `{other}` (known: dataplane, engine)"),
+                other => bail!("unknown benchmark `{other}` (known: dataplane, engine, lapi)"),
             }
         }
     }

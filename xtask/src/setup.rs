@@ -71,7 +71,8 @@ fn packages() -> Result<()> {
     install(PACKAGES)
 }
 
-fn install(list: &[&str]) -> Result<()> {
+/// Installs the Debian packages of `list` that are missing.
+pub fn install(list: &[&str]) -> Result<()> {
     let missing: Vec<&str> = list
         .iter()
         .copied()

@@ -191,6 +191,13 @@ async fn health() -> impl IntoResponse {
     Json(serde_json::json!({"status": "up"}))
 }
 
+/// The API's OpenAPI document (kept in `docs/openapi.yaml`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}
+
 /// The routes, CrowdSec's paths and methods.
 pub fn router(state: Arc<Lapi>) -> Router {
     let open = Router::new()
@@ -207,7 +214,32 @@ pub fn router(state: Arc<Lapi>) -> Router {
         .route("/v1/refresh_token", get(alerts::refresh))
         .route("/v1/usage-metrics", post(decisions::usage_metrics))
         .layer(DefaultBodyLimit::max(BIG_BODY));
-    Router::new().route("/health", get(health)).merge(open).merge(authed).with_state(state)
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.yaml", get(openapi))
+        .merge(open)
+        .merge(authed)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(super::OPENAPI).expect("valid YAML");
+        let paths = doc["paths"].as_mapping().expect("paths");
+        let router = include_str!("mod.rs");
+        let mut n = 0;
+        for line in router.lines().filter(|l| l.trim_start().starts_with(".route(\"")) {
+            let path = line.split('"').nth(1).expect("a path");
+            assert!(
+                paths.contains_key(serde_yaml::Value::String(path.to_owned())),
+                "{path} is not in docs/openapi.yaml"
+            );
+            n += 1;
+        }
+        assert!(n >= 10, "found only {n} routes in the router");
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -76,6 +76,11 @@ impl Sql {
     fn has(&self, haystack: &str, needle: &str) -> String {
         if self.pg { format!("strpos({haystack}, {needle}) > 0") } else { format!("instr({haystack}, {needle}) > 0") }
     }
+    /// The same-value probe's table: through the value index (SQLite's planner would otherwise
+    /// take `decisions_active` and make the probe a scan).
+    fn by_value(&self) -> &'static str {
+        if self.pg { "decisions o" } else { "decisions o INDEXED BY decisions_value" }
+    }
     fn p(&mut self, v: impl Into<Val>) -> String {
         self.params.push(v.into());
         format!("?{}", self.params.len())
@@ -88,7 +93,9 @@ impl Sql {
     fn filter(&mut self, t: &str, f: &DecisionFilter) {
         if !f.scopes.is_empty() {
             let ps: Vec<String> = f.scopes.iter().map(|s| self.p(s.clone())).collect();
-            self.and(&format!("{t}.scope IN ({})", ps.join(", ")));
+            // Not through `decisions_bounds` (scope, start_ip): a scope matches most rows.
+            let plus = if self.pg { "" } else { "+" };
+            self.and(&format!("{plus}{t}.scope IN ({})", ps.join(", ")));
         }
         if let Some(v) = &f.value {
             let p = self.p(v.clone());
@@ -131,6 +138,7 @@ impl Sql {
             let (s, e, n) = (self.p(start), self.p(end), self.p(size));
             let cond = match (m.contains, m.target) {
                 // The address's own decisions by value (indexed), and the ranges around it.
+                // `decisions_bounds` is (scope, start_ip): ranges are few, addresses many.
                 (true, Target::Ip(_)) => {
                     let v = self.p(m.target.to_string());
                     format!(
@@ -138,12 +146,13 @@ impl Sql {
                          AND length({t}.start_ip) = {n}))"
                     )
                 }
-                (true, Target::Net(_)) => {
-                    format!("({t}.start_ip <= {s} AND {t}.end_ip >= {e} AND length({t}.start_ip) = {n})")
-                }
-                (false, _) => {
-                    format!("({t}.start_ip >= {s} AND {t}.end_ip <= {e} AND length({t}.start_ip) = {n})")
-                }
+                (true, Target::Net(_)) => format!(
+                    "({t}.scope = 'Range' AND {t}.start_ip <= {s} AND {t}.end_ip >= {e} AND length({t}.start_ip) = {n})"
+                ),
+                (false, _) => format!(
+                    "({t}.scope IN ('Ip', 'Range') AND {t}.start_ip >= {s} AND {t}.start_ip <= {e} AND {t}.end_ip <= {e} \
+                     AND length({t}.start_ip) = {n})"
+                ),
             };
             self.and(&cond);
         }
@@ -152,6 +161,12 @@ impl Sql {
 
 fn active(t: &str, now: &str) -> String {
     format!("{t}.deleted_at IS NULL AND {t}.until > {now}")
+}
+
+/// [`active`] with its columns behind unary `+`, so the planner does not scan every active
+/// decision through `decisions_active` when an id range or a value narrows the search better.
+fn active_unindexed(t: &str, now: &str) -> String {
+    format!("+{t}.deleted_at IS NULL AND +{t}.until > {now}")
 }
 
 impl Store {
@@ -169,7 +184,9 @@ impl Store {
     pub fn query(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
         let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
-        sql.text = format!("SELECT {} FROM decisions d WHERE {}", cols("d"), active("d", &n));
+        let narrow = f.addr.is_some() || f.value.is_some() || f.id.is_some();
+        let act = if narrow { active_unindexed("d", &n) } else { active("d", &n) };
+        sql.text = format!("SELECT {} FROM decisions d WHERE {act}", cols("d"));
         sql.filter("d", f);
         sql.text.push_str(" ORDER BY d.id");
         if let Some(l) = f.limit {
@@ -212,7 +229,9 @@ impl Store {
         let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
         let top = sql.p(max_id);
-        sql.text = format!("SELECT {} FROM decisions d WHERE {} AND d.id <= {top}", cols("d"), active("d", &n));
+        // Walk the id range (a delta's is short; a full pull reads in id order, unsorted).
+        sql.text =
+            format!("SELECT {} FROM decisions d WHERE {} AND d.id <= {top}", cols("d"), active_unindexed("d", &n));
         if let Some(c) = since {
             let p = sql.p(c.last_id);
             sql.and(&format!("d.id > {p}"));
@@ -220,8 +239,9 @@ impl Store {
         sql.filter("d", f);
         let mut longer = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
         longer.text = format!(
-            "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope \
+            "NOT EXISTS (SELECT 1 FROM {} WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope \
              AND {} AND (o.until > d.until OR (o.until = d.until AND o.id > d.id))",
+            sql.by_value(),
             active("o", &n)
         );
         longer.filter("o", &DecisionFilter { addr: None, id: None, limit: None, ..f.clone() });
@@ -247,16 +267,17 @@ impl Store {
             Some(c) => c.last_pull - 2,
             None => now - keep_deleted,
         });
+        // Ended in (from, now]: deleted then, or expired then (both through `decisions_active`).
         sql.text = format!(
-            "SELECT {} FROM decisions d WHERE COALESCE(d.deleted_at, d.until) > {from} \
-             AND COALESCE(d.deleted_at, d.until) <= {n} AND NOT ({})",
+            "SELECT {} FROM decisions d WHERE ((d.deleted_at > {from} AND d.deleted_at <= {n}) \
+             OR (d.deleted_at IS NULL AND d.until > {from} AND d.until <= {n}))",
             cols("d"),
-            active("d", &n)
         );
         sql.filter("d", f);
         let mut held = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
         held.text = format!(
-            "NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope AND {}",
+            "NOT EXISTS (SELECT 1 FROM {} WHERE o.value = d.value AND o.type = d.type AND o.scope = d.scope AND {}",
+            sql.by_value(),
             active("o", &n)
         );
         held.filter("o", &DecisionFilter { addr: None, id: None, limit: None, ..f.clone() });

@@ -35,7 +35,7 @@ pub const MIGRATIONS: [&str; 2] = [
     ALTER TABLE decisions ADD COLUMN uuid TEXT NOT NULL DEFAULT '';
     ALTER TABLE decisions ADD COLUMN start_ip BLOB;
     ALTER TABLE decisions ADD COLUMN end_ip BLOB;
-    CREATE INDEX decisions_bounds ON decisions(start_ip, end_ip);
+    CREATE INDEX decisions_bounds ON decisions(scope, start_ip);
     UPDATE decisions SET origin = 'crowdsec' WHERE origin = 'crowd';
     UPDATE decisions SET origin = 'cscli' WHERE origin = 'manual';
     ALTER TABLE alerts ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
@@ -103,7 +103,7 @@ pub const MIGRATIONS_PG: [&str; 2] = [
     ALTER TABLE decisions ADD COLUMN uuid TEXT NOT NULL DEFAULT '';
     ALTER TABLE decisions ADD COLUMN start_ip BYTEA;
     ALTER TABLE decisions ADD COLUMN end_ip BYTEA;
-    CREATE INDEX decisions_bounds ON decisions(start_ip, end_ip);
+    CREATE INDEX decisions_bounds ON decisions(scope, start_ip);
     UPDATE decisions SET origin = 'crowdsec' WHERE origin = 'crowd';
     UPDATE decisions SET origin = 'cscli' WHERE origin = 'manual';
     ALTER TABLE alerts ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,324 @@
+//! `cargo xtask bench lapi`: the Local API beside CrowdSec 1.4.6's, on the same decisions.
+//!
+//! 1. N decisions (1M; 100k with `CROWD_BENCH_QUICK=1`) are imported into each store from one CSV
+//!    (`crowd decisions import`, `cscli decisions import`); the import time is reported.
+//! 2. Full pull: `GET /v1/decisions/stream?startup=true` with a bouncer key, timed to the last
+//!    byte; the API process's peak RSS (`VmHWM`) after it.
+//! 3. Query mode: `wrk` (Debian's) from loopback on `GET /v1/decisions?ip=` for an address that
+//!    has a decision and one that has none: requests per second.
+//! 4. Push delay (crowd only): in a network namespace, `crowd api` and `crowd enforce` (XDP on a
+//!    veth); a decision is committed to the store and the edge's ban map polled until it is
+//!    there. p50 and p99 over the trials.
+//!
+//! CrowdSec runs from Debian's `crowdsec` package (installed here if missing, with CAPI
+//! registration disabled: no internet) as `crowdsec -no-cs` with its own config, database and
+//! loopback port. Writes `target/bench/lapi.json`.
+use std::{
+    io::Read,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crowd::{
+    enforce::maps::BanMaps,
+    store::{Location, NewDecision, Store},
+};
+use crowd_tests::{PinDir, crowd_bin, lapi::free_port, netns::Link, unique};
+use serde_json::json;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(60), "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The CSV both stores import: `n` addresses from 10.0.0.0 up (data only: never sent a packet).
+fn csv(dir: &Path, n: u32) -> PathBuf {
+    let p = dir.join(format!("decisions-{n}.csv"));
+    let mut s = String::with_capacity(n as usize * 24);
+    s.push_str("duration,scope,value\n");
+    for i in 0..n {
+        let ip = std::net::Ipv4Addr::from(0x0A00_0000 + i);
+        s.push_str(&format!("24h,ip,{ip}\n"));
+    }
+    std::fs::write(&p, s).expect("write csv");
+    p
+}
+
+/// A full pull: seconds to the last byte, bytes.
+fn full_pull(port: u16, key: &str) -> (f64, usize) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(600))).build().into();
+    let t = Instant::now();
+    let mut r = agent
+        .get(format!("http://127.0.0.1:{port}/v1/decisions/stream?startup=true"))
+        .header("X-Api-Key", key)
+        .call()
+        .expect("stream");
+    let mut body = Vec::new();
+    r.body_mut().with_config().limit(1 << 34).reader().read_to_end(&mut body).expect("read stream");
+    (t.elapsed().as_secs_f64(), body.len())
+}
+
+/// `wrk` requests per second on one URL.
+fn wrk(port: u16, key: &str, path: &str) -> f64 {
+    let out = sh(Command::new("wrk")
+        .args(["-t2", "-c32", "-d8s", "-H", &format!("X-Api-Key: {key}")])
+        .arg(format!("http://127.0.0.1:{port}{path}")));
+    out.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{out}"))
+}
+
+struct Side {
+    import_s: f64,
+    pull_s: f64,
+    pull_bytes: usize,
+    rss_kib: u64,
+    rps_hit: f64,
+    rps_miss: f64,
+}
+
+fn crowd_side(dir: &Path, csv: &Path) -> Side {
+    let state = dir.join("crowd");
+    let bin = crowd_bin();
+    let t = Instant::now();
+    sh(Command::new(&bin)
+        .args(["--pin-dir", "/sys/fs/bpf/crowd-bench-none", "decisions", "import", "-i"])
+        .arg(csv)
+        .arg("--state-dir")
+        .arg(&state));
+    let import_s = t.elapsed().as_secs_f64();
+    let key = "crowd-bench-key-0123456789";
+    sh(Command::new(&bin).args(["bouncers", "add", "bench", "--key", key, "--state-dir"]).arg(&state));
+    let port = free_port();
+    let api = Killed(
+        Command::new(&bin)
+            .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("crowd api"),
+    );
+    wait_port(port);
+    let (pull_s, pull_bytes) = full_pull(port, key);
+    let rss_kib = hwm_kib(api.0.id());
+    let rps_hit = wrk(port, key, "/v1/decisions?ip=10.0.100.1");
+    let rps_miss = wrk(port, key, "/v1/decisions?ip=192.0.2.200");
+    Side { import_s, pull_s, pull_bytes, rss_kib, rps_hit, rps_miss }
+}
+
+/// Debian's crowdsec, installed without CAPI registration (the postinst would need internet).
+fn ensure_crowdsec() {
+    if Path::new("/usr/bin/crowdsec").exists()
+        && sh(Command::new("dpkg-query").args(["-W", "-f=${Status}", "crowdsec"])).contains("install ok installed")
+    {
+        return;
+    }
+    std::fs::create_dir_all("/etc/crowdsec").expect("mkdir");
+    let capi = Path::new("/etc/crowdsec/online_api_credentials.yaml");
+    if std::fs::metadata(capi).map_or(true, |m| m.len() == 0) {
+        std::fs::write(capi, "# crowd's benchmark: no CAPI registration (no internet)\n").expect("write");
+    }
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "crowdsec"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    sh(Command::new("dpkg").args(["--configure", "-a"]).env("DEBIAN_FRONTEND", "noninteractive"));
+}
+
+fn crowdsec_side(dir: &Path, csv: &Path) -> Side {
+    ensure_crowdsec();
+    let cs = dir.join("crowdsec");
+    std::fs::create_dir_all(&cs).expect("mkdir");
+    let port = free_port();
+    let base = std::fs::read_to_string("/etc/crowdsec/config.yaml").expect("crowdsec config");
+    let mut c: serde_yaml::Value = serde_yaml::from_str(&base).expect("yaml");
+    let set = |c: &mut serde_yaml::Value, path: &[&str], v: serde_yaml::Value| {
+        let mut cur = c;
+        for k in &path[..path.len() - 1] {
+            cur = &mut cur[*k];
+        }
+        cur[path[path.len() - 1]] = v;
+    };
+    let s = |v: &str| serde_yaml::Value::String(v.to_owned());
+    let d = cs.to_str().expect("utf-8");
+    set(&mut c, &["common", "daemonize"], false.into());
+    set(&mut c, &["common", "log_media"], s("stdout"));
+    set(&mut c, &["common", "log_level"], s("error"));
+    set(&mut c, &["db_config", "db_path"], s(&format!("{d}/crowdsec.db")));
+    set(&mut c, &["db_config", "log_level"], s("error"));
+    set(&mut c, &["db_config", "flush"], serde_yaml::from_str("{max_items: 100000000, max_age: 700d}").expect("yaml"));
+    set(&mut c, &["api", "server", "listen_uri"], s(&format!("127.0.0.1:{port}")));
+    set(&mut c, &["api", "server", "log_level"], s("error"));
+    set(&mut c, &["api", "server", "online_client"], serde_yaml::Value::Null);
+    set(&mut c, &["api", "client", "credentials_path"], s(&format!("{d}/lapi.yaml")));
+    set(&mut c, &["prometheus", "enabled"], false.into());
+    let cfg = cs.join("config.yaml");
+    std::fs::write(&cfg, serde_yaml::to_string(&c).expect("yaml")).expect("write config");
+    let cscli = |args: &[&str]| sh(Command::new("cscli").arg("-c").arg(&cfg).args(args));
+    cscli(&["machines", "add", "bench", "--auto", "--force"]);
+    let key = "crowdsec-bench-key-0123456789";
+    cscli(&["bouncers", "add", "bench", "-k", key]);
+    let api = Killed(
+        Command::new("crowdsec")
+            .arg("-c")
+            .arg(&cfg)
+            .arg("-no-cs")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("crowdsec"),
+    );
+    wait_port(port);
+    let t = Instant::now();
+    cscli(&["decisions", "import", "-i", csv.to_str().expect("utf-8")]);
+    let import_s = t.elapsed().as_secs_f64();
+    let (pull_s, pull_bytes) = full_pull(port, key);
+    let rss_kib = hwm_kib(api.0.id());
+    let rps_hit = wrk(port, key, "/v1/decisions?ip=10.0.100.1");
+    let rps_miss = wrk(port, key, "/v1/decisions?ip=192.0.2.200");
+    Side { import_s, pull_s, pull_bytes, rss_kib, rps_hit, rps_miss }
+}
+
+/// Decision committed → in an edge's XDP map, through `crowd api` and `crowd enforce`.
+fn push_delay(trials: usize) -> (f64, f64) {
+    let link = Link::new(&unique("bl"));
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("api");
+    let bin = crowd_bin();
+    let key = "push-bench-key-0123456789";
+    sh(Command::new(&bin).args(["bouncers", "add", "edge", "--key", key, "--state-dir"]).arg(&state));
+    let _api = Killed(
+        link.server
+            .command(&bin)
+            .args(["api", "--listen", "127.0.0.1:8080", "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("api"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _edge = Killed(
+        link.server
+            .command(&bin)
+            .arg("--pin-dir")
+            .arg(pins.path())
+            .args(["enforce", "--iface", &link.server_if, "--max-bans", "4096", "--max-ranges", "1024"])
+            .args(["--max-allow", "1024", "--lapi", "http://127.0.0.1:8080", "--key", key])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("enforce"),
+    );
+    let t = Instant::now();
+    while BanMaps::open(&pins.settings).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the edge never created its maps");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let maps = BanMaps::open(&pins.settings).expect("maps");
+    let mut store = Store::open_at(&Location::Sqlite(state.join("crowd.db"))).expect("store");
+    let mut delays = Vec::with_capacity(trials);
+    for i in 0..trials {
+        let ip = IpAddr::from(std::net::Ipv4Addr::from(0xCB00_7100 + (i as u32 % 250) + 1)); // 203.0.113.x
+        if i > 0 && i % 250 == 0 {
+            store.delete(None, None, now()).expect("clear");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let d = NewDecision {
+            origin: "cscli".into(),
+            scenario: "bench".into(),
+            scope: "Ip".into(),
+            value: ip.to_string(),
+            kind: "ban".into(),
+            duration_secs: 3600,
+            ..NewDecision::default()
+        };
+        store.record(None, &[d], now()).expect("record");
+        let t = Instant::now();
+        while maps.lookup(ip).exact.is_none() {
+            assert!(t.elapsed() < Duration::from_secs(5), "the ban never reached the edge");
+            std::hint::spin_loop();
+        }
+        delays.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    delays.sort_by(f64::total_cmp);
+    (delays[delays.len() / 2], delays[(delays.len() * 99) / 100])
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs())
+        .expect("time")
+}
+
+fn main() {
+    crowd_tests::require_root();
+    let quick = std::env::var_os("CROWD_BENCH_QUICK").is_some();
+    let n: u32 = if quick { 100_000 } else { 1_000_000 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = csv(dir.path(), n);
+    println!("Local API, {n} active decisions (same CSV for both)\n");
+    let ours = crowd_side(dir.path(), &file);
+    let theirs = crowdsec_side(dir.path(), &file);
+    println!("{:<34} {:>14} {:>16} {:>8}", "", "crowd", "CrowdSec 1.4.6", "ratio");
+    let row = |name: &str, a: f64, b: f64, unit: &str, higher_better: bool| {
+        let r = if higher_better { a / b } else { b / a };
+        println!("{name:<34} {:>10.2} {unit:<3} {:>12.2} {unit:<3} {r:>7.1}x", a, b);
+    };
+    row("import (s)", ours.import_s, theirs.import_s, "s", false);
+    row("stream startup=true (s)", ours.pull_s, theirs.pull_s, "s", false);
+    row("  body (MB)", ours.pull_bytes as f64 / 1e6, theirs.pull_bytes as f64 / 1e6, "MB", false);
+    row("  API peak RSS (MiB)", ours.rss_kib as f64 / 1024.0, theirs.rss_kib as f64 / 1024.0, "MiB", false);
+    row("GET /v1/decisions?ip= hit (req/s)", ours.rps_hit, theirs.rps_hit, "", true);
+    row("GET /v1/decisions?ip= miss (req/s)", ours.rps_miss, theirs.rps_miss, "", true);
+    let trials = if quick { 200 } else { 1000 };
+    let (p50, p99) = push_delay(trials);
+    println!("\npush delay, decision committed → edge XDP map ({trials} trials): p50 {p50:.2} ms, p99 {p99:.2} ms");
+    println!("(CrowdSec's bouncers poll: up to update_frequency, 10 s by default)");
+    let side = |s: &Side| {
+        json!({"import_s": s.import_s, "pull_s": s.pull_s, "pull_bytes": s.pull_bytes, "rss_kib": s.rss_kib,
+               "rps_hit": s.rps_hit, "rps_miss": s.rps_miss})
+    };
+    let out = json!({"decisions": n, "crowd": side(&ours), "crowdsec": side(&theirs),
+                     "push_ms": {"p50": p50, "p99": p99, "trials": trials}});
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::write(target.join("lapi.json"), serde_json::to_string_pretty(&out).expect("json")).expect("write");
+    println!("\nwrote target/bench/lapi.json");
+}
