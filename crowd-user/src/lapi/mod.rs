@@ -222,6 +222,20 @@ pub fn router(state: Arc<Lapi>) -> Router {
         .with_state(state)
 }
 
+/// Serves the API on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<Lapi>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -240,18 +254,4 @@ mod tests {
         }
         assert!(n >= 10, "found only {n} routes in the router");
     }
-}
-
-/// Serves the API on `listener` until `shutdown` resolves.
-///
-/// # Errors
-/// I/O errors of the listener.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<Lapi>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
 }
