@@ -13,5 +13,6 @@ pub mod enforce;
 pub mod engine;
 pub mod fuzzing;
 pub mod lapi;
+pub mod metrics;
 pub mod reconcile;
 pub mod store;

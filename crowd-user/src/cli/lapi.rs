@@ -199,32 +199,52 @@ pub async fn start(
     listen: SocketAddr,
     loc: &Location,
     profile: Profile,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<u64>)> {
+) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
     let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
         drop(open(&l)?);
-        Ok(Lapi::new(&l, profile, CHANGE_POLL)?)
+        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics)?)
     })
     .await??;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
     tracing::info!(%listen, "local API listening");
-    let changes = state.changes.clone();
+    let st = state.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = lapi::serve(listener, state, shutdown).await {
+        if let Err(e) = lapi::serve(listener, st, shutdown).await {
             tracing::error!(error = %e, "local API stopped");
         }
     });
-    Ok((task, changes))
+    Ok((task, state))
+}
+
+/// Default Prometheus listen address (CrowdSec's).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
+
+/// Serves `/metrics` on `listen` (meant for loopback) for the life of the runtime.
+///
+/// # Errors
+/// The address is taken.
+pub async fn start_metrics(listen: SocketAddr, api: &Lapi, maps: Option<crate::enforce::Settings>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("metrics: binding {listen}"))?;
+    let app = lapi::metrics_router(api.metrics.clone(), api.db.clone(), maps);
+    tracing::info!(%listen, "Prometheus metrics on /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// `crowd api`: the Local API alone (no enforcement, no log reading), until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// Start-up failures.
-pub fn serve(listen: SocketAddr, loc: &Location, profile: Profile) -> Result<()> {
+pub fn serve(listen: SocketAddr, metrics_listen: Option<SocketAddr>, loc: &Location, profile: Profile) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -234,9 +254,47 @@ pub fn serve(listen: SocketAddr, loc: &Location, profile: Profile) -> Result<()>
                 _ = term.recv() => {}
             }
         };
-        let (task, _) = start(listen, loc, profile, stop).await?;
+        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), stop).await?;
+        if let Some(m) = metrics_listen {
+            start_metrics(m, &api, None).await?;
+        }
         println!("crowd: local API on http://{listen}/");
         let _ = task.await;
         Ok(())
     })
+}
+
+/// `crowd metrics`: what the daemon's (or `crowd api`'s) Prometheus endpoint says, as a table.
+///
+/// # Errors
+/// The endpoint does not answer (named).
+pub fn show_metrics(url: &str, fmt: Format) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    let text = agent
+        .get(url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .with_context(|| format!("reading {url} (is `crowd run` or `crowd api` running with metrics on?)"))?;
+    let rows: Vec<(String, String, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            Some((name.to_owned(), labels.to_owned(), value.to_owned()))
+        })
+        .collect();
+    match fmt {
+        Format::Json => {
+            output::json(&rows.iter().map(|(n, l, v)| json!({"name": n, "labels": l, "value": v})).collect::<Vec<_>>())
+        }
+        Format::Table => output::table(
+            &["METRIC", "LABELS", "VALUE"],
+            &rows.iter().map(|(n, l, v)| vec![n.clone(), l.clone(), v.clone()]).collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
+pub mod alerts;
 pub mod decisions;
 pub mod edge;
 pub mod hubtest;
@@ -11,6 +12,7 @@ pub mod map;
 pub mod output;
 pub mod replay;
 pub mod run;
+pub mod simulation;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -171,6 +173,12 @@ pub enum Command {
         /// A CrowdSec `profiles.yaml` for alerts pushed without decisions.
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// Where Prometheus metrics are served.
+        #[arg(long, default_value = lapi::DEFAULT_METRICS)]
+        metrics_listen: std::net::SocketAddr,
+        /// Do not serve metrics.
+        #[arg(long)]
+        no_metrics: bool,
     },
     /// Bouncers allowed to pull decisions (API keys).
     Bouncers {
@@ -188,10 +196,52 @@ pub enum Command {
         #[command(subcommand)]
         command: lapi::MachinesCommand,
     },
+    /// Alerts in the store, with their decisions.
+    Alerts {
+        /// Where the store lives.
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
+    /// Show the Prometheus metrics of a running daemon or `crowd api`.
+    Metrics {
+        /// The metrics endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:6060/metrics")]
+        url: String,
+    },
+    /// Scenarios crowd runs.
+    Scenarios {
+        #[command(subcommand)]
+        command: ScenariosCommand,
+    },
+    /// Simulation: scenarios whose decisions are recorded, not enforced (CrowdSec's
+    /// `simulation.yaml`, in the state directory).
+    Simulation {
+        /// Where the settings live.
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: simulation::SimulationCommand,
+    },
     /// Run CrowdSec hub tests through crowd's engine.
     Hubtest {
         #[command(subcommand)]
         command: HubtestCommand,
+    },
+}
+
+/// `crowd scenarios` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// List them, with their kind and simulation state.
+    List {
+        /// A hub-layout folder (default: crowd's embedded scenarios).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the simulation settings live.
+        #[arg(long, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
     },
 }
 
@@ -249,11 +299,18 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
-        Command::Api { listen, state_dir, profiles } => {
+        Command::Api { listen, state_dir, profiles, metrics_listen, no_metrics } => {
             let mut p = replay::profile(None, profiles.as_ref())?;
             p.protect(crate::addr::local_addresses());
-            lapi::serve(*listen, &cli.store(state_dir), p)
+            let m = if *no_metrics { None } else { Some(*metrics_listen) };
+            lapi::serve(*listen, m, &cli.store(state_dir), p)
         }
+        Command::Metrics { url } => lapi::show_metrics(url, cli.output),
+        Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir), command, cli.output),
+        Command::Scenarios { command: ScenariosCommand::List { config, state_dir } } => {
+            replay::list_scenarios(config.as_ref(), state_dir, cli.output)
+        }
+        Command::Simulation { state_dir, command } => simulation::dispatch(state_dir, command, cli.output),
         Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir), command, cli.output),
         Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir), command, cli.output),
     }

@@ -194,3 +194,54 @@ fn peak_rss_kib() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// `crowd scenarios list`: the scenarios crowd would run (from `--config` or the embedded
+/// defaults), with their bucket kind and whether they are simulated.
+///
+/// # Errors
+/// Configuration that does not load; unreadable simulation settings.
+pub fn list_scenarios(config_dir: Option<&PathBuf>, state_dir: &std::path::Path, fmt: super::Format) -> Result<()> {
+    use crate::engine::scenario::{Kind, Scope};
+    let scenarios = match config_dir {
+        None => config::defaults::load()?.2,
+        Some(dir) => {
+            config::hub::Hub::new(dir).load_all_with(true).with_context(|| format!("loading `{}`", dir.display()))?.2
+        }
+    };
+    let sim = super::simulation::load(state_dir)?;
+    let rows: Vec<serde_json::Value> = scenarios
+        .iter()
+        .map(|s| {
+            let kind = match s.kind {
+                Kind::Trigger => "trigger".to_owned(),
+                Kind::Leaky { capacity, leak } => format!("leaky (capacity {capacity}, leak {leak}s)"),
+                Kind::Counter { duration } => format!("counter ({duration}s)"),
+            };
+            let scope = match &s.scope {
+                Scope::Ip => "Ip".to_owned(),
+                Scope::Expr { name, .. } => name.clone(),
+            };
+            serde_json::json!({"name": s.name, "type": kind, "scope": scope, "remediation": s.remediation,
+                               "simulated": sim.simulated(&s.name)})
+        })
+        .collect();
+    match fmt {
+        super::Format::Json => super::output::json(&rows),
+        super::Format::Table => super::output::table(
+            &["NAME", "TYPE", "SCOPE", "REMEDIATION", "SIMULATED"],
+            &rows
+                .iter()
+                .map(|r| {
+                    ["name", "type", "scope", "remediation", "simulated"]
+                        .iter()
+                        .map(|k| match &r[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                        .collect()
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}

@@ -63,6 +63,12 @@ pub struct DetectArgs {
     /// Do not serve the Local API.
     #[arg(long)]
     pub no_api: bool,
+    /// Where Prometheus metrics are served (with the Local API).
+    #[arg(long, default_value = super::lapi::DEFAULT_METRICS)]
+    pub metrics_listen: std::net::SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// The store (from the global `--db`).
     #[arg(skip)]
     pub db: Option<String>,
@@ -103,14 +109,21 @@ fn unix_now() -> i64 {
 }
 
 /// Starts acquisition and detection threads: decisions go into the pinned maps as soon as made.
-fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>) -> Result<()> {
+fn start_detection(
+    settings: &Settings,
+    args: &DetectArgs,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<()> {
     let sources = sources(args)?;
     if sources.is_empty() {
         tracing::warn!("no log to follow (give --acquis or --watch): enforcing only");
         return Ok(());
     }
     let mut profile = super::replay::profile(args.config.as_ref(), args.profiles.as_ref())?;
-    profile.simulation = args.simulation;
+    let sim = super::simulation::load(&args.state_dir)?;
+    profile.simulation = args.simulation || sim.simulation;
+    profile.simulation_exclusions = if args.simulation { Vec::new() } else { sim.exclusions };
     let _ = std::fs::create_dir_all(&args.state_dir);
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
     if let Ok(mut store) = crate::store::Store::open_at(&args.store()) {
@@ -130,7 +143,14 @@ fn start_detection(settings: &Settings, args: &DetectArgs, stop: Arc<AtomicBool>
     spawn_recorder(settings, &args.store(), record_rx)?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
         while let Ok((line, now)) = rx.recv() {
+            let (src, labels) = (line.src.clone(), line.labels.clone());
+            let parsed_before = detector.counts.parsed;
             let out = detector.feed(line, now);
+            let kind = labels.get("type").map_or("", String::as_str);
+            metrics.line(&src, kind, detector.counts.parsed > parsed_before);
+            for a in &out.alerts {
+                metrics.overflows.get_or_create(&crate::metrics::ScenarioLabels { name: a.scenario.clone() }).inc();
+            }
             for (alert, d) in out.alerts.iter().filter_map(|a| out.decisions.iter().find(|d| d.scenario == a.scenario && d.value == a.value).map(|d| (a, d))) {
                 let Some(target) = d.target() else { continue };
                 tracing::info!(scenario = %d.scenario, source = %d.value, duration = d.duration_secs, simulated = d.simulated, "decision");
@@ -293,8 +313,9 @@ pub fn daemon(
         Err(e) => tracing::error!(error = %e, "reconciling the maps with the store"),
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let metrics = crate::metrics::Metrics::new();
     if !detect.no_detect {
-        start_detection(settings, detect, stop.clone())?;
+        start_detection(settings, detect, stop.clone(), metrics.clone())?;
     }
     // Attached last: once the links are pinned, the logs are being followed, so nothing written
     // after the daemon reports itself enforcing is missed.
@@ -313,7 +334,9 @@ pub fn daemon(
         None
     } else {
         let mut p = super::replay::profile(detect.config.as_ref(), detect.profiles.as_ref())?;
-        p.simulation = detect.simulation;
+        let sim = super::simulation::load(&detect.state_dir)?;
+        p.simulation = detect.simulation || sim.simulation;
+        p.simulation_exclusions = if detect.simulation { Vec::new() } else { sim.exclusions };
         p.protect(crate::addr::local_addresses());
         Some(p)
     };
@@ -323,12 +346,14 @@ pub fn daemon(
         let mut changes = match api_profile {
             Some(p) => {
                 let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-                let lapi = super::lapi::start(detect.api_listen, state, p, stop).await?;
-                Some(lapi)
+                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), stop).await?;
+                if !detect.no_metrics {
+                    super::lapi::start_metrics(detect.metrics_listen, &lapi, Some(settings.clone())).await?;
+                }
+                Some(lapi.changes.clone())
             }
             None => None,
-        }
-        .map(|(_task, rx)| rx);
+        };
         // Decisions made through the API or the CLI reach the maps as soon as the store changes.
         let mut cursor = None;
         if let Err(e) = tokio::task::block_in_place(|| crate::reconcile::apply_changes(&mut store, &mut maps, &mut cursor, unix_now())) {

@@ -228,6 +228,8 @@ pub struct Profile {
     pub never: Vec<IpNet>,
     /// Simulation mode.
     pub simulation: bool,
+    /// Scenarios that do the opposite of `simulation` (CrowdSec's `exclusions`).
+    pub simulation_exclusions: Vec<String>,
     /// The profiles of a `profiles.yaml`, in order (empty: CrowdSec's defaults).
     pub rules: Vec<Rule>,
     /// Decisions taken per value (`GetDecisionsCount`), seeded from the store by the daemon.
@@ -240,6 +242,7 @@ impl Default for Profile {
             ban: Duration::from_secs(4 * 3600),
             never: Vec::new(),
             simulation: false,
+            simulation_exclusions: Vec::new(),
             rules: Vec::new(),
             history: HashMap::new(),
         }
@@ -331,7 +334,7 @@ impl Profile {
             kind: "ban".into(),
             duration_secs: self.ban.as_secs(),
             origin: "crowdsec".into(),
-            simulated: self.simulation,
+            simulated: self.simulation != self.simulation_exclusions.iter().any(|s| *s == a.scenario),
         })
     }
 }

@@ -22,7 +22,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -104,6 +104,8 @@ pub struct Lapi {
     pub jwt_key: Vec<u8>,
     /// Bumped whenever the database changes.
     pub changes: watch::Receiver<u64>,
+    /// Request counters (and what `/metrics` shows).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
@@ -155,7 +157,12 @@ impl Lapi {
     ///
     /// # Errors
     /// Store errors.
-    pub fn new(loc: &Location, profile: Profile, poll: Duration) -> Result<Arc<Lapi>, StoreError> {
+    pub fn new(
+        loc: &Location,
+        profile: Profile,
+        poll: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<Lapi>, StoreError> {
         let db = Db::open(loc)?;
         let mut s = db.take()?;
         let key = s.secret("jwt", auth::random_token)?;
@@ -183,7 +190,7 @@ impl Lapi {
                 }
             })
             .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx }))
+        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx, metrics }))
     }
 }
 
@@ -196,6 +203,45 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
 async fn openapi() -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}
+
+/// Counts each request by its route pattern, method and status.
+async fn count(State(st): State<Arc<Lapi>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unknown)".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let code = resp.status().as_u16().to_string();
+    st.metrics.requests.get_or_create(&crate::metrics::RouteLabels { route, method, code }).inc();
+    resp
+}
+
+/// `/metrics` (its own listener, loopback): the counters, plus the store's active decisions and
+/// the XDP program's packet counters read now.
+pub fn metrics_router(
+    metrics: Arc<crate::metrics::Metrics>,
+    db: Arc<Db>,
+    maps: Option<crate::enforce::Settings>,
+) -> Router {
+    let handler = move || {
+        let (metrics, db, maps) = (metrics.clone(), db.clone(), maps.clone());
+        async move {
+            let now = decisions::now();
+            match db.run(move |s| s.active_counts(now)).await {
+                Ok(rows) => metrics.set_decisions(&rows),
+                Err(e) => tracing::warn!(error = %e, "metrics: counting decisions"),
+            }
+            if let Some(settings) = &maps
+                && let Ok(s) = crate::enforce::maps::BanMaps::open(settings).and_then(|m| m.stats())
+            {
+                metrics.set_xdp(&s);
+            }
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+        }
+    };
+    Router::new().route("/metrics", get(handler))
 }
 
 /// The routes, CrowdSec's paths and methods.
@@ -219,6 +265,7 @@ pub fn router(state: Arc<Lapi>) -> Router {
         .route("/openapi.yaml", get(openapi))
         .merge(open)
         .merge(authed)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
 

@@ -432,6 +432,18 @@ impl Store {
         )
     }
 
+    /// Active decisions per (origin, type).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn active_counts(&mut self, now: i64) -> Result<Vec<(String, String, i64)>> {
+        self.conn.all(
+            "SELECT origin, type, COUNT(*) FROM decisions WHERE deleted_at IS NULL AND until > ?1 GROUP BY origin, type",
+            &[now.into()],
+            |r| Ok((r.text(0)?, r.text(1)?, r.int(2)?)),
+        )
+    }
+
     /// How many decisions each value has had (profiles' `GetDecisionsCount`: repeat offenders).
     ///
     /// # Errors
