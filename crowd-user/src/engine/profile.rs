@@ -334,7 +334,7 @@ impl Profile {
             kind: "ban".into(),
             duration_secs: self.ban.as_secs(),
             origin: "crowdsec".into(),
-            simulated: self.simulation != self.simulation_exclusions.iter().any(|s| *s == a.scenario),
+            simulated: self.simulation != self.simulation_exclusions.contains(&a.scenario),
         })
     }
 }
