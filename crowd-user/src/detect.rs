@@ -61,6 +61,12 @@ impl Detector {
         }
     }
 
+    /// The notifications an alert goes to (its profiles' `notifications:`).
+    #[must_use]
+    pub fn notifications_for(&self, a: &Alert) -> Vec<String> {
+        self.profile.notifications_for(a)
+    }
+
     /// Feeds one line read at `now` (Unix seconds).
     pub fn feed(&mut self, line: Line, now: f64) -> Output {
         self.counts.lines += 1;

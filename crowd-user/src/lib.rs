@@ -14,5 +14,6 @@ pub mod engine;
 pub mod fuzzing;
 pub mod lapi;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
 pub mod store;

@@ -71,6 +71,13 @@ impl Api {
         Api::start_in(state, Some(dir), None)
     }
 
+    /// Starts `crowd api` (SQLite) with extra arguments.
+    pub fn start_with(extra: &[&str]) -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().to_owned();
+        Api::launch(state, Some(dir), None, extra)
+    }
+
     /// Starts `crowd api` on a new PostgreSQL database (dropped with the `Api`).
     pub fn start_pg() -> Api {
         let name = crate::unique("crowd_t_").to_lowercase();
@@ -84,12 +91,23 @@ impl Api {
 
     /// Starts `crowd api` on `state` (or the `db` URL).
     pub fn start_in(state: PathBuf, dir: Option<tempfile::TempDir>, db: Option<String>) -> Api {
+        Api::launch(state, dir, db, &[])
+    }
+
+    fn launch(state: PathBuf, dir: Option<tempfile::TempDir>, db: Option<String>, extra: &[&str]) -> Api {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(crowd_bin())
             .args(["api", "--listen", &addr.to_string(), "--state-dir"])
             .arg(&state)
             .args(db.iter().flat_map(|d| ["--db", d.as_str()]))
+            // Each API its own metrics port, unless the test names one.
+            .args(if extra.contains(&"--metrics-listen") {
+                vec![]
+            } else {
+                vec!["--metrics-listen".to_owned(), format!("127.0.0.1:{}", free_port())]
+            })
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -99,9 +117,12 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        let api = Api { url: format!("http://{addr}"), addr, state, db, child, _dir: dir, agent, pg_name: None };
+        let mut api = Api { url: format!("http://{addr}"), addr, state, db, child, _dir: dir, agent, pg_name: None };
         let t = Instant::now();
         while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(st)) = api.child.try_wait() {
+                panic!("crowd api exited ({st}) before listening on {addr}");
+            }
             assert!(t.elapsed() < Duration::from_secs(10), "crowd api did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -309,3 +309,116 @@ fn usage_metrics_are_accepted(api: &Api) {
     let a = api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", &key)], Some(&body.to_string()));
     assert_eq!(a.status, 201, "{}", a.body);
 }
+
+/// A loopback webhook receiver: answers 500 to the first `fail` requests, 200 after; sends
+/// each body it gets.
+fn webhook(fail: usize) -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(c, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn profiles_notify_a_webhook_with_retries() {
+    let (port, got) = webhook(1);
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles.yaml");
+    std::fs::write(
+        &profiles,
+        "name: ban_and_tell\nfilters:\n  - Alert.Remediation == true && Alert.GetScope() == \"Ip\"\n\
+         decisions:\n  - type: ban\n    duration: 2h\nnotifications:\n  - hook\non_success: break\n",
+    )
+    .unwrap();
+    let notifications = dir.path().join("notifications");
+    std::fs::create_dir(&notifications).unwrap();
+    std::fs::write(
+        notifications.join("http.yaml"),
+        format!(
+            "type: http\nname: hook\nlog_level: info\nformat: |\n  {{{{.|toJson}}}}\nurl: http://127.0.0.1:{port}/alerts\n\
+             method: POST\nheaders:\n  Authorization: Bearer s3cret\nmax_retry: 3\ntimeout: 5s\n"
+        ),
+    )
+    .unwrap();
+    let api = Api::start_with(&[
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "--notifications",
+        notifications.to_str().unwrap(),
+    ]);
+    let token = api.machine("agent");
+    let auth = format!("Bearer {token}");
+    let alert = json!([{
+        "capacity": 5, "events": [], "events_count": 6, "leakspeed": "10s", "message": "m",
+        "remediation": true, "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "", "scenario_version": "",
+        "simulated": false, "source": {"scope": "Ip", "value": "192.0.2.61"}, "start_at": "", "stop_at": ""
+    }]);
+    let a = api.send("POST", "/v1/alerts", &[("Authorization", &auth)], Some(&alert.to_string()));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let wait = std::time::Duration::from_secs(15);
+    let (_, first) = got.recv_timeout(wait).expect("the webhook was called");
+    let (head, second) = got.recv_timeout(wait).expect("a failed delivery is retried");
+    assert_eq!(first, second, "the retry sends the same body");
+    assert!(head.contains("authorization: Bearer s3cret") || head.contains("Authorization: Bearer s3cret"), "{head}");
+    let v: Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(v[0]["scenario"], "crowdsecurity/ssh-bf");
+    assert_eq!(v[0]["source"]["value"], "192.0.2.61");
+    assert_eq!(v[0]["decisions"][0]["value"], "192.0.2.61");
+    assert!(
+        v[0]["decisions"][0]["duration"].as_str().unwrap().starts_with("1h59m")
+            || v[0]["decisions"][0]["duration"] == "2h0m0s"
+    );
+    assert!(got.recv_timeout(std::time::Duration::from_millis(1500)).is_err(), "delivered once, not more");
+}
+
+#[test]
+fn metrics_count_requests_and_decisions() {
+    let port = crowd_tests::lapi::free_port();
+    let api = Api::start_with(&["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let key = api.bouncer("fw");
+    api.crowd(&["decisions", "add", "192.0.2.70", "--duration", "1h"]);
+    assert_eq!(api.get("/v1/decisions", &key).status, 200);
+    assert_eq!(api.get("/v1/decisions", "wrong").status, 403);
+    let out = std::process::Command::new(crowd_tests::crowd_bin())
+        .args(["metrics", "--url", &format!("http://127.0.0.1:{port}/metrics"), "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str, labels: &str| {
+        m.as_array().unwrap().iter().find(|r| r["name"] == name && r["labels"] == labels).map(|r| r["value"].clone())
+    };
+    assert_eq!(
+        find("crowd_lapi_route_requests_total", r#"route="/v1/decisions",method="GET",code="200""#),
+        Some(json!("1"))
+    );
+    assert_eq!(
+        find("crowd_lapi_route_requests_total", r#"route="/v1/decisions",method="GET",code="403""#),
+        Some(json!("1"))
+    );
+    assert_eq!(find("crowd_active_decisions", r#"origin="cscli",action="ban""#), Some(json!("1")), "{m}");
+}

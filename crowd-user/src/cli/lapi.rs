@@ -200,13 +200,14 @@ pub async fn start(
     loc: &Location,
     profile: Profile,
     metrics: Arc<crate::metrics::Metrics>,
+    notify: crate::notify::Dispatcher,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
     let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
         drop(open(&l)?);
-        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics)?)
+        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics, notify)?)
     })
     .await??;
     let listener =
@@ -244,7 +245,13 @@ pub async fn start_metrics(listen: SocketAddr, api: &Lapi, maps: Option<crate::e
 ///
 /// # Errors
 /// Start-up failures.
-pub fn serve(listen: SocketAddr, metrics_listen: Option<SocketAddr>, loc: &Location, profile: Profile) -> Result<()> {
+pub fn serve(
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    loc: &Location,
+    profile: Profile,
+    notify: crate::notify::Dispatcher,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -254,7 +261,7 @@ pub fn serve(listen: SocketAddr, metrics_listen: Option<SocketAddr>, loc: &Locat
                 _ = term.recv() => {}
             }
         };
-        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), stop).await?;
+        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), notify, stop).await?;
         if let Some(m) = metrics_listen {
             start_metrics(m, &api, None).await?;
         }
@@ -297,4 +304,21 @@ pub fn show_metrics(url: &str, fmt: Format) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The notifiers of `--notifications DIR`, or of `<config>/notifications` when it exists.
+///
+/// # Errors
+/// A notification file that does not load (named).
+pub fn notifiers(
+    dir: Option<&std::path::PathBuf>,
+    config: Option<&std::path::PathBuf>,
+) -> Result<crate::notify::Dispatcher> {
+    let dir = dir.cloned().or_else(|| config.map(|c| c.join("notifications")).filter(|d| d.is_dir()));
+    let Some(dir) = dir else { return Ok(crate::notify::Dispatcher::default()) };
+    let list = crate::notify::load_dir(&dir)?;
+    for n in &list {
+        tracing::info!(notifier = %n.name, "notifications");
+    }
+    Ok(crate::notify::Dispatcher::start(list))
 }

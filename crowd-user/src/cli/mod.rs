@@ -173,6 +173,9 @@ pub enum Command {
         /// A CrowdSec `profiles.yaml` for alerts pushed without decisions.
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// CrowdSec `http` notification files (`*.yaml`) named by the profiles.
+        #[arg(long)]
+        notifications: Option<PathBuf>,
         /// Where Prometheus metrics are served.
         #[arg(long, default_value = lapi::DEFAULT_METRICS)]
         metrics_listen: std::net::SocketAddr,
@@ -299,11 +302,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
-        Command::Api { listen, state_dir, profiles, metrics_listen, no_metrics } => {
+        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics } => {
             let mut p = replay::profile(None, profiles.as_ref())?;
             p.protect(crate::addr::local_addresses());
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
-            lapi::serve(*listen, m, &cli.store(state_dir), p)
+            let notify = lapi::notifiers(notifications.as_ref(), None)?;
+            lapi::serve(*listen, m, &cli.store(state_dir), p, notify)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir), command, cli.output),

@@ -69,6 +69,10 @@ pub struct DetectArgs {
     /// Do not serve metrics.
     #[arg(long)]
     pub no_metrics: bool,
+    /// CrowdSec `http` notification files (`*.yaml`) named by the profiles (default:
+    /// `<config>/notifications` when it exists).
+    #[arg(long)]
+    pub notifications: Option<PathBuf>,
     /// The store (from the global `--db`).
     #[arg(skip)]
     pub db: Option<String>,
@@ -114,6 +118,7 @@ fn start_detection(
     args: &DetectArgs,
     stop: Arc<AtomicBool>,
     metrics: Arc<crate::metrics::Metrics>,
+    notify: crate::notify::Dispatcher,
 ) -> Result<()> {
     let sources = sources(args)?;
     if sources.is_empty() {
@@ -150,6 +155,11 @@ fn start_detection(
             metrics.line(&src, kind, detector.counts.parsed > parsed_before);
             for a in &out.alerts {
                 metrics.overflows.get_or_create(&crate::metrics::ScenarioLabels { name: a.scenario.clone() }).inc();
+                let names = detector.notifications_for(a);
+                if !names.is_empty() {
+                    let ds: Vec<_> = out.decisions.iter().filter(|d| d.scenario == a.scenario && d.value == a.value).cloned().collect();
+                    notify.notify(&names, &crate::lapi::model::local_alert(a, &ds));
+                }
             }
             for (alert, d) in out.alerts.iter().filter_map(|a| out.decisions.iter().find(|d| d.scenario == a.scenario && d.value == a.value).map(|d| (a, d))) {
                 let Some(target) = d.target() else { continue };
@@ -204,6 +214,7 @@ fn spawn_recorder(
                 scope: alert.scope.clone(),
                 value: alert.value.clone(),
                 events_count: alert.events_count as u64,
+                body: crate::lapi::model::local_alert(&alert, std::slice::from_ref(&d)).to_string(),
                 ..crate::store::NewAlert::default()
             };
             match store.record(Some(&a), &[rec], unix) {
@@ -314,8 +325,9 @@ pub fn daemon(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = crate::metrics::Metrics::new();
+    let notify = super::lapi::notifiers(detect.notifications.as_ref(), detect.config.as_ref())?;
     if !detect.no_detect {
-        start_detection(settings, detect, stop.clone(), metrics.clone())?;
+        start_detection(settings, detect, stop.clone(), metrics.clone(), notify.clone())?;
     }
     // Attached last: once the links are pinned, the logs are being followed, so nothing written
     // after the daemon reports itself enforcing is missed.
@@ -346,7 +358,7 @@ pub fn daemon(
         let mut changes = match api_profile {
             Some(p) => {
                 let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), stop).await?;
+                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), notify, stop).await?;
                 if !detect.no_metrics {
                     super::lapi::start_metrics(detect.metrics_listen, &lapi, Some(settings.clone())).await?;
                 }

@@ -64,6 +64,7 @@ pub struct Rule {
     duration_expr: Option<Expr>,
     on_success_break: bool,
     on_failure_break: bool,
+    notifications: Vec<String>,
 }
 
 /// Why a profiles file was refused (nothing of it is used).
@@ -135,6 +136,7 @@ pub fn load_rules(path: &Path, text: &str) -> Result<Vec<Rule>, ProfileError> {
             on_success_break: flow("on_success", &spec.on_success)?,
             on_failure_break: flow("on_failure", &spec.on_failure)?,
             decisions,
+            notifications: spec.notifications.clone(),
             name: spec.name.clone(),
         });
     }
@@ -305,6 +307,34 @@ impl Profile {
             *self.history.entry(d.value.clone()).or_default() += 1;
         }
         if out.is_empty() { Err(Skip::NoRemediation) } else { Ok(out) }
+    }
+
+    /// The notifications (`notifications:` of the profiles) an alert goes to: those of every
+    /// profile whose filters hold, following `on_success`/`on_failure` like [`Profile::decide_all`].
+    #[must_use]
+    pub fn notifications_for(&self, a: &Alert) -> Vec<String> {
+        let env = profile_env();
+        let value = alert_value(a);
+        let mut out = Vec::new();
+        for r in &self.rules {
+            let ctx = EvtContext::from_value(Value::Nil).with("Alert", value.clone());
+            let hit = r.filters.is_empty() || r.filters.iter().any(|f| env.test_in(f, &ctx));
+            if !hit {
+                if r.on_failure_break {
+                    break;
+                }
+                continue;
+            }
+            for n in &r.notifications {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+            if r.on_success_break {
+                break;
+            }
+        }
+        out
     }
 
     /// The decision of CrowdSec's default profiles for an alert, or why there is none.

@@ -184,6 +184,10 @@ pub async fn push(
                 "alert {i}: scenario, source.scope and source.value are required"
             )));
         }
+        let notify = {
+            let profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+            profile.notifications_for(&engine_alert(a))
+        };
         let decisions = match &a.decisions {
             Some(ds) if !ds.is_empty() => {
                 let ds = ds
@@ -207,20 +211,31 @@ pub async fn push(
             machine_id: machine.clone(),
             body,
         };
-        batch.push((alert, decisions));
+        batch.push((alert, decisions, notify));
     }
     let t = now();
     let ids = st
         .db
         .run(move |s| {
             let mut ids = Vec::new();
-            for (a, ds) in &batch {
+            let mut sent = Vec::new();
+            for (a, ds, notify) in &batch {
                 let (id, _) = s.record_alert(Some(a), ds, t)?;
-                ids.push(id.unwrap_or_default().to_string());
+                let id = id.unwrap_or_default();
+                ids.push(id.to_string());
+                if !notify.is_empty()
+                    && let Some(row) = s.alert(id)?
+                {
+                    sent.push((notify.clone(), served(t, &row, &s.alert_decisions(id)?)));
+                }
             }
-            Ok(ids)
+            Ok((ids, sent))
         })
         .await?;
+    let (ids, sent) = ids;
+    for (names, alert) in &sent {
+        st.notify.notify(names, alert);
+    }
     Ok((StatusCode::CREATED, Json(ids)))
 }
 
@@ -236,9 +251,9 @@ fn allowlisted(profile: &crate::engine::profile::Profile, d: &NewDecision) -> bo
     hit
 }
 
-/// Decisions from crowd's profiles for an alert pushed without any.
-fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
-    let engine_alert = crate::engine::scenario::Alert {
+/// A pushed alert as the profiles see it.
+fn engine_alert(a: &Alert) -> crate::engine::scenario::Alert {
+    crate::engine::scenario::Alert {
         scenario: a.scenario.clone(),
         events_count: usize::try_from(a.events_count).unwrap_or(0),
         events: Vec::new(),
@@ -246,9 +261,13 @@ fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
         value: a.source.value.clone(),
         remediation: a.remediation.unwrap_or(false),
         at: crate::clock::unix_now_f64(),
-    };
+    }
+}
+
+/// Decisions from crowd's profiles for an alert pushed without any.
+fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
     let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let decided = match profile.decide_all(&engine_alert) {
+    let decided = match profile.decide_all(&engine_alert(a)) {
         Ok(ds) => ds,
         Err(why) => {
             tracing::debug!(scenario = %a.scenario, value = %a.source.value, ?why, "pushed alert: no decision");

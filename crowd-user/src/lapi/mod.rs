@@ -106,6 +106,8 @@ pub struct Lapi {
     pub changes: watch::Receiver<u64>,
     /// Request counters (and what `/metrics` shows).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Notifications of pushed alerts (profiles' `notifications:`).
+    pub notify: crate::notify::Dispatcher,
 }
 
 /// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
@@ -162,6 +164,7 @@ impl Lapi {
         profile: Profile,
         poll: Duration,
         metrics: Arc<crate::metrics::Metrics>,
+        notify: crate::notify::Dispatcher,
     ) -> Result<Arc<Lapi>, StoreError> {
         let db = Db::open(loc)?;
         let mut s = db.take()?;
@@ -190,7 +193,7 @@ impl Lapi {
                 }
             })
             .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx, metrics }))
+        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx, metrics, notify }))
     }
 }
 

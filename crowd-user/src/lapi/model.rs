@@ -175,6 +175,44 @@ pub struct Alert {
     pub created_at: Option<String>,
 }
 
+/// An alert of this host's scenarios as CrowdSec's JSON (`models.Alert`): what `GET /v1/alerts`
+/// serves and notifications send.
+#[must_use]
+pub fn local_alert(
+    a: &crate::engine::scenario::Alert,
+    decisions: &[crate::engine::profile::Decision],
+) -> serde_json::Value {
+    let at = |t: f64| {
+        chrono::DateTime::from_timestamp(t.floor() as i64, ((t.fract()) * 1e9) as u32)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            .unwrap_or_default()
+    };
+    let first = a.events.first().map_or(a.at, |e| e.time);
+    let ip = if a.scope.eq_ignore_ascii_case("ip") { Some(a.value.clone()) } else { None };
+    let simulated = decisions.iter().any(|d| d.simulated);
+    serde_json::json!({
+        "scenario": a.scenario,
+        "scenario_hash": "",
+        "scenario_version": "",
+        "message": format!("{} {} performed '{}' ({} events over {:.0}s) at {}", a.scope, a.value, a.scenario,
+                           a.events_count, (a.at - first).max(0.0), at(a.at)),
+        "events_count": a.events_count,
+        "start_at": at(first),
+        "stop_at": at(a.at),
+        "capacity": 0,
+        "leakspeed": "",
+        "simulated": simulated,
+        "remediation": a.remediation,
+        "events": [],
+        "source": {"scope": a.scope, "value": a.value, "ip": ip},
+        "decisions": decisions.iter().map(|d| serde_json::json!({
+            "duration": go_duration_signed(i64::try_from(d.duration_secs).unwrap_or(i64::MAX)),
+            "origin": d.origin, "scenario": d.scenario, "scope": d.scope, "type": d.kind, "value": d.value,
+            "simulated": d.simulated,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The error body.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
