@@ -177,3 +177,80 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
         });
     }
 }
+
+#[test]
+fn an_edge_authenticates_with_a_client_certificate_over_tls() {
+    crowd_tests::require_root();
+    let link = Link::new(&unique("ft"));
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crowd_tests::lapi::make_ca(d, "ca");
+    crowd_tests::lapi::issue(
+        d,
+        "ca",
+        "server",
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    crowd_tests::lapi::issue(d, "ca", "edge", "/CN=edge1/OU=bouncer-ou", "extendedKeyUsage=clientAuth\n");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
+    let state = d.join("api");
+    let _api = Killed(
+        link.server
+            .command(crowd_bin())
+            .args(["api", "--listen", "127.0.0.1:8443", "--tls-cert", &p("server.pem"), "--tls-key", &p("server.key")])
+            .args(["--tls-client-ca", &p("ca.pem"), "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the TLS API to listen", Duration::from_secs(10), || {
+        link.server.run("bash", &["-c", "exec 3<>/dev/tcp/127.0.0.1/8443"]).status.success()
+    });
+    let _edge = Killed(
+        link.server
+            .command(crowd_bin())
+            .arg("--pin-dir")
+            .arg(pins.path())
+            .args([
+                "enforce",
+                "--iface",
+                &link.server_if,
+                "--max-bans",
+                "4096",
+                "--max-ranges",
+                "1024",
+                "--max-allow",
+                "1024",
+            ])
+            .args(["--lapi", "https://localhost:8443", "--ca-cert", &p("ca.pem"), "--cert", &p("edge.pem")])
+            .args(["--cert-key", &p("edge.key")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let crowd = |args: &[&str]| {
+        let out = Command::new(crowd_bin())
+            .args(["--pin-dir", "/sys/fs/bpf/crowd-fleet-tls-none"])
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the edge's first pull over TLS", Duration::from_secs(30), || {
+        let v: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
+        v.as_array().unwrap().iter().any(|b| b["name"] == "edge1@127.0.0.1" && b["last_pull"].is_i64())
+    });
+    assert!(link.ping(ATTACKER));
+    crowd(&["decisions", "add", ATTACKER, "--duration", "1h"]);
+    let attacker: IpAddr = ATTACKER.parse().unwrap();
+    let t = wait_for("the ban over TLS", Duration::from_secs(5), || banned(&pins.settings, attacker));
+    eprintln!("ban → edge map over TLS with a client certificate: {t:?}");
+    assert!(!link.ping(ATTACKER), "the banned attacker still gets answers");
+    assert!(link.ping("192.0.2.3"));
+}

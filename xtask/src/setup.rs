@@ -12,9 +12,9 @@ use super::run;
 const PACKAGES: &[&str] =
     &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
 
-/// What only the tests need: Debian's firewall bouncer (the Local API's real-client test) and
-/// PostgreSQL (the store's second backend).
-const TEST_PACKAGES: &[&str] = &["crowdsec-firewall-bouncer", "nftables", "postgresql"];
+/// What only the tests need: Debian's firewall bouncer (the Local API's real-client test),
+/// PostgreSQL (the store's second backend) and openssl (the TLS test's certificates).
+const TEST_PACKAGES: &[&str] = &["crowdsec-firewall-bouncer", "nftables", "postgresql", "openssl"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

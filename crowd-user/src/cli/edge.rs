@@ -108,15 +108,47 @@ pub struct EnforceArgs {
     /// The Local API (`http://198.51.100.1:8080`).
     #[arg(long)]
     pub lapi: String,
-    /// The bouncer key (`crowd bouncers add` on the API host).
-    #[arg(long, env = "CROWD_LAPI_KEY", hide_env_values = true)]
-    pub key: String,
+    /// The bouncer key (`crowd bouncers add` on the API host); not needed with `--cert`.
+    #[arg(long, env = "CROWD_LAPI_KEY", hide_env_values = true, required_unless_present = "cert")]
+    pub key: Option<String>,
     /// Poll like CrowdSec's bouncers instead of holding a long poll (for a CrowdSec API).
     #[arg(long)]
     pub poll: bool,
     /// The polling period with `--poll`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub update_frequency: Duration,
+    /// Trust this CA (PEM) for an `https://` API instead of the system's.
+    #[arg(long)]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for an API that authenticates bouncers by certificate.
+    #[arg(long, requires = "key_file")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long = "cert-key", id = "key_file", requires = "cert")]
+    pub cert_key: Option<std::path::PathBuf>,
+}
+
+/// The client TLS settings `--ca-cert`, `--cert` and `--cert-key` ask for.
+///
+/// # Errors
+/// Unreadable or invalid PEM files, named.
+fn tls_config(args: &EnforceArgs) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading `{}`", p.display()));
+    let mut tls = TlsConfig::builder();
+    if let Some(ca) = &args.ca_cert {
+        let c =
+            Certificate::from_pem(&read(ca)?).with_context(|| format!("`{}`: not a PEM certificate", ca.display()))?;
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(vec![c])));
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.cert_key) {
+        let c = Certificate::from_pem(&read(cert)?)
+            .with_context(|| format!("`{}`: not a PEM certificate", cert.display()))?;
+        let k =
+            PrivateKey::from_pem(&read(key)?).with_context(|| format!("`{}`: not a PEM private key", key.display()))?;
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&[c], k)));
+    }
+    Ok(tls.build())
 }
 
 /// The thread that keeps the maps in line with the remote API until `stop`.
@@ -125,6 +157,7 @@ fn spawn_puller(settings: &Settings, args: &EnforceArgs, stop: Arc<AtomicBool>) 
     let base = args.lapi.trim_end_matches('/').to_owned();
     let (key, poll, every) = (args.key.clone(), args.poll, args.update_frequency);
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls_config(args)?)
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_global(Some(Duration::from_secs(120)))
@@ -140,7 +173,11 @@ fn spawn_puller(settings: &Settings, args: &EnforceArgs, stop: Arc<AtomicBool>) 
                 (true, true) => format!("{base}/v1/decisions/stream"),
                 (true, false) => format!("{base}/v1/decisions/stream?wait={HOLD}"),
             };
-            let res = agent.get(&url).header("X-Api-Key", &key).call();
+            let mut req = agent.get(&url);
+            if let Some(k) = &key {
+                req = req.header("X-Api-Key", k);
+            }
+            let res = req.call();
             let answer = match res {
                 Ok(mut r) if r.status() == 200 => {
                     let body = r.body_mut().with_config().limit(4 << 30).reader();

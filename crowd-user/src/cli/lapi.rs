@@ -201,21 +201,24 @@ pub async fn start(
     profile: Profile,
     metrics: Arc<crate::metrics::Metrics>,
     notify: crate::notify::Dispatcher,
+    tls: &lapi::tls::TlsArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
+    let tls_cfg = lapi::tls::server_config(tls)?;
+    let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
     let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
         drop(open(&l)?);
-        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics, notify)?)
+        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics, notify, roles)?)
     })
     .await??;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
-    tracing::info!(%listen, "local API listening");
+    tracing::info!(%listen, tls = tls_cfg.is_some(), "local API listening");
     let st = state.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = lapi::serve(listener, st, shutdown).await {
+        if let Err(e) = lapi::serve(listener, st, tls_cfg, shutdown).await {
             tracing::error!(error = %e, "local API stopped");
         }
     });
@@ -251,6 +254,7 @@ pub fn serve(
     loc: &Location,
     profile: Profile,
     notify: crate::notify::Dispatcher,
+    tls: &lapi::tls::TlsArgs,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
@@ -261,11 +265,12 @@ pub fn serve(
                 _ = term.recv() => {}
             }
         };
-        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), notify, stop).await?;
+        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), notify, tls, stop).await?;
         if let Some(m) = metrics_listen {
             start_metrics(m, &api, None).await?;
         }
-        println!("crowd: local API on http://{listen}/");
+        let scheme = if tls.tls_cert.is_some() { "https" } else { "http" };
+        println!("crowd: local API on {scheme}://{listen}/");
         let _ = task.await;
         Ok(())
     })

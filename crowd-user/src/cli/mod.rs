@@ -182,6 +182,8 @@ pub enum Command {
         /// Do not serve metrics.
         #[arg(long)]
         no_metrics: bool,
+        #[command(flatten)]
+        tls: crate::lapi::tls::TlsArgs,
     },
     /// Bouncers allowed to pull decisions (API keys).
     Bouncers {
@@ -302,12 +304,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
-        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics } => {
+        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {
             let mut p = replay::profile(None, profiles.as_ref())?;
             p.protect(crate::addr::local_addresses());
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = lapi::notifiers(notifications.as_ref(), None)?;
-            lapi::serve(*listen, m, &cli.store(state_dir), p, notify)
+            lapi::serve(*listen, m, &cli.store(state_dir), p, notify, tls)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir), command, cli.output),

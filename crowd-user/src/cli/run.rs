@@ -73,6 +73,8 @@ pub struct DetectArgs {
     /// `<config>/notifications` when it exists).
     #[arg(long)]
     pub notifications: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::lapi::tls::TlsArgs,
     /// The store (from the global `--db`).
     #[arg(skip)]
     pub db: Option<String>,
@@ -358,7 +360,7 @@ pub fn daemon(
         let mut changes = match api_profile {
             Some(p) => {
                 let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), notify, stop).await?;
+                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), notify, &detect.tls, stop).await?;
                 if !detect.no_metrics {
                     super::lapi::start_metrics(detect.metrics_listen, &lapi, Some(settings.clone())).await?;
                 }

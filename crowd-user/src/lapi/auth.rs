@@ -108,7 +108,14 @@ impl FromRequestParts<Arc<Lapi>> for Bouncer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<Lapi>) -> Result<Self, ApiError> {
-        let key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).ok_or(ApiError::Forbidden)?;
+        let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
+            // No key: a verified client certificate with a bouncers' OU will do.
+            let role = parts.extensions.get::<super::tls::Peer>().and_then(|p| state.roles.of(p));
+            let Some(super::tls::CertRole::Bouncer(cn)) = role else { return Err(ApiError::Forbidden) };
+            let (ip, now) = (client_ip(parts), super::decisions::now());
+            let row = state.db.run(move |s| s.tls_bouncer(&cn, &ip, now)).await?;
+            return row.map(Bouncer).ok_or(ApiError::Forbidden);
+        };
         let hash = hash_key(key.trim());
         let ip = client_ip(parts);
         let agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -139,8 +146,20 @@ impl FromRequestParts<Arc<Lapi>> for Machine {
         let token = h("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned)
-            .or_else(|| h("cookie")?.split(';').find_map(|c| c.trim().strip_prefix("jwt=").map(str::to_owned)))
-            .ok_or_else(|| ApiError::Unauthorized("auth header is empty".into()))?;
+            .or_else(|| h("cookie")?.split(';').find_map(|c| c.trim().strip_prefix("jwt=").map(str::to_owned)));
+        let Some(token) = token else {
+            // No token: a verified client certificate with an agents' OU makes machine `<CN>@<ip>`.
+            let role = parts.extensions.get::<super::tls::Peer>().and_then(|p| state.roles.of(p));
+            let Some(super::tls::CertRole::Agent(cn)) = role else {
+                return Err(ApiError::Unauthorized("auth header is empty".into()));
+            };
+            let ip = client_ip(parts);
+            let id = format!("{cn}@{ip}");
+            let (m, now) = (id.clone(), super::decisions::now());
+            // Not a PHC string: no password ever matches it, so only the certificate logs it in.
+            state.db.run(move |s| s.upsert_machine(&m, "tls", true, &ip, now)).await?;
+            return Ok(Machine(id));
+        };
         let claims = verify(&state.jwt_key, token.trim())?;
         let id = claims.id.clone();
         let m = state.db.run(move |s| s.machine(&id)).await?;

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod auth;
 pub mod decisions;
 pub mod model;
+pub mod tls;
 
 use std::{
     net::SocketAddr,
@@ -108,6 +109,8 @@ pub struct Lapi {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Notifications of pushed alerts (profiles' `notifications:`).
     pub notify: crate::notify::Dispatcher,
+    /// Which client-certificate OUs make bouncers and agents.
+    pub roles: tls::Roles,
 }
 
 /// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
@@ -165,6 +168,7 @@ impl Lapi {
         poll: Duration,
         metrics: Arc<crate::metrics::Metrics>,
         notify: crate::notify::Dispatcher,
+        roles: tls::Roles,
     ) -> Result<Arc<Lapi>, StoreError> {
         let db = Db::open(loc)?;
         let mut s = db.take()?;
@@ -193,7 +197,15 @@ impl Lapi {
                 }
             })
             .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key.into_bytes(), changes: rx, metrics, notify }))
+        Ok(Arc::new(Lapi {
+            db,
+            profile: Mutex::new(profile),
+            jwt_key: key.into_bytes(),
+            changes: rx,
+            metrics,
+            notify,
+            roles,
+        }))
     }
 }
 
@@ -279,11 +291,20 @@ pub fn router(state: Arc<Lapi>) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<Lapi>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(cfg) => {
+            tls::serve(listener, cfg, router(state), shutdown).await;
+            Ok(())
+        }
+        None => {
+            axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,24 @@ impl Store {
         self.conn.one(&format!("SELECT {BOUNCER_COLS} FROM bouncers WHERE name = ?1"), &[name.into()], bouncer)
     }
 
+    /// The bouncer a verified client certificate names: `<cn>@<ip>`, made on first sight.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn tls_bouncer(&mut self, cn: &str, ip: &str, now: i64) -> Result<Option<BouncerRow>> {
+        let name = format!("{cn}@{ip}");
+        self.conn.exec(
+            "INSERT INTO bouncers (name, key_hash, ip_address, auth_type, created_at) VALUES (?1, ?2, ?3, 'tls', ?4)
+             ON CONFLICT(name) DO NOTHING",
+            &[name.as_str().into(), format!("tls:{cn}").into(), ip.into(), now.into()],
+        )?;
+        self.conn.one(
+            &format!("SELECT {BOUNCER_COLS} FROM bouncers WHERE name = ?1 AND auth_type = 'tls'"),
+            &[name.into()],
+            bouncer,
+        )
+    }
+
     /// Records a bouncer's User-Agent.
     ///
     /// # Errors
