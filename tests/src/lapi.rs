@@ -216,12 +216,17 @@ impl Api {
 
     /// A request with a raw body sent from `source` (another loopback address), by hand.
     pub fn raw_from(&self, source: &str, request: &str) -> String {
+        self.raw_bytes_from(source, request.as_bytes())
+    }
+
+    /// [`Api::raw_from`] with a binary request.
+    pub fn raw_bytes_from(&self, source: &str, request: &[u8]) -> String {
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
         let src: SocketAddr = format!("{source}:0").parse().expect("source");
         sock.bind(&src.into()).expect("bind source");
         sock.connect(&self.addr.into()).expect("connect");
         let mut s: TcpStream = sock.into();
-        s.write_all(request.as_bytes()).expect("write");
+        s.write_all(request).expect("write");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out

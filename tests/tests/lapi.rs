@@ -422,3 +422,31 @@ fn metrics_count_requests_and_decisions() {
     );
     assert_eq!(find("crowd_active_decisions", r#"origin="cscli",action="ban""#), Some(json!("1")), "{m}");
 }
+
+#[test]
+fn gzip_request_bodies_are_accepted() {
+    use std::io::Write;
+    let api = Api::start();
+    let key = api.bouncer("fw");
+    let token = api.machine("agent");
+    let alert = json!([{
+        "capacity": 1, "events": [], "events_count": 1, "leakspeed": "1s", "message": "m", "scenario": "s",
+        "scenario_hash": "", "scenario_version": "", "simulated": false, "start_at": "", "stop_at": "",
+        "source": {"scope": "Ip", "value": "192.0.2.90"},
+        "decisions": [{"duration": "1h", "scope": "Ip", "type": "ban", "value": "192.0.2.90"}]
+    }])
+    .to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(alert.as_bytes()).unwrap();
+    let body = gz.finish().unwrap();
+    let req = format!(
+        "POST /v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(&body);
+    let answer = api.raw_bytes_from("127.0.0.1", &raw);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(values(&api.get("/v1/decisions", &key).json()), ["192.0.2.90"]);
+}

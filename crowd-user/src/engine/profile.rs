@@ -393,6 +393,26 @@ mod tests {
     }
 
     #[test]
+    fn simulation_exclusions_flip_per_scenario() {
+        let mut p = Profile { simulation_exclusions: vec!["s".into()], ..Profile::default() };
+        assert!(p.decide(&alert("192.0.2.9", "Ip", true)).unwrap().simulated, "s is simulated");
+        p.simulation = true;
+        assert!(!p.decide(&alert("192.0.2.9", "Ip", true)).unwrap().simulated, "s is the exception");
+        let other = Alert { scenario: "t".into(), ..alert("192.0.2.9", "Ip", true) };
+        assert!(p.decide(&other).unwrap().simulated);
+    }
+
+    #[test]
+    fn notifications_follow_the_profiles_that_match() {
+        let y = "name: a\nfilters: [Alert.GetScope() == 'Ip']\ndecisions: [{type: ban, duration: 1h}]\n\
+                 notifications: [slack, hook]\non_success: continue\n---\nname: b\nfilters: [Alert.GetScope() == 'Range']\n\
+                 notifications: [pager]\n";
+        let p = Profile { rules: load_rules(Path::new("p.yaml"), y).unwrap(), ..Profile::default() };
+        assert_eq!(p.notifications_for(&alert("192.0.2.9", "Ip", true)), ["slack", "hook"]);
+        assert_eq!(p.notifications_for(&alert("192.0.2.0/24", "Range", true)), ["pager"]);
+    }
+
+    #[test]
     fn no_remediation_no_decision() {
         assert_eq!(Profile::default().decide(&alert("192.0.2.9", "Ip", false)), Err(Skip::NoRemediation));
         assert_eq!(Profile::default().decide(&alert("alice", "username", true)), Err(Skip::Scope));

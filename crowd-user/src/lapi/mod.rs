@@ -281,6 +281,8 @@ pub fn router(state: Arc<Lapi>) -> Router {
         .merge(open)
         .merge(authed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        // Agents may gzip their bodies (CrowdSec accepts it); answers are never compressed.
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }
 
