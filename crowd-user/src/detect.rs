@@ -62,8 +62,7 @@ impl Detector {
     }
 
     /// The notifications an alert goes to (its profiles' `notifications:`).
-    #[must_use]
-    pub fn notifications_for(&self, a: &Alert) -> Vec<String> {
+    pub fn notifications_for(&mut self, a: &Alert) -> Vec<String> {
         self.profile.notifications_for(a)
     }
 

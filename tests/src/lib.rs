@@ -71,3 +71,17 @@ pub fn crowd_bin() -> PathBuf {
     assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (cargo xtask test does)", bin.display());
     bin
 }
+
+/// Runs the crowd CLI on a store (`--state-dir`) with a pin directory that is never created, so
+/// no kernel map is touched; returns stdout (asserts success).
+pub fn crowd_on_store(state: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(crowd_bin())
+        .args(["--pin-dir", "/sys/fs/bpf/crowd-test-no-maps"])
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("run crowd");
+    assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -3,7 +3,7 @@
 //! `crowd api` on that namespace's loopback. A decision added with `crowd decisions add` must
 //! appear in the bouncer's nftables set, and its deletion must remove it. Privileged.
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -44,19 +44,7 @@ fn crowdsec_firewall_bouncer_follows_crowd_decisions() {
     let ns = Netns::new(&unique("cfb"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let pins = format!("/sys/fs/bpf/{}", unique("crowd-none-")); // never created: no maps touched
-    let crowd = |args: &[&str]| {
-        let out = Command::new(crowd_bin())
-            .arg("--pin-dir")
-            .arg(&pins)
-            .args(args)
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let crowd = |args: &[&str]| crowd_tests::crowd_on_store(&state, args);
     let key: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "add", "firewall", "-o", "json"])).unwrap();
     let key = key["api_key"].as_str().unwrap().to_owned();
 

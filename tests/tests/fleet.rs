@@ -76,17 +76,7 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
     api_ns.ip(&["link", "set", "br0", "up"]);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("api");
-    let crowd = |args: &[&str]| {
-        let out = Command::new(crowd_bin())
-            .args(["--pin-dir", "/sys/fs/bpf/crowd-fleet-api-none"])
-            .args(args)
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let crowd = |args: &[&str]| crowd_tests::crowd_on_store(&state, args);
     let key: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "add", "edges", "-o", "json"])).unwrap();
     let key = key["api_key"].as_str().unwrap().to_owned();
     let api = start_api(&api_ns, &state);
@@ -231,17 +221,7 @@ fn an_edge_authenticates_with_a_client_certificate_over_tls() {
             .spawn()
             .unwrap(),
     );
-    let crowd = |args: &[&str]| {
-        let out = Command::new(crowd_bin())
-            .args(["--pin-dir", "/sys/fs/bpf/crowd-fleet-tls-none"])
-            .args(args)
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let crowd = |args: &[&str]| crowd_tests::crowd_on_store(&state, args);
     wait_for("the edge's first pull over TLS", Duration::from_secs(30), || {
         let v: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
         v.as_array().unwrap().iter().any(|b| b["name"] == "edge1@127.0.0.1" && b["last_pull"].is_i64())

@@ -270,23 +270,12 @@ impl Profile {
         }
         // The allowlist and the scope check come first, whatever the profiles say.
         let base = self.decide(&Alert { remediation: true, ..a.clone() })?;
-        let value = alert_value(a);
-        super::expr::swap_decision_counts(&mut self.history);
-        let env = profile_env();
         let mut out = Vec::new();
-        for r in &self.rules {
-            let ctx = EvtContext::from_value(Value::Nil).with("Alert", value.clone());
-            let hit = r.filters.is_empty() || r.filters.iter().any(|f| env.test_in(f, &ctx));
-            if !hit {
-                if r.on_failure_break {
-                    break;
-                }
-                continue;
-            }
+        self.walk(a, |r, env, ctx| {
             let from_expr = r
                 .duration_expr
                 .as_ref()
-                .and_then(|e| env.string_in(e, &ctx).ok())
+                .and_then(|e| env.string_in(e, ctx).ok())
                 .and_then(|d| go_duration_secs(&d))
                 .map(|s| s as u64);
             for (kind, secs) in &r.decisions {
@@ -298,11 +287,7 @@ impl Profile {
                 });
             }
             tracing::debug!(profile = %r.name, decisions = r.decisions.len(), "profile applied");
-            if r.on_success_break {
-                break;
-            }
-        }
-        super::expr::swap_decision_counts(&mut self.history);
+        });
         for d in &out {
             *self.history.entry(d.value.clone()).or_default() += 1;
         }
@@ -311,11 +296,24 @@ impl Profile {
 
     /// The notifications (`notifications:` of the profiles) an alert goes to: those of every
     /// profile whose filters hold, following `on_success`/`on_failure` like [`Profile::decide_all`].
-    #[must_use]
-    pub fn notifications_for(&self, a: &Alert) -> Vec<String> {
-        let env = profile_env();
+    pub fn notifications_for(&mut self, a: &Alert) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        self.walk(a, |r, _, _| {
+            for n in &r.notifications {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        });
+        out
+    }
+
+    /// Calls `f` on each profile whose filters hold for `a`, in order, following `on_success`
+    /// and `on_failure`; `GetDecisionsCount` sees the history meanwhile.
+    fn walk(&mut self, a: &Alert, mut f: impl FnMut(&Rule, &Env, &EvtContext)) {
         let value = alert_value(a);
-        let mut out = Vec::new();
+        super::expr::swap_decision_counts(&mut self.history);
+        let env = profile_env();
         for r in &self.rules {
             let ctx = EvtContext::from_value(Value::Nil).with("Alert", value.clone());
             let hit = r.filters.is_empty() || r.filters.iter().any(|f| env.test_in(f, &ctx));
@@ -325,16 +323,12 @@ impl Profile {
                 }
                 continue;
             }
-            for n in &r.notifications {
-                if !out.contains(n) {
-                    out.push(n.clone());
-                }
-            }
+            f(r, &env, &ctx);
             if r.on_success_break {
                 break;
             }
         }
-        out
+        super::expr::swap_decision_counts(&mut self.history);
     }
 
     /// The decision of CrowdSec's default profiles for an alert, or why there is none.
@@ -407,7 +401,7 @@ mod tests {
         let y = "name: a\nfilters: [Alert.GetScope() == 'Ip']\ndecisions: [{type: ban, duration: 1h}]\n\
                  notifications: [slack, hook]\non_success: continue\n---\nname: b\nfilters: [Alert.GetScope() == 'Range']\n\
                  notifications: [pager]\n";
-        let p = Profile { rules: load_rules(Path::new("p.yaml"), y).unwrap(), ..Profile::default() };
+        let mut p = Profile { rules: load_rules(Path::new("p.yaml"), y).unwrap(), ..Profile::default() };
         assert_eq!(p.notifications_for(&alert("192.0.2.9", "Ip", true)), ["slack", "hook"]);
         assert_eq!(p.notifications_for(&alert("192.0.2.0/24", "Range", true)), ["pager"]);
     }

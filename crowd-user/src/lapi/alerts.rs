@@ -185,7 +185,7 @@ pub async fn push(
             )));
         }
         let notify = {
-            let profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
             profile.notifications_for(&engine_alert(a))
         };
         let decisions = match &a.decisions {
