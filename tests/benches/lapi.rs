@@ -229,7 +229,7 @@ fn push_delay(trials: usize) -> (f64, f64) {
             .args(["api", "--listen", "127.0.0.1:8080", "--state-dir"])
             .arg(&state)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("api.log")).expect("log"))
             .spawn()
             .expect("api"),
     );
@@ -242,7 +242,7 @@ fn push_delay(trials: usize) -> (f64, f64) {
             .args(["enforce", "--iface", &link.server_if, "--max-bans", "4096", "--max-ranges", "1024"])
             .args(["--max-allow", "1024", "--lapi", "http://127.0.0.1:8080", "--key", key])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("edge.log")).expect("log"))
             .spawn()
             .expect("enforce"),
     );
@@ -279,6 +279,15 @@ fn push_delay(trials: usize) -> (f64, f64) {
             std::thread::sleep(Duration::from_micros(100));
         }
         delays.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut order: Vec<(usize, f64)> = delays.iter().copied().enumerate().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    eprintln!("slowest trials (index, ms): {:?}", &order[..10.min(order.len())]);
+    for who in ["edge", "api"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{who}.log"))).unwrap_or_default();
+        for l in log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            eprintln!("{who}: {l}");
+        }
     }
     delays.sort_by(f64::total_cmp);
     (delays[delays.len() / 2], delays[(delays.len() * 99) / 100])

@@ -31,6 +31,7 @@ on_both_backends!(
     machines_register_log_in_and_push_alerts_through_profiles,
     bad_input_gets_a_clear_4xx_and_stores_nothing,
     usage_metrics_are_accepted,
+    big_deltas_arrive_whole,
 );
 use serde_json::{Value, json};
 
@@ -449,4 +450,22 @@ fn gzip_request_bodies_are_accepted() {
     let answer = api.raw_bytes_from("127.0.0.1", &raw);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert_eq!(values(&api.get("/v1/decisions", &key).json()), ["192.0.2.90"]);
+}
+
+/// Deltas far over the 64 KiB write chunk: 3,000 new decisions, then 3,000 deleted.
+fn big_deltas_arrive_whole(api: &Api) {
+    let key = api.bouncer("fw");
+    assert_eq!(api.get("/v1/decisions/stream?startup=true", &key).json()["new"], json!([]));
+    let list: String = (0..3000u32).map(|i| format!("{}\n", std::net::Ipv4Addr::from(0xC633_6400 + i))).collect();
+    let file = api.state.join("big.txt");
+    std::fs::write(&file, list).unwrap();
+    api.crowd(&["decisions", "import", "-i", file.to_str().unwrap(), "--duration", "1h"]);
+    let a = api.get("/v1/decisions/stream", &key);
+    assert!(a.body.len() > 200_000, "a big answer: {} bytes", a.body.len());
+    let s = a.json();
+    assert_eq!(s["new"].as_array().map(Vec::len), Some(3000));
+    api.crowd(&["decisions", "delete", "--all"]);
+    let s = api.get("/v1/decisions/stream", &key).json();
+    assert_eq!(s["deleted"].as_array().map(Vec::len), Some(3000));
+    assert_eq!(s["new"], json!([]));
 }

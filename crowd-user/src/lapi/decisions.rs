@@ -131,6 +131,7 @@ struct Writer {
     first: bool,
     count: usize,
     now: i64,
+    gone: bool,
 }
 
 impl Writer {
@@ -140,12 +141,13 @@ impl Writer {
             self.flush();
         }
     }
+    /// Sends what is buffered when streaming; an in-memory answer (no channel) keeps it all.
     fn flush(&mut self) {
-        if let Some(tx) = &self.tx
-            && !self.buf.is_empty()
-            && tx.blocking_send(Bytes::from(std::mem::take(&mut self.buf))).is_err()
-        {
+        let Some(tx) = &self.tx else { return };
+        if !self.buf.is_empty() && tx.blocking_send(Bytes::from(std::mem::take(&mut self.buf))).is_err() {
+            // The client is gone: stop sending, and do not move its cursor.
             self.tx = None;
+            self.gone = true;
         }
         self.buf.clear();
     }
@@ -191,7 +193,7 @@ pub async fn stream(
         let (body, count, cursor) = st
             .db
             .run(move |s| {
-                let mut w = Writer { buf: Vec::new(), tx: None, first: true, count: 0, now: t };
+                let mut w = Writer { buf: Vec::new(), tx: None, first: true, count: 0, now: t, gone: false };
                 let cur = write_pull(s, &mut w, &f2, Some(since), t)?;
                 Ok((w.buf, w.count, cur))
             })
@@ -232,10 +234,10 @@ fn full_pull(st: Arc<Lapi>, bouncer: i64, f: DecisionFilter) -> Response {
         let t = now();
         let res = db
             .run(move |s| {
-                let mut w = Writer { buf: Vec::new(), tx: Some(tx), first: true, count: 0, now: t };
+                let mut w = Writer { buf: Vec::new(), tx: Some(tx), first: true, count: 0, now: t, gone: false };
                 let cur = write_pull(s, &mut w, &f, None, t)?;
                 w.flush();
-                if w.tx.is_some() {
+                if !w.gone {
                     s.set_bouncer_pull(bouncer, cur)?;
                 }
                 Ok(())
