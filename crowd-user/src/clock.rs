@@ -84,6 +84,14 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// The wall clock as whole Unix seconds (the store's and the Local API's time).
+#[must_use]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
 /// The wall clock as Unix seconds with a fraction (the time lines are read at).
 #[must_use]
 pub fn unix_now_f64() -> f64 {

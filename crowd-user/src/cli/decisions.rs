@@ -1,5 +1,6 @@
 //! `crowd decisions list|add|delete`: decisions in the store, applied to the kernel maps at once
 //! when they are pinned (the daemon reconciles them anyway).
+use crate::clock::unix_now as now;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde_json::json;
@@ -58,12 +59,6 @@ pub enum DecisionsCommand {
         #[arg(long)]
         all: bool,
     },
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// The maps, if crowd's maps are pinned (a CLI change applies at once); `None` otherwise.

@@ -3,6 +3,7 @@
 //! The daemon today owns the data plane only: it loads the program against the pinned maps,
 //! attaches (taking over pinned links without a gap), sweeps expired bans and refreshes the
 //! program's config. On exit it leaves the links pinned, so enforcement never lapses.
+use crate::clock::unix_now;
 use std::{
     path::PathBuf,
     sync::{Arc, atomic::AtomicBool},
@@ -106,12 +107,6 @@ fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
         out = crate::acquisition::defaults();
     }
     Ok(out)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// Starts acquisition and detection threads: decisions go into the pinned maps as soon as made.

@@ -30,13 +30,7 @@ use crate::{
 pub const KEEP_DELETED_SECS: i64 = 7 * 86400;
 const CHUNK: usize = 64 << 10;
 
-/// The wall clock in Unix seconds.
-#[must_use]
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
+pub use crate::clock::unix_now as now;
 
 /// CrowdSec's canonical scope names (query filters are case-insensitive for the known ones).
 #[must_use]
