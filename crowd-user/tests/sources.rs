@@ -36,16 +36,25 @@ fn recv(rx: &mpsc::Receiver<Read>, n: usize) -> Vec<String> {
 #[test]
 fn syslog_listener_udp_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let sources = acquis(
-        dir.path(),
-        &format!(
-            "source: syslog\nlisten_addr: 127.0.0.1\nlisten_port: {port}\nmax_message_len: 200\nlabels:\n  type: syslog\n"
-        ),
-    );
     let (tx, rx) = mpsc::sync_channel(64);
     let stop = Arc::new(AtomicBool::new(false));
-    acquisition::start(sources, None, &tx, &stop).unwrap();
+    // A free port can be taken again before the listener binds it (parallel tests open
+    // ephemeral UDP sockets): try a few.
+    let mut port = 0;
+    for attempt in 0.. {
+        port = free_port();
+        let sources = acquis(
+            dir.path(),
+            &format!(
+                "source: syslog\nlisten_addr: 127.0.0.1\nlisten_port: {port}\nmax_message_len: 200\nlabels:\n  type: syslog\n"
+            ),
+        );
+        match acquisition::start(sources, None, &tx, &stop) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 10 => continue,
+            Err(e) => panic!("syslog listener: {e}"),
+        }
+    }
 
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     u.send_to(b"<38>Nov 27 09:59:58 edge1 sshd[812]: Invalid user bob from 192.0.2.9 port 4242", ("127.0.0.1", port))
