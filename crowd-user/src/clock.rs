@@ -92,6 +92,14 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
+/// Unix seconds as RFC 3339 UTC (`2026-11-28T10:00:00Z`); empty when out of range.
+#[must_use]
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// The wall clock as Unix seconds with a fraction (the time lines are read at).
 #[must_use]
 pub fn unix_now_f64() -> f64 {

@@ -17,7 +17,7 @@ use std::{
     io::Read,
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,17 +25,8 @@ use crowd::{
     enforce::maps::BanMaps,
     store::{Location, NewDecision, Store},
 };
-use crowd_tests::{PinDir, crowd_bin, lapi::free_port, netns::Link, unique};
+use crowd_tests::{Killed, PinDir, crowd_bin, lapi::free_port, netns::Link, unique};
 use serde_json::json;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

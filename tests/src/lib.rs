@@ -85,3 +85,29 @@ pub fn crowd_on_store(state: &std::path::Path, args: &[&str]) -> String {
     assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A child process, killed and reaped when dropped (so a failing test leaves nothing running).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every `every` until it holds, failing the test after `limit`; returns how long it
+/// took.
+pub fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(every);
+    }
+    t.elapsed()
+}

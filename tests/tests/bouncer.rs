@@ -2,21 +2,9 @@
 //! inside a network namespace of its own (its nftables tables live and die with it) against
 //! `crowd api` on that namespace's loopback. A decision added with `crowd decisions add` must
 //! appear in the bouncer's nftables set, and its deletion must remove it. Privileged.
-use std::{
-    process::{Child, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
-use crowd_tests::{crowd_bin, netns::Netns, require_root, unique};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crowd_tests::{Killed, crowd_bin, netns::Netns, require_root, unique, wait_for};
 
 const BOUNCER: &str = "/usr/bin/crowdsec-firewall-bouncer";
 
@@ -25,14 +13,8 @@ fn set_has(ns: &Netns, family: &str, table: &str, set: &str, ip: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains(ip)
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t.elapsed()
-}
+/// How often the tests look again.
+const POLL: Duration = Duration::from_millis(50);
 
 #[test]
 fn crowdsec_firewall_bouncer_follows_crowd_decisions() {
@@ -56,7 +38,7 @@ fn crowdsec_firewall_bouncer_follows_crowd_decisions() {
             .spawn()
             .unwrap(),
     );
-    wait_for("crowd api to listen", Duration::from_secs(10), || {
+    wait_for("crowd api to listen", Duration::from_secs(10), POLL, || {
         ns.run("bash", &["-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]).status.success()
     });
 
@@ -81,17 +63,17 @@ fn crowdsec_firewall_bouncer_follows_crowd_decisions() {
     let show_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Let it make its start-up pull first, so the decision below travels as a delta.
-    wait_for("the bouncer's first pull", Duration::from_secs(20), || {
+    wait_for("the bouncer's first pull", Duration::from_secs(20), POLL, || {
         let list: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
         list[0]["last_pull"].is_i64()
     });
     crowd(&["decisions", "add", "192.0.2.77", "--duration", "1h"]);
     crowd(&["decisions", "add", "2001:db8::77", "--duration", "1h"]);
-    let t = wait_for("192.0.2.77 in the bouncer's nftables set", Duration::from_secs(20), || {
+    let t = wait_for("192.0.2.77 in the bouncer's nftables set", Duration::from_secs(20), POLL, || {
         set_has(&ns, "ip", "crowdsec", "crowdsec-blacklists", "192.0.2.77")
     });
     eprintln!("decision to nftables set: {} ms", t.as_millis());
-    wait_for("2001:db8::77 in the IPv6 set", Duration::from_secs(5), || {
+    wait_for("2001:db8::77 in the IPv6 set", Duration::from_secs(5), POLL, || {
         set_has(&ns, "ip6", "crowdsec6", "crowdsec6-blacklists", "2001:db8::77")
     });
     // The bouncer identified itself.
@@ -100,7 +82,7 @@ fn crowdsec_firewall_bouncer_follows_crowd_decisions() {
     assert_eq!(list[0]["ip_address"], "127.0.0.1");
 
     crowd(&["decisions", "delete", "192.0.2.77"]);
-    wait_for("192.0.2.77 to leave the set", Duration::from_secs(20), || {
+    wait_for("192.0.2.77 to leave the set", Duration::from_secs(20), POLL, || {
         !set_has(&ns, "ip", "crowdsec", "crowdsec-blacklists", "192.0.2.77")
     });
     assert!(set_has(&ns, "ip6", "crowdsec6", "crowdsec6-blacklists", "2001:db8::77"), "the other one stays");

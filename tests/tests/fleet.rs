@@ -6,25 +6,16 @@
 //! loses the API resyncs when it comes back, picking up what changed meanwhile. Privileged.
 use std::{
     net::IpAddr,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use crowd::enforce::{Settings, maps::BanMaps};
 use crowd_tests::{
-    PinDir, crowd_bin,
+    Killed, PinDir, crowd_bin,
     netns::{Link, Netns},
-    unique,
+    unique, wait_for,
 };
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Edge {
     link: Link,
@@ -44,15 +35,6 @@ fn banned(settings: &Settings, addr: IpAddr) -> bool {
     BanMaps::open(settings).is_ok_and(|m| m.lookup(addr).exact.is_some())
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    t.elapsed()
-}
-
 fn start_api(api_ns: &Netns, state: &std::path::Path) -> Killed {
     let child = api_ns
         .command(crowd_bin())
@@ -62,9 +44,14 @@ fn start_api(api_ns: &Netns, state: &std::path::Path) -> Killed {
         .spawn()
         .unwrap();
     let probe = format!("exec 3<>/dev/tcp/{}/{}", "198.51.100.1", 8080);
-    wait_for("the API to listen", Duration::from_secs(10), || api_ns.run("bash", &["-c", &probe]).status.success());
+    wait_for("the API to listen", Duration::from_secs(10), POLL, || {
+        api_ns.run("bash", &["-c", &probe]).status.success()
+    });
     Killed(child)
 }
+
+/// How often the tests look again.
+const POLL: Duration = Duration::from_micros(500);
 
 #[test]
 fn a_ban_on_the_api_host_drops_on_every_edge() {
@@ -116,7 +103,7 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
         edges.push(Edge { link, pins, _enforce: Some(Killed(child)) });
     }
     // Both edges in sync (one key from two addresses: two bouncer rows).
-    wait_for("both edges to pull", Duration::from_secs(30), || {
+    wait_for("both edges to pull", Duration::from_secs(30), POLL, || {
         let v: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
         v.as_array().unwrap().iter().filter(|b| b["last_pull"].is_i64()).count() == 2
     });
@@ -130,7 +117,7 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
     let cli = t0.elapsed();
     let mut delays = Vec::new();
     for (i, e) in edges.iter().enumerate() {
-        wait_for(&format!("the ban on edge {i}"), Duration::from_secs(5), || banned(&e.pins.settings, attacker));
+        wait_for(&format!("the ban on edge {i}"), Duration::from_secs(5), POLL, || banned(&e.pins.settings, attacker));
         delays.push(t0.elapsed());
     }
     eprintln!(
@@ -144,14 +131,18 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
 
     crowd(&["decisions", "delete", ATTACKER]);
     for (i, e) in edges.iter().enumerate() {
-        wait_for(&format!("the unban on edge {i}"), Duration::from_secs(5), || !banned(&e.pins.settings, attacker));
+        wait_for(&format!("the unban on edge {i}"), Duration::from_secs(5), POLL, || {
+            !banned(&e.pins.settings, attacker)
+        });
         assert!(e.link.ping(ATTACKER), "edge {i}: the attacker passes after the deletion");
     }
 
     // The API goes away; a ban and an unban happen meanwhile; the edges catch up on return.
     crowd(&["decisions", "add", "192.0.2.3", "--duration", "1h"]);
     for e in &edges {
-        wait_for("192.0.2.3 banned", Duration::from_secs(5), || banned(&e.pins.settings, "192.0.2.3".parse().unwrap()));
+        wait_for("192.0.2.3 banned", Duration::from_secs(5), POLL, || {
+            banned(&e.pins.settings, "192.0.2.3".parse().unwrap())
+        });
     }
     drop(api);
     crowd(&["decisions", "delete", "192.0.2.3"]);
@@ -162,7 +153,7 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
     }
     let _api = start_api(&api_ns, &state);
     for (i, e) in edges.iter().enumerate() {
-        wait_for(&format!("edge {i} to resync"), Duration::from_secs(15), || {
+        wait_for(&format!("edge {i} to resync"), Duration::from_secs(15), POLL, || {
             banned(&e.pins.settings, attacker) && !banned(&e.pins.settings, "192.0.2.3".parse().unwrap())
         });
     }
@@ -196,7 +187,7 @@ fn an_edge_authenticates_with_a_client_certificate_over_tls() {
             .spawn()
             .unwrap(),
     );
-    wait_for("the TLS API to listen", Duration::from_secs(10), || {
+    wait_for("the TLS API to listen", Duration::from_secs(10), POLL, || {
         link.server.run("bash", &["-c", "exec 3<>/dev/tcp/127.0.0.1/8443"]).status.success()
     });
     let _edge = Killed(
@@ -222,14 +213,14 @@ fn an_edge_authenticates_with_a_client_certificate_over_tls() {
             .unwrap(),
     );
     let crowd = |args: &[&str]| crowd_tests::crowd_on_store(&state, args);
-    wait_for("the edge's first pull over TLS", Duration::from_secs(30), || {
+    wait_for("the edge's first pull over TLS", Duration::from_secs(30), POLL, || {
         let v: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "list", "-o", "json"])).unwrap();
         v.as_array().unwrap().iter().any(|b| b["name"] == "edge1@127.0.0.1" && b["last_pull"].is_i64())
     });
     assert!(link.ping(ATTACKER));
     crowd(&["decisions", "add", ATTACKER, "--duration", "1h"]);
     let attacker: IpAddr = ATTACKER.parse().unwrap();
-    let t = wait_for("the ban over TLS", Duration::from_secs(5), || banned(&pins.settings, attacker));
+    let t = wait_for("the ban over TLS", Duration::from_secs(5), POLL, || banned(&pins.settings, attacker));
     eprintln!("ban → edge map over TLS with a client certificate: {t:?}");
     assert!(!link.ping(ATTACKER), "the banned attacker still gets answers");
     assert!(link.ping("192.0.2.3"));

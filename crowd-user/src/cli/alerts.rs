@@ -5,7 +5,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Format, output};
-use crate::store::{AlertFilter, Location};
+use crate::{
+    clock::rfc3339 as when,
+    store::{AlertFilter, Location},
+};
 
 /// `crowd alerts` subcommands.
 #[derive(Debug, Subcommand)]
@@ -45,12 +48,6 @@ pub enum AlertsCommand {
         #[arg(long)]
         all: bool,
     },
-}
-
-fn when(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 /// Runs a `crowd alerts` subcommand.

@@ -150,10 +150,11 @@ pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt
                 super::map::parse_ban_duration(duration)?.context("--duration: decisions need a duration")?;
             let defaults = super::import::Defaults { duration, kind: kind.clone(), reason: reason.clone() };
             let mut all = super::import::parse(&text, fmt_in, &defaults).with_context(|| format!("`{name}`"))?;
-            // Never our own addresses.
-            let ours: Vec<std::net::IpAddr> = crate::addr::local_addresses();
+            // Never our own addresses (the profiles' rule).
+            let mut ours = crate::engine::profile::Profile::default();
+            ours.protect(crate::addr::local_addresses());
             let before = all.len();
-            all.retain(|d| d.value.parse::<Target>().map_or(true, |t| !ours.iter().any(|ip| t.contains(*ip))));
+            all.retain(|d| d.value.parse::<Target>().map_or(true, |t| ours.protecting(&t).is_none()));
             let skipped = before - all.len();
             let ids = store.record(None, &all, t)?;
             let mut enforced = 0;

@@ -77,9 +77,7 @@ pub fn open(loc: &Location) -> Result<Store> {
 }
 
 fn when(t: Option<i64>) -> String {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".into())
+    t.map_or_else(|| "-".into(), crate::clock::rfc3339)
 }
 
 /// Runs a `crowd bouncers` subcommand.

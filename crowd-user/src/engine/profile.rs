@@ -257,6 +257,16 @@ impl Profile {
         self.never.extend(ips.into_iter().map(|ip| IpNet::from(canonical_ip(ip))));
     }
 
+    /// The allowlisted or own range that forbids banning `target`, if any (a range that holds a
+    /// protected address is refused whole).
+    #[must_use]
+    pub fn protecting(&self, target: &Target) -> Option<&IpNet> {
+        self.never.iter().find(|n| match *target {
+            Target::Ip(ip) => n.contains(&ip),
+            Target::Net(net) => n.contains(&net.network()) || net.contains(&n.network()),
+        })
+    }
+
     /// The decisions for an alert (one per decision of every profile that applies), or why
     /// there are none.
     ///
@@ -343,12 +353,7 @@ impl Profile {
             return Err(Skip::Scope);
         }
         let target: Target = a.value.parse().map_err(|_| Skip::Scope)?;
-        let hit = self.never.iter().find(|n| match target {
-            Target::Ip(ip) => n.contains(&ip),
-            // A range that holds a protected address is refused whole.
-            Target::Net(net) => n.contains(&net.network()) || net.contains(&n.network()),
-        });
-        if let Some(n) = hit {
+        if let Some(n) = self.protecting(&target) {
             return Err(Skip::Allowlisted(n.to_string()));
         }
         Ok(Decision {

@@ -83,9 +83,7 @@ struct Login {
 }
 
 fn token_answer(token: &str, exp: u64) -> Json<Value> {
-    let expire = chrono::DateTime::from_timestamp(i64::try_from(exp).unwrap_or(0), 0)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default();
+    let expire = crate::clock::rfc3339(i64::try_from(exp).unwrap_or(0));
     Json(json!({"code": 200, "expire": expire, "token": token}))
 }
 
@@ -241,10 +239,7 @@ pub async fn push(
 
 fn allowlisted(profile: &crate::engine::profile::Profile, d: &NewDecision) -> bool {
     let Ok(t) = d.value.parse::<Target>() else { return false };
-    let hit = profile.never.iter().any(|n| match t {
-        Target::Ip(ip) => n.contains(&ip),
-        Target::Net(net) => n.contains(&net.network()) || net.contains(&n.network()),
-    });
+    let hit = profile.protecting(&t).is_some();
     if hit {
         tracing::warn!(value = %d.value, "a pushed decision targets an allowlisted address: dropped");
     }
@@ -302,10 +297,7 @@ fn served(st_now: i64, row: &AlertRow, decisions: &[crate::store::DecisionRow]) 
     if let Some(o) = v.as_object_mut() {
         o.insert("id".into(), json!(row.id));
         o.insert("machine_id".into(), json!(row.machine_id));
-        let created = chrono::DateTime::from_timestamp(row.created_at, 0)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        o.insert("created_at".into(), json!(created));
+        o.insert("created_at".into(), json!(crate::clock::rfc3339(row.created_at)));
         let ds: Vec<WireDecision<'_>> = decisions.iter().map(|d| WireDecision::of(d, st_now)).collect();
         o.insert("decisions".into(), serde_json::to_value(ds).unwrap_or(Value::Null));
     }
