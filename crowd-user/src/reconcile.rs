@@ -166,14 +166,14 @@ pub fn apply_changes(
 ) -> Result<Report, ReconcileError> {
     let Some(since) = *cursor else {
         let r = reconcile(store, maps, now_unix)?;
-        *cursor = Some(Cursor { last_id: store.max_decision_id()?, last_pull: now_unix });
+        *cursor = Some(Cursor { last_seq: store.last_change()?, last_pull: now_unix });
         return Ok(r);
     };
     let clock = BootClock::now();
     let f = enforced_filter();
     let (mut new, mut gone) = (Vec::new(), Vec::new());
     let next = store.stream(&f, Some(since), None, now_unix, 0, StreamPart::New, |r| new.push(r.clone()))?;
-    store.stream(&f, Some(since), Some(next.last_id), now_unix, 0, StreamPart::Deleted, |r| gone.push(r.clone()))?;
+    store.stream(&f, Some(since), Some(next.last_seq), now_unix, 0, StreamPart::Deleted, |r| gone.push(r.clone()))?;
     let mut report = Report::default();
     for (rows, removing) in [(&gone, true), (&new, false)] {
         for r in rows {

@@ -172,7 +172,7 @@ pub async fn stream(
     if startup {
         return Ok(full_pull(st, b.id, f));
     }
-    let since = Cursor { last_id: b.last_id, last_pull: b.last_pull.unwrap_or(0) };
+    let since = Cursor { last_seq: b.last_seq, last_pull: b.last_pull.unwrap_or(0) };
     let wait = q
         .get("wait")
         .and_then(|w| humantime::parse_duration(w).ok())
@@ -203,7 +203,7 @@ pub async fn stream(
     }
 }
 
-/// Writes `{"new": [...], "deleted": [...]}` for one pull (both halves cut at the same id).
+/// Writes `{"new": [...], "deleted": [...]}` for one pull (both halves cut at the same change number).
 fn write_pull(
     s: &mut crate::store::Store,
     w: &mut Writer,
@@ -215,7 +215,7 @@ fn write_pull(
     let cur = s.stream(f, since, None, t, KEEP_DELETED_SECS, StreamPart::New, |r| w.item(r))?;
     w.raw(b"], \"deleted\": [");
     w.first = true;
-    s.stream(f, since, Some(cur.last_id), t, KEEP_DELETED_SECS, StreamPart::Deleted, |r| w.item(r))?;
+    s.stream(f, since, Some(cur.last_seq), t, KEEP_DELETED_SECS, StreamPart::Deleted, |r| w.item(r))?;
     w.raw(b"]}");
     Ok(cur)
 }

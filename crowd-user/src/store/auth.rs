@@ -23,9 +23,9 @@ pub struct BouncerRow {
     pub auth_type: String,
     /// Its last stream pull (Unix seconds).
     pub last_pull: Option<i64>,
-    /// The last decision id it was sent.
+    /// The last change number ([`super::Cursor::last_seq`]) it was sent.
     #[serde(skip)]
-    pub last_id: i64,
+    pub last_seq: i64,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -50,7 +50,7 @@ pub struct MachineRow {
     pub created_at: i64,
 }
 
-const BOUNCER_COLS: &str = "id, name, key_hash, ip_address, type, version, auth_type, last_pull, last_id, created_at";
+const BOUNCER_COLS: &str = "id, name, key_hash, ip_address, type, version, auth_type, last_pull, last_seq, created_at";
 
 fn bouncer(r: &Row<'_>) -> Result<BouncerRow> {
     Ok(BouncerRow {
@@ -62,7 +62,7 @@ fn bouncer(r: &Row<'_>) -> Result<BouncerRow> {
         version: r.text(5)?,
         auth_type: r.text(6)?,
         last_pull: r.opt_int(7)?,
-        last_id: r.int(8)?,
+        last_seq: r.int(8)?,
         created_at: r.int(9)?,
     })
 }
@@ -178,8 +178,8 @@ impl Store {
     /// Database errors.
     pub fn set_bouncer_pull(&mut self, id: i64, cursor: super::Cursor) -> Result<()> {
         self.conn.exec(
-            "UPDATE bouncers SET last_pull = ?1, last_id = ?2 WHERE id = ?3",
-            &[cursor.last_pull.into(), cursor.last_id.into(), id.into()],
+            "UPDATE bouncers SET last_pull = ?1, last_seq = ?2 WHERE id = ?3",
+            &[cursor.last_pull.into(), cursor.last_seq.into(), id.into()],
         )?;
         Ok(())
     }

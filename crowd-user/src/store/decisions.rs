@@ -1,10 +1,12 @@
 //! Decision queries of the Local API: the filters bouncers send (scopes, value, type, address
 //! containment, origins, scenarios), query mode, and stream mode's full and delta pulls.
 //!
-//! Stream deltas are cut by decision id for new decisions (ids only grow, so a cursor never
-//! misses one) and by end time for deleted ones (with CrowdSec's two-second overlap). Both
-//! deduplicate like CrowdSec: per (value, type, scope) only the longest active decision is sent,
-//! and an ended decision is not sent as deleted while another one still holds the value.
+//! Stream deltas are cut by change number (`seq`, handed out in commit order: see
+//! `next_change`) for added and deleted decisions, so a cursor never passes a decision that
+//! commits late (PostgreSQL's ids are not in commit order), and by end time for expired ones
+//! (with CrowdSec's two-second overlap). Both deduplicate like CrowdSec: per (value, type, scope)
+//! only the longest active decision is sent, and an ended decision is not sent as deleted while
+//! another one still holds the value.
 use super::{COLS, DecisionRow, Result, Store, Val, row};
 use crate::addr::{Target, bounds};
 
@@ -46,8 +48,8 @@ pub struct DecisionFilter {
 /// A bouncer's position in the decision stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cursor {
-    /// Decisions up to this id were sent.
-    pub last_id: i64,
+    /// Changes (decisions added or deleted) up to this number were sent.
+    pub last_seq: i64,
     /// When (Unix seconds) the last pull was served.
     pub last_pull: i64,
 }
@@ -200,9 +202,10 @@ impl Store {
 
     /// Stream mode, one half at a time. Without `since` (`startup=true`): every active
     /// decision as new, and every decision ended in the last `keep_deleted` seconds as deleted.
-    /// With it: the decisions made since the cursor, and those ended since its pull (less two
-    /// seconds). Returns the cursor for the next pull (`up_to`: the id the pull stops at, so
-    /// both halves of one answer see the same decisions; `None` reads the newest).
+    /// With it: the decisions added and deleted since the cursor's change number, and those
+    /// expired since its pull (less two seconds). Returns the cursor for the next pull (`up_to`:
+    /// the change number the pull stops at, so both halves of one answer see the same changes;
+    /// `None` reads the newest).
     ///
     /// # Errors
     /// SQLite errors.
@@ -217,24 +220,25 @@ impl Store {
         part: StreamPart,
         mut emit: impl FnMut(&DecisionRow),
     ) -> Result<Cursor> {
-        let max_id = match up_to {
-            Some(id) => id,
-            None => self.max_decision_id()?,
+        let top_seq = match up_to {
+            Some(n) => n,
+            None => self.last_change()?,
         };
-        let cursor = Cursor { last_id: max_id, last_pull: now };
+        let cursor = Cursor { last_seq: top_seq, last_pull: now };
         if part == StreamPart::Deleted {
-            return self.stream_deleted(f, since, now, keep_deleted, &mut emit).map(|()| cursor);
+            return self.stream_deleted(f, since, top_seq, now, keep_deleted, &mut emit).map(|()| cursor);
         }
-        // New: active, within the id window, and the longest of its (value, type, scope).
+        // New: active, within the change window, and the longest of its (value, type, scope).
         let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
-        let top = sql.p(max_id);
-        // Walk the id range (a delta's is short; a full pull reads in id order, unsorted).
+        let top = sql.p(top_seq);
+        // A delta walks the change range through `decisions_seq`; a full pull reads every row.
+        let seq = if since.is_some() { "d.seq" } else { "+d.seq" };
         sql.text =
-            format!("SELECT {} FROM decisions d WHERE {} AND d.id <= {top}", cols("d"), active_unindexed("d", &n));
+            format!("SELECT {} FROM decisions d WHERE {} AND {seq} <= {top}", cols("d"), active_unindexed("d", &n));
         if let Some(c) = since {
-            let p = sql.p(c.last_id);
-            sql.and(&format!("d.id > {p}"));
+            let p = sql.p(c.last_seq);
+            sql.and(&format!("d.seq > {p}"));
         }
         sql.filter("d", f);
         let mut longer = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
@@ -252,11 +256,13 @@ impl Store {
         Ok(cursor)
     }
 
-    /// Deleted: ended in the window, and nothing active holds the value any more.
+    /// Deleted: ended in the window (deleted by a change after the cursor, or expired since its
+    /// pull), and nothing active holds the value any more.
     fn stream_deleted(
         &mut self,
         f: &DecisionFilter,
         since: Option<Cursor>,
+        top_seq: i64,
         now: i64,
         keep_deleted: i64,
         emit: &mut impl FnMut(&DecisionRow),
@@ -267,12 +273,18 @@ impl Store {
             Some(c) => c.last_pull - 2,
             None => now - keep_deleted,
         });
-        // Ended in (from, now]: deleted then, or expired then (both through `decisions_active`).
-        sql.text = format!(
-            "SELECT {} FROM decisions d WHERE ((d.deleted_at > {from} AND d.deleted_at <= {n}) \
-             OR (d.deleted_at IS NULL AND d.until > {from} AND d.until <= {n}))",
-            cols("d"),
-        );
+        let expired = format!("(d.deleted_at IS NULL AND d.until > {from} AND d.until <= {n})");
+        let deleted = match since {
+            // Deleted by a change the cursor has not passed (through `decisions_seq`): commit
+            // order, whatever the clocks of the writers said.
+            Some(c) => {
+                let (lo, hi) = (sql.p(c.last_seq), sql.p(top_seq));
+                format!("(d.seq > {lo} AND d.seq <= {hi} AND +d.deleted_at IS NOT NULL)")
+            }
+            None => format!("(d.deleted_at > {from} AND d.deleted_at <= {n})"),
+        };
+        // Expired in (from, now] (through `decisions_active`), or deleted as above.
+        sql.text = format!("SELECT {} FROM decisions d WHERE ({deleted} OR {expired})", cols("d"));
         sql.filter("d", f);
         let mut held = Sql { text: String::new(), params: std::mem::take(&mut sql.params), pg: sql.pg };
         held.text = format!(
@@ -293,9 +305,16 @@ impl Store {
     /// SQLite errors (nothing is deleted).
     pub fn delete_matching(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
         let rows = self.query(&DecisionFilter { simulated: true, ..f.clone() }, now)?;
+        if rows.is_empty() {
+            return Ok(rows);
+        }
         self.conn.tx(|c| {
+            let seq = super::next_change(c)?;
             for r in &rows {
-                c.exec("UPDATE decisions SET deleted_at = ?1 WHERE id = ?2", &[now.into(), r.id.into()])?;
+                c.exec(
+                    "UPDATE decisions SET deleted_at = ?1, seq = ?2 WHERE id = ?3 AND deleted_at IS NULL",
+                    &[now.into(), seq.into(), r.id.into()],
+                )?;
             }
             Ok(())
         })?;
@@ -336,7 +355,7 @@ mod tests {
     ) -> (Vec<DecisionRow>, Vec<DecisionRow>, Cursor) {
         let (mut new, mut del) = (Vec::new(), Vec::new());
         let c = s.stream(f, since, None, now, 3600, StreamPart::New, |r| new.push(r.clone())).unwrap();
-        s.stream(f, since, Some(c.last_id), now, 3600, StreamPart::Deleted, |r| del.push(r.clone())).unwrap();
+        s.stream(f, since, Some(c.last_seq), now, 3600, StreamPart::Deleted, |r| del.push(r.clone())).unwrap();
         (new, del, c)
     }
 
@@ -414,6 +433,38 @@ mod tests {
         let (new, del, _) = pull(&mut s, &f, None, 102);
         assert!(new.is_empty());
         assert!(!del.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_reaches_the_next_delta_whatever_its_writer_clock_said() {
+        // A writer whose clock is behind (another host on a shared PostgreSQL), or whose
+        // transaction commits long after it read the time: its `deleted_at` is before the last
+        // pull, and a window on end times would never send it.
+        let mut s = Store::memory().unwrap();
+        let f = DecisionFilter::default();
+        s.record(None, &[dec("192.0.2.1", 1000, "cscli"), dec("192.0.2.2", 1000, "cscli")], 0).unwrap();
+        let (new, _, c) = pull(&mut s, &f, None, 100);
+        assert_eq!(new.len(), 2);
+        s.delete_matching(&DecisionFilter { value: Some("192.0.2.1".into()), ..Default::default() }, 10).unwrap();
+        let (new, del, c) = pull(&mut s, &f, Some(c), 200);
+        assert!(new.is_empty());
+        assert_eq!(values(&del), ["192.0.2.1"]);
+        // Sent once: the cursor has passed that change.
+        let (_, del, _) = pull(&mut s, &f, Some(c), 300);
+        assert!(del.is_empty(), "{del:?}");
+    }
+
+    #[test]
+    fn change_numbers_are_gapless_and_one_per_transaction() {
+        let mut s = Store::memory().unwrap();
+        assert_eq!(s.last_change().unwrap(), 0);
+        s.record(None, &[dec("192.0.2.1", 100, "cscli"), dec("192.0.2.2", 100, "cscli")], 0).unwrap();
+        assert_eq!(s.last_change().unwrap(), 1, "one number for the whole transaction");
+        s.record(None, &[], 0).unwrap();
+        assert_eq!(s.last_change().unwrap(), 1, "no decision, no change");
+        s.delete(Some("192.0.2.1"), None, 5).unwrap();
+        s.delete(Some("192.0.2.9"), None, 5).unwrap();
+        assert_eq!(s.last_change().unwrap(), 2, "a delete that matched nothing takes no number");
     }
 
     #[test]

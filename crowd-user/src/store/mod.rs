@@ -177,6 +177,15 @@ fn backfill_bounds(c: &mut Conn) -> Result<()> {
     Ok(())
 }
 
+/// Takes the next change number inside a writing transaction. The `change_seq` row stays locked
+/// until the transaction ends (PostgreSQL's row lock; SQLite's single writer), so numbers are
+/// handed out in commit order and gapless: once number N is visible, every change numbered below
+/// N is committed. Stream cursors ([`Cursor`]) count in these numbers, not in ids (PostgreSQL hands
+/// ids out at insert, and transactions commit in any order).
+fn next_change(c: &mut Conn) -> Result<i64> {
+    Ok(c.one("UPDATE change_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0))
+}
+
 /// The database.
 pub struct Store {
     conn: Conn,
@@ -343,12 +352,13 @@ impl Store {
         }
     }
 
-    /// The highest decision id.
+    /// The newest committed change number: every decision added or ended with a number up to
+    /// it is visible now (see [`next_change`]).
     ///
     /// # Errors
     /// Database errors.
-    pub fn max_decision_id(&mut self) -> Result<i64> {
-        Ok(self.conn.one("SELECT COALESCE(MAX(id), 0) FROM decisions", &[], |r| r.int(0))?.unwrap_or(0))
+    pub fn last_change(&mut self) -> Result<i64> {
+        Ok(self.conn.one("SELECT n FROM change_seq", &[], |r| r.int(0))?.unwrap_or(0))
     }
 
     /// Records an alert and its decisions in one transaction; returns the decisions' ids.
@@ -388,13 +398,15 @@ impl Store {
                 None => None,
             };
             let mut ids = Vec::with_capacity(decisions.len());
+            // Taken last of all, so other writers wait on it as briefly as possible.
+            let seq = if decisions.is_empty() { 0 } else { next_change(c)? };
             for d in decisions {
                 let (start, end) = bounds(&d.scope, &d.value);
                 let uuid = if d.uuid.is_empty() { uuid::Uuid::new_v4().to_string() } else { d.uuid.clone() };
                 let id = c.one(
                     "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated,
-                                            reason, uuid, start_ip, end_ip)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+                                            reason, uuid, start_ip, end_ip, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
                     &[
                         alert_id.into(),
                         d.origin.as_str().into(),
@@ -409,6 +421,7 @@ impl Store {
                         uuid.into(),
                         start.into(),
                         end.into(),
+                        seq.into(),
                     ],
                     |r| r.int(0),
                 )?;
@@ -532,6 +545,30 @@ mod tests {
         let mut s = Store::memory().unwrap();
         s.record(None, &[ban("1.2.3.4'); DROP TABLE decisions; --", 100)], 0).unwrap();
         assert_eq!(s.active(1).unwrap()[0].value, "1.2.3.4'); DROP TABLE decisions; --");
+    }
+
+    #[test]
+    fn version_2_stores_keep_their_decisions_and_bouncer_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("crowd.db");
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(MIGRATIONS[1]).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute_batch(
+            "INSERT INTO decisions (origin, scenario, scope, value, type, until, created_at)
+               VALUES ('cscli', 'manual', 'Ip', '192.0.2.1', 'ban', 100, 0),
+                      ('cscli', 'manual', 'Ip', '192.0.2.2', 'ban', 100, 0);
+             INSERT INTO bouncers (name, key_hash, last_pull, last_id, created_at) VALUES ('fw', 'h', 5, 2, 0);",
+        )
+        .unwrap();
+        drop(c);
+        let mut s = Store::open(&p).unwrap();
+        assert_eq!(s.last_change().unwrap(), 2, "existing ids become change numbers");
+        let b = s.bouncer_for("h", "", 6).unwrap().unwrap();
+        assert_eq!(b.last_seq, 2, "the bouncer's id cursor is its change cursor");
+        s.record(None, &[ban("192.0.2.3", 100)], 1).unwrap();
+        assert_eq!(s.last_change().unwrap(), 3);
     }
 
     #[test]

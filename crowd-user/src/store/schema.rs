@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 2] = [
+pub const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -69,6 +69,18 @@ pub const MIGRATIONS: [&str; 2] = [
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    ",
+    // Commit-ordered change numbers: every transaction that adds or ends decisions takes the next
+    // number from `change_seq` (its row lock, held to the commit, orders writers) and stamps its
+    // rows with it, so a stream cursor on `seq` never passes a row that commits later. Existing
+    // rows keep their id as number (bouncers' id cursors stay valid).
+    "
+    ALTER TABLE decisions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE decisions SET seq = id;
+    CREATE INDEX decisions_seq ON decisions(seq);
+    CREATE TABLE change_seq (n INTEGER NOT NULL);
+    INSERT INTO change_seq (n) SELECT COALESCE(MAX(id), 0) FROM decisions;
+    ALTER TABLE bouncers RENAME COLUMN last_id TO last_seq;
     ",
 ];
 
