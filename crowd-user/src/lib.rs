@@ -15,5 +15,6 @@ pub mod fuzzing;
 pub mod lapi;
 pub mod metrics;
 pub mod notify;
+pub mod private;
 pub mod reconcile;
 pub mod store;

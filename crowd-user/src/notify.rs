@@ -238,9 +238,25 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Notifier>, NotifyError> {
             field: String::new(),
             message: e.to_string(),
         })?;
+        warn_if_exposed(&f, &text);
         out.extend(Notifier::from_yaml(&f, &text)?);
     }
     Ok(out)
+}
+
+/// Notification files may carry credentials (`Authorization` headers, tokens in URLs) and say
+/// where alerts go: one that others may change, or read while it holds headers, gets a warning.
+fn warn_if_exposed(path: &Path, text: &str) {
+    let Some(mode) = crate::private::mode(path) else { return };
+    if mode & 0o022 != 0 {
+        tracing::warn!(file = %path.display(), mode = format!("{mode:04o}"), "a notification file others may change");
+    } else if mode & 0o004 != 0 && text.contains("headers") {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{mode:04o}"),
+            "a notification file with headers (credentials?) that every local user may read: chmod 600 it"
+        );
+    }
 }
 
 /// Hands alerts to the notifiers' threads.

@@ -286,13 +286,12 @@ pub fn start(
     Ok(())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash leaves
-/// the old state or the new one, never half of one (read positions, journal cursors). Failures are
-/// left for the next save.
+/// Writes `bytes` over `path` atomically and privately (`crate::private::write`): a crash
+/// leaves the old state or the new one, never half of one (read positions, journal cursors).
+/// Failures are left for the next save.
 fn save_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, bytes).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
+    if let Err(e) = crate::private::write(path, bytes) {
+        tracing::debug!(path = %path.display(), error = %e, "saving read positions (next save retries)");
     }
 }
 

@@ -61,9 +61,12 @@ pub enum MachinesCommand {
         /// Its login.
         machine_id: String,
     },
+    /// Replace the key that signs agents' tokens: every token issued so far stops working at
+    /// once (running APIs on this store pick the new key up), and agents log in again.
+    RotateKey,
 }
 
-/// Opens the store (creating a SQLite store's folder).
+/// Opens the store (creating a SQLite store's folder, `0700`, if it is missing).
 ///
 /// # Errors
 /// The folder cannot be made, or the store does not open (named).
@@ -71,7 +74,7 @@ pub fn open(loc: &Location) -> Result<Store> {
     if let Location::Sqlite(p) = loc
         && let Some(dir) = p.parent()
     {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+        crate::private::parent_dir(dir).with_context(|| format!("creating `{}`", dir.display()))?;
     }
     Store::open_at(loc).with_context(|| format!("opening the store `{loc}`"))
 }
@@ -185,6 +188,10 @@ pub fn machines(loc: &Location, cmd: &MachinesCommand, fmt: Format) -> Result<()
             }
             println!("machine `{machine_id}` deleted");
         }
+        MachinesCommand::RotateKey => {
+            s.replace_secret(lapi::JWT_SECRET, &lapi::auth::random_token())?;
+            println!("token signing key replaced: every agent must log in again");
+        }
     }
     Ok(())
 }
@@ -214,6 +221,13 @@ pub async fn start(
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
     tracing::info!(%listen, tls = tls_cfg.is_some(), "local API listening");
+    if !listen.ip().is_loopback() && tls_cfg.is_none() {
+        tracing::warn!(
+            %listen,
+            "the local API listens beyond loopback without TLS: bouncer keys, agent passwords and tokens cross \
+             the network in clear (give --tls-cert and --tls-key)"
+        );
+    }
     let st = state.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = lapi::serve(listener, st, tls_cfg, shutdown).await {
@@ -234,6 +248,9 @@ pub async fn start_metrics(listen: SocketAddr, api: &Lapi, maps: Option<crate::e
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("metrics: binding {listen}"))?;
     let app = lapi::metrics_router(api.metrics.clone(), api.db.clone(), maps);
     tracing::info!(%listen, "Prometheus metrics on /metrics");
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "metrics are served beyond loopback, without authentication");
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");

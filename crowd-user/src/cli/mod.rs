@@ -16,7 +16,7 @@ pub mod simulation;
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::enforce::{self, Settings, attach::Mode};
@@ -267,8 +267,11 @@ pub enum HubtestCommand {
 }
 
 impl Cli {
-    fn store(&self, state_dir: &std::path::Path) -> crate::store::Location {
-        crate::store::Location::new(state_dir, self.db.as_deref())
+    /// The store of `state_dir` (or `--db`), with the state directory made (or tightened) to be
+    /// crowd's alone.
+    fn store(&self, state_dir: &std::path::Path) -> Result<crate::store::Location> {
+        state(state_dir)?;
+        Ok(crate::store::Location::new(state_dir, self.db.as_deref()))
     }
 
     fn settings(&self, caps: Option<Capacities>) -> Settings {
@@ -280,6 +283,14 @@ impl Cli {
         }
         s
     }
+}
+
+/// Makes the state directory (`0700`), or tightens an existing one.
+///
+/// # Errors
+/// It cannot be made (named).
+pub fn state(dir: &std::path::Path) -> Result<()> {
+    crate::private::dir(dir).with_context(|| format!("state directory `{}`", dir.display()))
 }
 
 /// Runs the parsed command line.
@@ -298,7 +309,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
         Command::Decisions { state_dir, command } => {
-            decisions::dispatch(&cli.settings(None), &cli.store(state_dir), command, cli.output)
+            decisions::dispatch(&cli.settings(None), &cli.store(state_dir)?, command, cli.output)
         }
         Command::Replay { kind, config, profiles, files } => {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
@@ -309,15 +320,15 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             p.protect(crate::addr::local_addresses());
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = lapi::notifiers(notifications.as_ref(), None)?;
-            lapi::serve(*listen, m, &cli.store(state_dir), p, notify, tls)
+            lapi::serve(*listen, m, &cli.store(state_dir)?, p, notify, tls)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
-        Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir), command, cli.output),
+        Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir)?, command, cli.output),
         Command::Scenarios { command: ScenariosCommand::List { config, state_dir } } => {
             replay::list_scenarios(config.as_ref(), state_dir, cli.output)
         }
         Command::Simulation { state_dir, command } => simulation::dispatch(state_dir, command, cli.output),
-        Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir), command, cli.output),
-        Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir), command, cli.output),
+        Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir)?, command, cli.output),
+        Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir)?, command, cli.output),
     }
 }

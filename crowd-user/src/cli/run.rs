@@ -126,14 +126,12 @@ fn start_detection(
     let sim = super::simulation::load(&args.state_dir)?;
     profile.simulation = args.simulation || sim.simulation;
     profile.simulation_exclusions = if args.simulation { Vec::new() } else { sim.exclusions };
-    let _ = std::fs::create_dir_all(&args.state_dir);
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
     if let Ok(mut store) = crate::store::Store::open_at(&args.store()) {
         profile.history = store.decision_counts().unwrap_or_default();
     }
     profile.protect(crate::addr::local_addresses());
     let mut detector = super::replay::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
-    let _ = std::fs::create_dir_all(&args.state_dir);
     for s in &sources {
         tracing::info!(source = %s.describe(), kind = s.kind(), "reading");
     }
@@ -314,7 +312,7 @@ pub fn daemon(
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
     // The maps are a cache of the store: bring them in line before anything else.
-    let _ = std::fs::create_dir_all(&detect.state_dir);
+    super::state(&detect.state_dir)?;
     let mut store = super::lapi::open(&detect.store())?;
     match crate::reconcile::reconcile(&mut store, &mut maps, unix_now()) {
         Ok(r) => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),

@@ -99,11 +99,10 @@ pub fn dispatch(state_dir: &Path, cmd: &SimulationCommand, fmt: Format) -> Resul
         SimulationCommand::Status => false,
     };
     if changed {
-        std::fs::create_dir_all(state_dir).with_context(|| format!("creating `{}`", state_dir.display()))?;
+        super::state(state_dir)?;
         let p = path(state_dir);
-        let tmp = p.with_extension("yaml.tmp");
-        std::fs::write(&tmp, serde_yaml::to_string(&sim)?).with_context(|| format!("writing `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, &p).with_context(|| format!("writing `{}`", p.display()))?;
+        crate::private::write(&p, serde_yaml::to_string(&sim)?.as_bytes())
+            .with_context(|| format!("writing `{}`", p.display()))?;
     }
     match fmt {
         Format::Json => output::json(&sim),

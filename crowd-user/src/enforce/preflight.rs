@@ -84,8 +84,12 @@ pub fn ensure_pin_dir(pin_dir: &Path) -> Result<()> {
     if !is_bpffs(probe) {
         return Err(EnforceError::BpffsNotMounted(pin_dir.to_path_buf()));
     }
-    fs::create_dir_all(pin_dir.join("links"))
-        .map_err(|e| EnforceError::io(format!("creating pin directory `{}`", pin_dir.display()), e))
+    // Pinned maps are `0600` already (bpffs); the directory keeps even their names to root.
+    let made = |d: &Path| {
+        crate::private::dir(d).map_err(|e| EnforceError::io(format!("creating pin directory `{}`", d.display()), e))
+    };
+    made(pin_dir)?;
+    made(&pin_dir.join("links"))
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ pub async fn login(
         return Err(denied());
     }
     let t = now();
-    let (token, exp) = auth::issue(&st.jwt_key, &m.machine_id, u64::try_from(t).unwrap_or(0))?;
+    let (token, exp) = auth::issue(&st.jwt_key(), &m.machine_id, u64::try_from(t).unwrap_or(0))?;
     let scenarios = l.scenarios.join(",");
     let ip = peer.ip().to_string();
     st.db.run(move |s| s.touch_machine(&l.machine_id, Some(&scenarios), &ip, t)).await?;
@@ -120,7 +120,7 @@ pub async fn login(
 /// # Errors
 /// Signing failures.
 pub async fn refresh(Machine(id): Machine, State(st): State<Arc<Lapi>>) -> Result<Json<Value>, ApiError> {
-    let (token, exp) = auth::issue(&st.jwt_key, &id, u64::try_from(now()).unwrap_or(0))?;
+    let (token, exp) = auth::issue(&st.jwt_key(), &id, u64::try_from(now()).unwrap_or(0))?;
     Ok(token_answer(&token, exp))
 }
 

@@ -160,7 +160,7 @@ impl FromRequestParts<Arc<Lapi>> for Machine {
             state.db.run(move |s| s.upsert_machine(&m, "tls", true, &ip, now)).await?;
             return Ok(Machine(id));
         };
-        let claims = verify(&state.jwt_key, token.trim())?;
+        let claims = verify(&state.jwt_key(), token.trim())?;
         let id = claims.id.clone();
         let m = state.db.run(move |s| s.machine(&id)).await?;
         match m {

@@ -17,7 +17,7 @@ pub mod tls;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -37,6 +37,8 @@ use crate::{
 
 /// Body limit for routes anyone may call (CrowdSec's).
 pub const SMALL_BODY: usize = 2 << 20;
+/// The store secret that signs agents' tokens.
+pub const JWT_SECRET: &str = "jwt";
 /// Body limit for authenticated routes (CrowdSec's).
 pub const BIG_BODY: usize = 50 << 20;
 
@@ -101,8 +103,8 @@ pub struct Lapi {
     pub db: Arc<Db>,
     /// Profiles applied to alerts pushed without decisions.
     pub profile: Mutex<Profile>,
-    /// The JWT signing key.
-    pub jwt_key: Vec<u8>,
+    /// The JWT signing key (reloaded when `crowd machines rotate-key` replaces it).
+    jwt_key: Arc<RwLock<Vec<u8>>>,
     /// Bumped whenever the database changes.
     pub changes: watch::Receiver<u64>,
     /// Request counters (and what `/metrics` shows).
@@ -172,11 +174,12 @@ impl Lapi {
     ) -> Result<Arc<Lapi>, StoreError> {
         let db = Db::open(loc)?;
         let mut s = db.take()?;
-        let key = s.secret("jwt", auth::random_token)?;
+        let key = Arc::new(RwLock::new(s.secret(JWT_SECRET, auth::random_token)?.into_bytes()));
         let mut watcher = Store::open_at(loc)?;
         watcher.listen()?;
         db.give(s);
         let (tx, rx) = watch::channel(0u64);
+        let jwt_key = key.clone();
         std::thread::Builder::new()
             .name("lapi-changes".into())
             .spawn(move || {
@@ -190,6 +193,14 @@ impl Lapi {
                             last = v;
                             n += 1;
                             let _ = tx.send(n);
+                            // A rotated key takes effect here: tokens signed with the old one fail.
+                            if let Ok(Some(k)) = watcher.get_secret(JWT_SECRET)
+                                && let Ok(mut held) = jwt_key.write()
+                                && *held != k.as_bytes()
+                            {
+                                tracing::info!("token signing key replaced: earlier tokens are refused");
+                                *held = k.into_bytes();
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "watching the store for changes"),
@@ -197,15 +208,15 @@ impl Lapi {
                 }
             })
             .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Arc::new(Lapi {
-            db,
-            profile: Mutex::new(profile),
-            jwt_key: key.into_bytes(),
-            changes: rx,
-            metrics,
-            notify,
-            roles,
-        }))
+        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key, changes: rx, metrics, notify, roles }))
+    }
+}
+
+impl Lapi {
+    /// The key tokens are signed and checked with now.
+    #[must_use]
+    pub fn jwt_key(&self) -> Vec<u8> {
+        self.jwt_key.read().map(|k| k.clone()).unwrap_or_default()
     }
 }
 

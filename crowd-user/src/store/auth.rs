@@ -265,6 +265,28 @@ impl Store {
         )?;
         Ok(self.conn.one(get, &[name.into()], |r| r.text(0))?.unwrap_or_default())
     }
+
+    /// Replaces (or makes) a named secret, and tells other connections (a running API reloads
+    /// its token key on any change).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn replace_secret(&mut self, name: &str, value: &str) -> Result<()> {
+        self.conn.exec(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            &[name.into(), value.into()],
+        )?;
+        self.announce();
+        Ok(())
+    }
+
+    /// A named secret, if it exists.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn get_secret(&mut self, name: &str) -> Result<Option<String>> {
+        self.conn.one("SELECT value FROM secrets WHERE name = ?1", &[name.into()], |r| r.text(0))
+    }
 }
 
 #[cfg(test)]
@@ -294,5 +316,9 @@ mod tests {
         let a = s.secret("jwt", || "one".into()).unwrap();
         let b = s.secret("jwt", || "two".into()).unwrap();
         assert_eq!((a.as_str(), b.as_str()), ("one", "one"));
+        s.replace_secret("jwt", "three").unwrap();
+        assert_eq!(s.get_secret("jwt").unwrap().as_deref(), Some("three"));
+        assert_eq!(s.secret("jwt", || "four".into()).unwrap(), "three");
+        assert_eq!(s.get_secret("nope").unwrap(), None);
     }
 }

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// PostgreSQL said no.
     #[error("store (PostgreSQL): {0}")]
     Pg(String),
+    /// The store's file could not be made private (named).
+    #[error("store file `{0}`: {1}")]
+    File(PathBuf, std::io::Error),
     /// The database is newer than this crowd.
     #[error("store schema version {0} is newer than this crowd understands ({1}): upgrade crowd")]
     TooNew(i64, i64),
@@ -223,7 +226,16 @@ impl Store {
     /// # Errors
     /// SQLite errors; [`StoreError::TooNew`].
     pub fn open(path: &Path) -> Result<Store> {
-        Store::init(Conn::Lite(rusqlite::Connection::open(path)?))
+        // Private before SQLite opens it: its WAL and SHM files take the database file's mode.
+        crate::private::file(path).map_err(|e| StoreError::File(path.to_owned(), e))?;
+        let s = Store::init(Conn::Lite(rusqlite::Connection::open(path)?))?;
+        for side in ["-wal", "-shm", "-journal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            let p = PathBuf::from(p);
+            crate::private::tighten_file(&p).map_err(|e| StoreError::File(p, e))?;
+        }
+        Ok(s)
     }
 
     /// Opens the store at `loc` and migrates it.
