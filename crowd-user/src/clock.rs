@@ -100,6 +100,23 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time as Go's `time.Time.String()` prints it in UTC, the way CrowdSec's Local API
+/// serves an alert's `start_at`, `stop_at` and event timestamps (`2026-11-28 08:50:32.025353849
+/// +0000 UTC`: the fraction without trailing zeros, none when whole); `None` if it does not parse.
+#[must_use]
+pub fn go_time_string(rfc3339: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?.with_timezone(&chrono::Utc);
+    let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push_str(" +0000 UTC");
+    Some(out)
+}
+
 /// The wall clock as Unix seconds with a fraction (the time lines are read at).
 #[must_use]
 pub fn unix_now_f64() -> f64 {
@@ -109,6 +126,17 @@ pub fn unix_now_f64() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_time_strings() {
+        assert_eq!(
+            go_time_string("2026-11-28T09:50:32.025353849+01:00").as_deref(),
+            Some("2026-11-28 08:50:32.025353849 +0000 UTC")
+        );
+        assert_eq!(go_time_string("2026-12-02T02:17:54Z").as_deref(), Some("2026-12-02 02:17:54 +0000 UTC"));
+        assert_eq!(go_time_string("2026-12-02T02:17:54.5Z").as_deref(), Some("2026-12-02 02:17:54.5 +0000 UTC"));
+        assert_eq!(go_time_string("yesterday"), None);
+    }
 
     #[test]
     fn boot_clock_moves_forward() {

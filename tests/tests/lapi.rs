@@ -32,6 +32,7 @@ on_both_backends!(
     bad_input_gets_a_clear_4xx_and_stores_nothing,
     usage_metrics_are_accepted,
     big_deltas_arrive_whole,
+    alerts_are_served_as_cscli_reads_them,
 );
 use serde_json::{Value, json};
 
@@ -227,8 +228,11 @@ fn machines_register_log_in_and_push_alerts_through_profiles(api: &Api) {
     assert_eq!(api.get("/v1/decisions?ip=127.0.0.1", &key).body, "null");
 
     // Alerts are searchable, one by one, with their decisions.
+    // As CrowdSec: `scenario` matches the alerts' decisions (the carried one is `manual`, and our
+    // own address got none).
     let list = api.send("GET", "/v1/alerts?scenario=crowdsecurity/ssh-bf", &h, None).json();
-    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(api.send("GET", "/v1/alerts", &h, None).json().as_array().unwrap().len(), 3);
     let id = ids[0].as_str().unwrap();
     let one = api.send("GET", &format!("/v1/alerts/{id}"), &h, None).json();
     assert_eq!(one["source"]["value"], "192.0.2.50");
@@ -468,4 +472,58 @@ fn big_deltas_arrive_whole(api: &Api) {
     let s = api.get("/v1/decisions/stream", &key).json();
     assert_eq!(s["deleted"].as_array().map(Vec::len), Some(3000));
     assert_eq!(s["new"], json!([]));
+}
+
+/// What Debian's `cscli` 1.4.6 sends and dereferences: a login with `"scenarios": null`, the
+/// `simulated` of every decision inside an alert, `decision_type`/`origin`/`ip` filters on the
+/// alerts' decisions, and Go's `time.Time.String()` for `start_at`/`stop_at` (CrowdSec's
+/// `FormatOneAlert`).
+fn alerts_are_served_as_cscli_reads_them(api: &Api) {
+    let token = api.machine("agent1");
+    let null_login = r#"{"machine_id":"agent1","password":"s3cret-pw","scenarios":null}"#;
+    let a = api.send("POST", "/v1/watchers/login", &[], Some(null_login));
+    assert_eq!(a.status, 200, "a login with null scenarios: {}", a.body);
+    let machines: Value = serde_json::from_str(&api.crowd(&["machines", "list", "-o", "json"])).unwrap();
+    assert_eq!(machines[0]["scenarios"], "crowdsecurity/ssh-bf", "a null list keeps the scenarios known");
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    let alert = |value: &str, scope: &str, kind: &str, origin: &str| {
+        json!([{
+            "capacity": 0, "events": [], "events_count": 1, "leakspeed": "0", "message": "manual", "remediation": true,
+            "scenario": format!("manual '{kind}' from 'agent1'"), "scenario_hash": "", "scenario_version": "",
+            "simulated": false, "source": {"scope": scope, "value": value},
+            "start_at": "2026-11-28T09:50:32.025353849+01:00", "stop_at": "2026-11-28T09:50:33+01:00",
+            "decisions": [{"duration": "4h", "origin": origin, "scenario": "manual", "scope": scope, "type": kind, "value": value}]
+        }])
+        .to_string()
+    };
+    for (v, scope, kind, origin) in [
+        ("192.0.2.10", "Ip", "ban", "cscli"),
+        ("192.0.2.11", "Ip", "captcha", "cscli"),
+        ("203.0.113.0/24", "Range", "ban", "crowdsec"),
+    ] {
+        assert_eq!(api.send("POST", "/v1/alerts", &h, Some(&alert(v, scope, kind, origin))).status, 201);
+    }
+    let list = |q: &str| {
+        let a = api.send("GET", &format!("/v1/alerts{q}"), &h, None);
+        assert_eq!(a.status, 200, "{q}: {}", a.body);
+        let mut vs: Vec<String> =
+            a.json().as_array().unwrap().iter().map(|x| x["source"]["value"].as_str().unwrap().to_owned()).collect();
+        vs.sort();
+        vs
+    };
+    assert_eq!(list("?decision_type=captcha"), ["192.0.2.11"]);
+    assert_eq!(list("?decision_type=ban"), ["192.0.2.10", "203.0.113.0/24"]);
+    assert_eq!(list("?origin=crowdsec"), ["203.0.113.0/24"]);
+    assert_eq!(list("?ip=203.0.113.7"), ["203.0.113.0/24"], "an address inside a decision's range");
+    assert_eq!(list("?range=192.0.2.0/24&contains=false"), ["192.0.2.10", "192.0.2.11"]);
+    assert_eq!(list("?scenario=manual"), ["192.0.2.10", "192.0.2.11", "203.0.113.0/24"], "by the decisions' scenario");
+    let all = api.send("GET", "/v1/alerts", &h, None).json();
+    for a in all.as_array().unwrap() {
+        assert_eq!(a["start_at"], "2026-11-28 08:50:32.025353849 +0000 UTC", "{a}");
+        assert_eq!(a["stop_at"], "2026-11-28 08:50:33 +0000 UTC");
+        let d = &a["decisions"][0];
+        assert_eq!(d["simulated"], false, "cscli dereferences `simulated`: {d}");
+        assert!(d["id"].as_i64().is_some());
+    }
 }

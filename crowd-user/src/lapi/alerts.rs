@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     addr::Target,
-    store::{AlertFilter, AlertRow, NewAlert, NewDecision},
+    store::{AddrMatch, AlertFilter, AlertRow, NewAlert, NewDecision},
 };
 
 /// Parses a JSON body; a declared content type other than JSON is refused.
@@ -78,8 +78,9 @@ pub async fn register(
 struct Login {
     machine_id: String,
     password: String,
+    /// `null` from `cscli` (which logs in to read, not to push): the scenarios known are kept.
     #[serde(default)]
-    scenarios: Vec<String>,
+    scenarios: Option<Vec<String>>,
 }
 
 fn token_answer(token: &str, exp: u64) -> Json<Value> {
@@ -109,9 +110,10 @@ pub async fn login(
     }
     let t = now();
     let (token, exp) = auth::issue(&st.jwt_key(), &m.machine_id, u64::try_from(t).unwrap_or(0))?;
-    let scenarios = l.scenarios.join(",");
+    // As CrowdSec: only a non-empty list replaces the scenarios on record.
+    let scenarios = l.scenarios.filter(|s| !s.is_empty()).map(|s| s.join(","));
     let ip = peer.ip().to_string();
-    st.db.run(move |s| s.touch_machine(&l.machine_id, Some(&scenarios), &ip, t)).await?;
+    st.db.run(move |s| s.touch_machine(&l.machine_id, scenarios.as_deref(), &ip, t)).await?;
     Ok(token_answer(&token, exp))
 }
 
@@ -298,10 +300,38 @@ fn served(st_now: i64, row: &AlertRow, decisions: &[crate::store::DecisionRow]) 
         o.insert("id".into(), json!(row.id));
         o.insert("machine_id".into(), json!(row.machine_id));
         o.insert("created_at".into(), json!(crate::clock::rfc3339(row.created_at)));
-        let ds: Vec<WireDecision<'_>> = decisions.iter().map(|d| WireDecision::of(d, st_now)).collect();
-        o.insert("decisions".into(), serde_json::to_value(ds).unwrap_or(Value::Null));
+        // Inside alerts CrowdSec always writes `simulated` (cscli dereferences it).
+        let ds: Vec<Value> = decisions
+            .iter()
+            .map(|d| {
+                let mut w = serde_json::to_value(WireDecision::of(d, st_now)).unwrap_or(Value::Null);
+                if let Some(m) = w.as_object_mut() {
+                    m.insert("simulated".into(), json!(d.simulated));
+                }
+                w
+            })
+            .collect();
+        o.insert("decisions".into(), Value::Array(ds));
+        // Times as Go's `time.Time.String()`, as CrowdSec's `FormatOneAlert` writes them.
+        for k in ["start_at", "stop_at"] {
+            go_time(o.get_mut(k));
+        }
+        if let Some(Value::Array(evs)) = o.get_mut("events") {
+            for e in evs {
+                go_time(e.get_mut("timestamp"));
+            }
+        }
     }
     v
+}
+
+/// Rewrites an RFC 3339 time in place as Go prints it (other values are left as they are).
+fn go_time(v: Option<&mut Value>) {
+    if let Some(v) = v
+        && let Some(t) = v.as_str().and_then(crate::clock::go_time_string)
+    {
+        *v = Value::String(t);
+    }
 }
 
 /// The alert filter a query string asks for.
@@ -315,18 +345,26 @@ fn alert_filter(q: &HashMap<String, String>, t: i64) -> Result<AlertFilter, ApiE
             })
             .transpose()
     };
-    let value = match (q.get("ip"), q.get("range"), q.get("value")) {
-        (Some(v), _, _) | (None, Some(v), _) => {
-            Some(v.parse::<Target>().map_err(|e| ApiError::BadRequest(format!("`{v}`: {e}")))?.to_string())
-        }
-        (None, None, v) => v.cloned(),
+    // As CrowdSec: `ip`/`range` match the alerts' decisions (containing the address, or inside
+    // the range with `contains=false`), `scenario`/`origin`/`decision_type` too.
+    let decision_addr = match q.get("ip").or_else(|| q.get("range")) {
+        Some(v) => Some(AddrMatch {
+            target: v.parse::<Target>().map_err(|e| ApiError::BadRequest(format!("`{v}`: {e}")))?,
+            contains: q.get("contains").is_none_or(|c| c != "false"),
+        }),
+        None => None,
     };
     Ok(AlertFilter {
-        scope: q.get("scope").cloned(),
-        value,
-        scenario: q.get("scenario").cloned(),
+        scope: q.get("scope").map(|s| canonical_scope(s)),
+        value: q.get("value").cloned(),
+        decision_scenario: q.get("scenario").cloned(),
+        decision_type: q.get("decision_type").cloned(),
+        decision_origin: q.get("origin").cloned(),
+        local_decisions_only: q.get("include_capi").is_some_and(|v| v == "false"),
+        decision_addr,
         since: ago("since")?,
         until: ago("until")?,
+        created_before: ago("created_before")?,
         has_active_decision: q.get("has_active_decision").map(|v| v == "true"),
         limit: Some(
             q.get("limit")
@@ -334,6 +372,7 @@ fn alert_filter(q: &HashMap<String, String>, t: i64) -> Result<AlertFilter, ApiE
                 .transpose()?
                 .unwrap_or(100),
         ),
+        ..AlertFilter::default()
     })
 }
 

@@ -37,8 +37,20 @@ pub struct AlertFilter {
     pub since: Option<i64>,
     /// Created at or before (Unix seconds).
     pub until: Option<i64>,
+    /// Created at or before (Unix seconds; CrowdSec's `created_before`).
+    pub created_before: Option<i64>,
     /// Only alerts with (true) or without (false) an active decision at `now`.
     pub has_active_decision: Option<bool>,
+    /// Only alerts with a decision of this type (CrowdSec's `decision_type`).
+    pub decision_type: Option<String>,
+    /// Only alerts with a decision of this origin (CrowdSec's `origin`).
+    pub decision_origin: Option<String>,
+    /// Only alerts with a decision of this scenario (the Local API's `scenario`).
+    pub decision_scenario: Option<String>,
+    /// Only alerts with a decision made here (`crowdsec`, `cscli`: `include_capi=false`).
+    pub local_decisions_only: bool,
+    /// Only alerts with a decision containing (or inside) this address or range.
+    pub decision_addr: Option<super::AddrMatch>,
     /// At most this many, newest first.
     pub limit: Option<i64>,
 }
@@ -79,6 +91,33 @@ fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Val>) {
     }
     if let Some(t) = f.until {
         conds.push(format!("a.created_at <= {}", p(t.into(), &mut ps)));
+    }
+    if let Some(t) = f.created_before {
+        conds.push(format!("a.created_at <= {}", p(t.into(), &mut ps)));
+    }
+    let has_decision = |cond: String| format!("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND {cond})");
+    if let Some(v) = &f.decision_type {
+        conds.push(has_decision(format!("d.type = {}", p(v.clone().into(), &mut ps))));
+    }
+    if let Some(v) = &f.decision_origin {
+        conds.push(has_decision(format!("d.origin = {}", p(v.clone().into(), &mut ps))));
+    }
+    if let Some(v) = &f.decision_scenario {
+        conds.push(has_decision(format!("d.scenario = {}", p(v.clone().into(), &mut ps))));
+    }
+    if f.local_decisions_only {
+        conds.push(has_decision("d.origin IN ('crowdsec', 'cscli')".into()));
+    }
+    if let Some(m) = f.decision_addr {
+        let (start, end) = crate::addr::bounds(&m.target);
+        let size = i64::try_from(start.len()).unwrap_or(0);
+        let (s, e, n) = (p(start.into(), &mut ps), p(end.into(), &mut ps), p(size.into(), &mut ps));
+        let inside = if m.contains {
+            format!("d.start_ip <= {s} AND d.end_ip >= {e}")
+        } else {
+            format!("d.start_ip >= {s} AND d.end_ip <= {e}")
+        };
+        conds.push(has_decision(format!("{inside} AND length(d.start_ip) = {n}")));
     }
     if let Some(has) = f.has_active_decision {
         let n = p(now.into(), &mut ps);
