@@ -225,23 +225,36 @@ impl Notifier {
 /// # Errors
 /// The first file that does not load.
 pub fn load_dir(dir: &Path) -> Result<Vec<Notifier>, NotifyError> {
+    let (ok, mut bad) = load_dir_each(dir)?;
+    if bad.is_empty() { Ok(ok) } else { Err(bad.remove(0)) }
+}
+
+/// Every notifier of a folder that loads, and the errors of those that do not (an installed
+/// CrowdSec's folder holds plugin files crowd does not run, such as `slack.yaml`).
+///
+/// # Errors
+/// The folder cannot be read.
+pub fn load_dir_each(dir: &Path) -> Result<(Vec<Notifier>, Vec<NotifyError>), NotifyError> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| NotifyError { path: dir.display().to_string(), field: String::new(), message: e.to_string() })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    let mut out = Vec::new();
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| NotifyError {
-            path: f.display().to_string(),
-            field: String::new(),
-            message: e.to_string(),
-        })?;
-        warn_if_exposed(&f, &text);
-        out.extend(Notifier::from_yaml(&f, &text)?);
+        let loaded = std::fs::read_to_string(&f)
+            .map_err(|e| NotifyError { path: f.display().to_string(), field: String::new(), message: e.to_string() })
+            .and_then(|text| {
+                warn_if_exposed(&f, &text);
+                Notifier::from_yaml(&f, &text)
+            });
+        match loaded {
+            Ok(n) => out.extend(n),
+            Err(e) => bad.push(e),
+        }
     }
-    Ok(out)
+    Ok((out, bad))
 }
 
 /// Notification files may carry credentials (`Authorization` headers, tokens in URLs) and say

@@ -187,3 +187,15 @@ fn journal_resumes_after_its_cursor() {
     assert!(args.contains("_SYSTEMD_UNIT=ssh.service") && args.contains("--output=json"), "{args}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// Debian's crowdsec 1.4.6 ships this `acquis.yaml` (a relative path, a comment between keys, a
+/// journald source, `filename` and `filenames`): `crowd run --config /etc/crowdsec` reads it.
+#[test]
+fn debians_shipped_acquisition_file_reads_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "filenames:\n  - /var/log/nginx/*.log\n  - ./tests/nginx/nginx.log\n#this is not a syslog log, indicate which kind of logs it is\nlabels:\n  type: nginx\n---\nfilenames:\n - /var/log/auth.log\n - /var/log/syslog\nlabels:\n  type: syslog\n---\nsource: journalctl\njournalctl_filter:\n - \"_SYSTEMD_UNIT=ssh.service\"\nlabels:\n  type: syslog\n---\nfilename: /var/log/apache2/*.log\nlabels:\n  type: apache2\n";
+    let sources = acquis(dir.path(), text);
+    let kinds: Vec<&str> = sources.iter().map(Source::kind).collect();
+    assert_eq!(kinds, ["nginx", "nginx", "syslog", "syslog", "syslog", "apache2"]);
+    assert!(matches!(sources[4], Source::Journal(_)), "{}", sources[4].describe());
+}

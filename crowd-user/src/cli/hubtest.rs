@@ -50,7 +50,11 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let cfg_path = test_dir.join("config.yaml");
     let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading `{}`", cfg_path.display()))?;
     let cfg: TestConfig = serde_yaml::from_str(&text).with_context(|| format!("parsing `{}`", cfg_path.display()))?;
-    let hub = Hub::new(hub);
+    // A CrowdSec configuration directory (`/etc/crowdsec`) names its hub in `config.yaml`.
+    let hub = match crate::config::crowdsec::CrowdsecConfig::detect(hub)? {
+        Some(c) => c.full_hub(),
+        None => Hub::new(hub),
+    };
     let (pipeline, env) = hub.pipeline(&cfg.parsers)?;
     let log = test_dir.join(&cfg.log_file);
     let bytes = std::fs::read(&log).with_context(|| format!("reading `{}`", log.display()))?;

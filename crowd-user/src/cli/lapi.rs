@@ -334,9 +334,23 @@ pub fn notifiers(
     dir: Option<&std::path::PathBuf>,
     config: Option<&std::path::PathBuf>,
 ) -> Result<crate::notify::Dispatcher> {
-    let dir = dir.cloned().or_else(|| config.map(|c| c.join("notifications")).filter(|d| d.is_dir()));
-    let Some(dir) = dir else { return Ok(crate::notify::Dispatcher::default()) };
-    let list = crate::notify::load_dir(&dir)?;
+    let list = match (dir, config) {
+        // Named on the command line: all or nothing.
+        (Some(d), _) => crate::notify::load_dir(d)?,
+        // A configuration's folder (an installed CrowdSec's holds plugins crowd does not run):
+        // what loads, and a warning for each file that does not.
+        (None, Some(c)) => match crate::config::crowdsec::ConfigDir::open(c)?.notifications() {
+            Some(d) => {
+                let (ok, bad) = crate::notify::load_dir_each(&d)?;
+                for e in bad {
+                    tracing::warn!(error = %e, "notification file not loaded (profiles naming it notify nothing)");
+                }
+                ok
+            }
+            None => Vec::new(),
+        },
+        (None, None) => Vec::new(),
+    };
     for n in &list {
         tracing::info!(notifier = %n.name, "notifications");
     }

@@ -132,7 +132,8 @@ pub enum Command {
         /// The log type (`syslog`, `nginx`, ...): selects the parsers.
         #[arg(long = "type")]
         kind: String,
-        /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+        /// A hub-layout folder of parsers and scenarios, or an installed CrowdSec's configuration
+        /// directory such as `/etc/crowdsec` (default: crowd's embedded rules).
         #[arg(long)]
         config: Option<PathBuf>,
         /// A CrowdSec `profiles.yaml` (default: `<config>/profiles.yaml` if present, else
@@ -148,7 +149,8 @@ pub enum Command {
         /// The log type.
         #[arg(long = "type")]
         kind: String,
-        /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+        /// A hub-layout folder of parsers and scenarios, or an installed CrowdSec's configuration
+        /// directory such as `/etc/crowdsec` (default: crowd's embedded rules).
         #[arg(long)]
         config: Option<PathBuf>,
         /// The line.
@@ -241,7 +243,8 @@ pub enum Command {
 pub enum ScenariosCommand {
     /// List them, with their kind and simulation state.
     List {
-        /// A hub-layout folder (default: crowd's embedded scenarios).
+        /// A hub-layout folder or an installed CrowdSec's configuration directory (default:
+        /// crowd's embedded scenarios).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Where the simulation settings live.
@@ -255,7 +258,8 @@ pub enum ScenariosCommand {
 pub enum HubtestCommand {
     /// Run one test folder and write `parser-dump.json` and `bucket-dump.json`.
     Run {
-        /// The hub folder the test's parsers and scenarios come from.
+        /// The hub folder the test's parsers and scenarios come from (or an installed CrowdSec's
+        /// configuration directory, whose `config.yaml` names its hub).
         #[arg(long)]
         hub: PathBuf,
         /// Where to write the dumps.

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{Format, output};
 use crate::{
-    config,
+    config::{self, crowdsec::ConfigDir},
     detect::Detector,
     engine::{
         event::{Labels, Line, type_label},
@@ -22,7 +22,11 @@ use crate::{
 /// # Errors
 /// An unreadable or invalid profiles file (nothing of it is used).
 pub fn profile(config_dir: Option<&PathBuf>, profiles: Option<&PathBuf>) -> Result<Profile> {
-    let path = profiles.cloned().or_else(|| config_dir.map(|d| d.join("profiles.yaml")).filter(|p| p.exists()));
+    let from_config = match config_dir {
+        Some(d) => ConfigDir::open(d)?.profiles(),
+        None => None,
+    };
+    let path = profiles.cloned().or(from_config);
     let mut p = Profile::default();
     if let Some(path) = path {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
@@ -45,19 +49,54 @@ pub fn detector(config_dir: Option<&PathBuf>, profile: Profile) -> Result<Detect
 /// # Errors
 /// Configuration that does not load (without `skip_invalid`), with file, line and field.
 pub fn detector_with(config_dir: Option<&PathBuf>, profile: Profile, skip_invalid: bool) -> Result<Detector> {
-    let (pipeline, env, scenarios) = match config_dir {
-        None => config::defaults::load()?,
-        Some(dir) => {
-            let (p, e, s, skipped) = config::hub::Hub::new(dir)
-                .load_all_with(skip_invalid)
-                .with_context(|| format!("loading `{}` (--skip-invalid leaves bad files out)", dir.display()))?;
-            for err in &skipped {
-                tracing::warn!(error = %err, "skipped: this file did not load");
-            }
-            (p, e, s)
-        }
-    };
+    let (pipeline, env, scenarios) = load(config_dir, skip_invalid)?;
     Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()))
+}
+
+/// Parsers, expression environment and scenarios of `--config DIR` (a hub-layout folder or an
+/// installed CrowdSec's configuration directory), or the embedded defaults. A directory that
+/// yields no parser or no scenario is an error that says what was found and where crowd looked.
+///
+/// # Errors
+/// Configuration that does not load (without `skip_invalid`), with file, line and field; an
+/// empty configuration.
+pub fn load(
+    config_dir: Option<&PathBuf>,
+    skip_invalid: bool,
+) -> Result<(crate::engine::parser::Pipeline, crate::engine::expr::Env, Vec<crate::engine::scenario::Scenario>)> {
+    let Some(dir) = config_dir else { return Ok(config::defaults::load()?) };
+    let c = ConfigDir::open(dir)?;
+    let (p, e, s, skipped) = c
+        .hub
+        .load_all_with(skip_invalid)
+        .with_context(|| format!("loading `{}` (--skip-invalid leaves bad files out)", dir.display()))?;
+    for err in &skipped {
+        tracing::warn!(error = %err, "skipped: this file did not load");
+    }
+    if p.is_empty() || s.is_empty() {
+        anyhow::bail!(
+            "`{}`: {} parsers and {} scenarios loaded ({} files skipped): nothing to detect with. crowd looked in the {}",
+            dir.display(),
+            p.len(),
+            s.len(),
+            skipped.len(),
+            c.describe()
+        );
+    }
+    tracing::info!(config = %dir.display(), parsers = p.len(), scenarios = s.len(), "configuration loaded");
+    Ok((p, e, s))
+}
+
+/// The simulation settings of `--config DIR` when it is a CrowdSec configuration with a
+/// `simulation.yaml`, else those of the state directory.
+///
+/// # Errors
+/// A simulation file that is not CrowdSec's shape.
+pub fn simulation(config_dir: Option<&PathBuf>, state_dir: &std::path::Path) -> Result<super::simulation::Simulation> {
+    match config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
+        Some(p) => super::simulation::load_file(&p),
+        None => super::simulation::load(state_dir),
+    }
 }
 
 fn line(raw: &str, src: &Arc<str>, labels: &Labels) -> Line {
@@ -75,7 +114,13 @@ pub fn replay(
     profiles: Option<&PathBuf>,
     fmt: Format,
 ) -> Result<()> {
-    let mut d = detector(config_dir, profile(config_dir, profiles)?)?;
+    let mut prof = profile(config_dir, profiles)?;
+    if let Some(sim) = config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
+        let sim = super::simulation::load_file(&sim)?;
+        prof.simulation = sim.simulation;
+        prof.simulation_exclusions = sim.exclusions;
+    }
+    let mut d = detector(config_dir, prof)?;
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
@@ -113,6 +158,13 @@ pub fn replay(
     alerts += out.alerts.len();
     decisions.extend(out.decisions);
     let secs = started.elapsed().as_secs_f64();
+    if d.counts.lines > 0 && d.counts.parsed == 0 {
+        eprintln!(
+            "warning: none of the {} lines was parsed as `{kind}`: no parser of {} takes them (is --type right?)",
+            d.counts.lines,
+            config_dir.map_or_else(|| "crowd's embedded rules".to_owned(), |p| format!("`{}`", p.display()))
+        );
+    }
     match fmt {
         Format::Json => output::json(
             &json!({"decisions": decisions, "counts": d.counts, "seconds": secs, "peak_rss_kib": peak_rss_kib()}),
@@ -202,13 +254,8 @@ fn peak_rss_kib() -> Option<u64> {
 /// Configuration that does not load; unreadable simulation settings.
 pub fn list_scenarios(config_dir: Option<&PathBuf>, state_dir: &std::path::Path, fmt: super::Format) -> Result<()> {
     use crate::engine::scenario::{Kind, Scope};
-    let scenarios = match config_dir {
-        None => config::defaults::load()?.2,
-        Some(dir) => {
-            config::hub::Hub::new(dir).load_all_with(true).with_context(|| format!("loading `{}`", dir.display()))?.2
-        }
-    };
-    let sim = super::simulation::load(state_dir)?;
+    let scenarios = load(config_dir, true)?.2;
+    let sim = simulation(config_dir, state_dir)?;
     let rows: Vec<serde_json::Value> = scenarios
         .iter()
         .map(|s| {

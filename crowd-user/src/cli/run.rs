@@ -35,7 +35,8 @@ pub struct DetectArgs {
     /// Follow a file as a type, e.g. `--watch /var/log/auth.log=syslog` (repeatable).
     #[arg(long, value_name = "PATH=TYPE")]
     pub watch: Vec<String>,
-    /// A hub-layout folder of parsers and scenarios (default: crowd's embedded ones).
+    /// A hub-layout folder of parsers and scenarios, or an installed CrowdSec's configuration
+    /// directory such as `/etc/crowdsec` (default: crowd's embedded rules).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where read positions are kept.
@@ -104,7 +105,20 @@ fn sources(args: &DetectArgs) -> Result<Vec<Source>> {
         out.push(Source::Stdin { labels: labels(kind) });
     }
     if args.acquis.is_none() && args.watch.is_empty() && args.stdin.is_none() {
-        out = crate::acquisition::defaults();
+        // An installed CrowdSec's acquisition (acquis.yaml and acquis.d/), else the usual logs.
+        let crowdsec = match &args.config {
+            Some(d) => crate::config::crowdsec::ConfigDir::open(d)?.crowdsec,
+            None => None,
+        };
+        match crowdsec {
+            Some(c) => {
+                for f in c.acquisition_files() {
+                    let text = std::fs::read_to_string(&f).with_context(|| format!("reading `{}`", f.display()))?;
+                    out.extend(crate::acquisition::parse(&f, &text)?);
+                }
+            }
+            None => out = crate::acquisition::defaults(),
+        }
     }
     Ok(out)
 }
@@ -123,7 +137,7 @@ fn start_detection(
         return Ok(());
     }
     let mut profile = super::replay::profile(args.config.as_ref(), args.profiles.as_ref())?;
-    let sim = super::simulation::load(&args.state_dir)?;
+    let sim = super::replay::simulation(args.config.as_ref(), &args.state_dir)?;
     profile.simulation = args.simulation || sim.simulation;
     profile.simulation_exclusions = if args.simulation { Vec::new() } else { sim.exclusions };
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
@@ -341,7 +355,7 @@ pub fn daemon(
         None
     } else {
         let mut p = super::replay::profile(detect.config.as_ref(), detect.profiles.as_ref())?;
-        let sim = super::simulation::load(&detect.state_dir)?;
+        let sim = super::replay::simulation(detect.config.as_ref(), &detect.state_dir)?;
         p.simulation = detect.simulation || sim.simulation;
         p.simulation_exclusions = if detect.simulation { Vec::new() } else { sim.exclusions };
         p.protect(crate::addr::local_addresses());

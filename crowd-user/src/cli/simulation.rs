@@ -13,8 +13,8 @@ use super::{Format, output};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Simulation {
-    /// Everything simulated.
-    #[serde(default)]
+    /// Everything simulated (`on`/`off` too: CrowdSec's files are YAML 1.1).
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub simulation: bool,
     /// Scenarios that do the opposite.
     #[serde(default)]
@@ -45,6 +45,24 @@ impl Simulation {
     }
 }
 
+/// A YAML 1.1 boolean (`true`, `on`, `yes`, ...), as CrowdSec's Go YAML reads `simulation: off`.
+fn yaml11_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Word(String),
+    }
+    match B::deserialize(d)? {
+        B::Bool(b) => Ok(b),
+        B::Word(w) => match w.to_ascii_lowercase().as_str() {
+            "y" | "yes" | "on" | "true" => Ok(true),
+            "n" | "no" | "off" | "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("`{w}` is not a boolean (true/false, on/off, yes/no)"))),
+        },
+    }
+}
+
 /// Where the file is.
 #[must_use]
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -56,8 +74,15 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// # Errors
 /// A file that is not CrowdSec's shape (named).
 pub fn load(state_dir: &Path) -> Result<Simulation> {
-    let p = path(state_dir);
-    match std::fs::read_to_string(&p) {
+    load_file(&path(state_dir))
+}
+
+/// Reads a `simulation.yaml` (absent: nothing simulated).
+///
+/// # Errors
+/// A file that is not CrowdSec's shape (named).
+pub fn load_file(p: &Path) -> Result<Simulation> {
+    match std::fs::read_to_string(p) {
         Ok(t) => serde_yaml::from_str(&t).with_context(|| format!("`{}`", p.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Simulation::default()),
         Err(e) => Err(e).with_context(|| format!("reading `{}`", p.display())),
@@ -137,5 +162,10 @@ mod tests {
         let y: Simulation = serde_yaml::from_str("simulation: false\nexclusions:\n  - a/b\n").unwrap();
         assert!(y.simulated("a/b"));
         assert!(serde_yaml::from_str::<Simulation>("simulated: true\n").is_err(), "unknown keys are refused");
+        // Debian's CrowdSec ships `simulation: off` (YAML 1.1).
+        let y: Simulation = serde_yaml::from_str("simulation: off\nexclusions: []\n").unwrap();
+        assert!(!y.simulation);
+        assert!(serde_yaml::from_str::<Simulation>("simulation: on\n").unwrap().simulation);
+        assert!(serde_yaml::from_str::<Simulation>("simulation: maybe\n").is_err());
     }
 }

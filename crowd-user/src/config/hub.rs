@@ -14,11 +14,17 @@ use crate::engine::{
 };
 
 /// A hub folder (`parsers/<stage>/<author>/<name>.yaml`, `scenarios/<author>/<name>.yaml`,
-/// `patterns/`, `data/`).
+/// `patterns/`, `data/`), or an installed CrowdSec's configuration directory (the same files
+/// flat, `parsers/<stage>/<name>.yaml` and `scenarios/<name>.yaml`, with its patterns and data
+/// elsewhere: `super::crowdsec`).
 #[derive(Clone, Debug)]
 pub struct Hub {
     /// Its root.
     pub dir: PathBuf,
+    /// Grok pattern files.
+    pub patterns_dir: PathBuf,
+    /// Data files and MaxMind databases.
+    pub data_dir: PathBuf,
 }
 
 const STAGES: [&str; 3] = ["s00-raw", "s01-parse", "s02-enrich"];
@@ -27,7 +33,14 @@ impl Hub {
     /// A hub at `dir`.
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Hub {
-        Hub { dir: dir.into() }
+        let dir = dir.into();
+        Hub { patterns_dir: dir.join("patterns"), data_dir: dir.join("data"), dir }
+    }
+
+    /// Parsers and scenarios under `dir`, patterns and data elsewhere.
+    #[must_use]
+    pub fn with_dirs(dir: &Path, patterns_dir: PathBuf, data_dir: &Path) -> Hub {
+        Hub { dir: dir.to_owned(), patterns_dir, data_dir: data_dir.to_owned() }
     }
 
     /// Finds a parser by hub name (`crowdsecurity/sshd-logs`) or path (`./parsers/s01-parse/x.yaml`,
@@ -123,18 +136,7 @@ impl Hub {
         &self,
         skip_invalid: bool,
     ) -> Result<(Pipeline, Env, Vec<Scenario>, Vec<LoadError>), LoadError> {
-        let list = |dir: PathBuf| -> Vec<PathBuf> {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .flat_map(|a| std::fs::read_dir(a.path()).into_iter().flatten().flatten().map(|e| e.path()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            v.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
-            v.sort();
-            v
-        };
+        let list = yaml_files;
         let mut skipped = Vec::new();
         let mut keep = |r: Result<(), LoadError>| -> Result<(), LoadError> {
             match r {
@@ -173,9 +175,9 @@ impl Hub {
     /// Unreadable pattern files.
     pub fn patterns(&self) -> Result<Patterns, LoadError> {
         let mut p = Patterns::with_base();
-        let dir = self.dir.join("patterns");
+        let dir = &self.patterns_dir;
         let mut files: Vec<_> =
-            std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+            std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         files.sort();
         for f in files {
             let text = std::fs::read_to_string(&f).map_err(|source| LoadError::Io { path: f.clone(), source })?;
@@ -191,7 +193,7 @@ impl Hub {
     pub fn data(&self) -> DataFiles {
         let mut d = self.data_files();
         // The MaxMind databases the hub's geoip-enrich parser names, when the folder has them.
-        match crate::engine::geoip::GeoIp::open_dir(&self.dir.join("data")) {
+        match crate::engine::geoip::GeoIp::open_dir(&self.data_dir) {
             Ok(g) => d.geoip = Arc::new(g),
             Err(e) => tracing::warn!(error = %e, "GeoIP database not loaded: GeoIP enrichment adds nothing"),
         }
@@ -242,7 +244,7 @@ impl Hub {
 
     fn data_files(&self) -> DataFiles {
         let mut d = DataFiles::default();
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("data")) {
+        if let Ok(rd) = std::fs::read_dir(&self.data_dir) {
             for e in rd.flatten() {
                 if e.path().extension().is_some_and(|x| x == "mmdb") {
                     continue;
@@ -255,6 +257,14 @@ impl Hub {
             }
         }
         d
+    }
+
+    /// The parser, postoverflow or scenario files of one folder (`stage`), in path order: its own
+    /// `*.yaml` (an installed CrowdSec's, often symlinks into its hub) and those one level down
+    /// (a hub's `<author>/` folders).
+    #[must_use]
+    pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+        yaml_files(dir.to_owned())
     }
 
     /// Loads the named parsers into a pipeline, with the expression environment they run in.
@@ -276,4 +286,23 @@ impl Hub {
         }
         Ok((Pipeline::new(parsers), env))
     }
+}
+
+fn is_yaml(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
+
+/// `dir/*.yaml` and `dir/*/*.yaml` (symlinks followed), sorted by path.
+fn yaml_files(dir: PathBuf) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| is_yaml(p)));
+        } else if is_yaml(&p) && p.is_file() {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v
 }
