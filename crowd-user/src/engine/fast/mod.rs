@@ -116,6 +116,27 @@ pub enum Case {
     Lower,
 }
 
+impl Case {
+    /// The case change a closure applies to its line: `#`, `Upper(#)`, `Lower(#)`.
+    fn of_line(line: &Fast) -> Option<Case> {
+        match line {
+            Fast::Hash => Some(Case::Same),
+            Fast::Call(Func::Upper, a) if a == &[Fast::Hash] => Some(Case::Upper),
+            Fast::Call(Func::Lower, a) if a == &[Fast::Hash] => Some(Case::Lower),
+            _ => None,
+        }
+    }
+
+    /// `e` with this case change applied.
+    fn apply(self, e: Fast) -> Fast {
+        match self {
+            Case::Same => e,
+            Case::Upper => Fast::Call(Func::Upper, vec![e]),
+            Case::Lower => Fast::Call(Func::Lower, vec![e]),
+        }
+    }
+}
+
 /// `any(File(file), {subject op case(#)})`.
 #[derive(Clone, Debug)]
 pub struct AnyFile {
@@ -163,8 +184,9 @@ pub enum Fast {
     StrOp(StrOp, Box<Fast>, Box<Fast>),
     /// `a matches 'constant'`.
     Matches(Box<Fast>, Regex),
-    /// `a matches #` (only inside [`AnyFile`] while parsing).
-    MatchesLine(Box<Fast>),
+    /// `a matches #`, `a matches Upper(#)` or `a matches Lower(#)` (only inside [`AnyFile`]
+    /// while parsing).
+    MatchesLine(Box<Fast>, Case),
     /// `any(File(..), {..})`.
     AnyFile(Box<AnyFile>),
     /// `c ? a : b`.
@@ -223,9 +245,17 @@ impl AnyFile {
             LineOp::SubjectContains => AhoCorasick::new(&lines).map_or(Matcher::Lines(lines), Matcher::Substrings),
             LineOp::Eq => Matcher::Set(lines.into_iter().collect()),
             LineOp::Matches => {
-                // The file's valid regexes, as `RegexpInFile` reads them (compiled once there;
-                // `matches #` takes no case change, so the lines are the file's own).
-                let Some(valid) = data.regexes(&self.file) else { return Matcher::Never };
+                // The valid regexes of the lines as the closure writes them, compiled once: the
+                // file's own (shared with `RegexpInFile`), or the upper- or lower-cased lines
+                // (`matches Upper(#)`: the case change applies to the pattern's text, escapes
+                // included, as the interpreter does it).
+                let valid = match self.case {
+                    Case::Same => match data.regexes(&self.file) {
+                        Some(v) => v,
+                        None => return Matcher::Never,
+                    },
+                    _ => std::sync::Arc::new(lines.iter().filter_map(|l| Regex::new(l).ok()).collect()),
+                };
                 match RegexSet::new(valid.iter().map(Regex::as_str)) {
                     Ok(set) => Matcher::Regexes(set),
                     Err(_) => Matcher::RegexList(valid),
@@ -255,7 +285,7 @@ impl Fast {
     /// Whether the node reads a closure's line (`#`).
     fn reads_line(&self) -> bool {
         match self {
-            Fast::Hash | Fast::MatchesLine(_) => true,
+            Fast::Hash | Fast::MatchesLine(..) => true,
             Fast::Call(_, a) | Fast::Concat(a) => a.iter().any(Fast::reads_line),
             Fast::Len(a) | Fast::In(a, ..) | Fast::Not(a) | Fast::Matches(a, _) => a.reads_line(),
             Fast::Eq(a, b, _) | Fast::StrOp(_, a, b) | Fast::And(a, b) | Fast::Or(a, b) => {
@@ -306,7 +336,7 @@ impl Fast {
             Fast::Call(..) => self.value(evt, data) == "true",
             // A string, a number or nil is not a boolean: the interpreter makes the filter false.
             Fast::Field(_) | Fast::Str(_) | Fast::Nil | Fast::Hash | Fast::Len(_) | Fast::Concat(_) => false,
-            Fast::MatchesLine(_) => false,
+            Fast::MatchesLine(..) => false,
         }
     }
 

@@ -316,18 +316,10 @@ impl P {
             Fast::StrOp(StrOp::Contains, a, b) if a.reads_line() && !b.reads_line() => (LineOp::LineContains, *b, *a),
             Fast::Eq(a, b, false) if !a.reads_line() && b.reads_line() => (LineOp::Eq, *a, *b),
             Fast::Eq(a, b, false) if a.reads_line() && !b.reads_line() => (LineOp::Eq, *b, *a),
-            Fast::MatchesLine(a) => (LineOp::Matches, *a, Fast::Hash),
+            Fast::MatchesLine(a, case) => (LineOp::Matches, *a, case.apply(Fast::Hash)),
             _ => return None,
         };
-        let case = match line {
-            Fast::Hash => Case::Same,
-            Fast::Call(Func::Upper, a) if a == [Fast::Hash] => Case::Upper,
-            Fast::Call(Func::Lower, a) if a == [Fast::Hash] => Case::Lower,
-            _ => return None,
-        };
-        if op == LineOp::Matches && case != Case::Same {
-            return None;
-        }
+        let case = Case::of_line(&line)?;
         let any = Fast::AnyFile(Box::new(AnyFile { file, subject, op, case, matcher: OnceLock::new() }));
         Some(if negate { Fast::Not(Box::new(any)) } else { any })
     }
@@ -353,7 +345,7 @@ impl P {
 fn matches_node(left: Fast, right: Fast) -> Option<Fast> {
     match right {
         Fast::Str(p) => regex::Regex::new(&p).ok().map(|r| Fast::Matches(Box::new(left), r)),
-        Fast::Hash if !left.reads_line() => Some(Fast::MatchesLine(Box::new(left))),
+        line if !left.reads_line() => Case::of_line(&line).map(|c| Fast::MatchesLine(Box::new(left), c)),
         _ => None,
     }
 }
@@ -386,7 +378,7 @@ pub fn compile(src: &str) -> Option<Fast> {
     let t = lex(src)?;
     let mut p = P { c: Tokens { t, i: 0 }, in_closure: false };
     let e = p.ternary()?;
-    (p.c.i == p.c.t.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(_))).then_some(e)
+    (p.c.i == p.c.t.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(..))).then_some(e)
 }
 
 /// Byte offsets of `src`'s top-level `and`/`&&` (outside strings, brackets and braces), or
