@@ -178,14 +178,16 @@ impl Store {
             None => self.alerts(f, now)?.iter().map(|a| a.id).collect(),
         };
         self.conn.tx(|c| {
-            let seq = if ids.is_empty() { 0 } else { super::next_change(c)? };
             for id in &ids {
                 c.exec(
-                    "UPDATE decisions SET deleted_at = ?1, seq = ?3 WHERE alert_id = ?2 AND deleted_at IS NULL \
+                    "UPDATE decisions SET deleted_at = ?1, seq = 0 WHERE alert_id = ?2 AND deleted_at IS NULL \
                      AND until > ?1",
-                    &[now.into(), (*id).into(), seq.into()],
+                    &[now.into(), (*id).into()],
                 )?;
                 c.exec("DELETE FROM alerts WHERE id = ?1", &[(*id).into()])?;
+            }
+            if !ids.is_empty() {
+                super::stamp_changes(c)?;
             }
             Ok(())
         })?;
