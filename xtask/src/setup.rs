@@ -1,8 +1,10 @@
 //! `cargo xtask setup`: installs, idempotently and only when missing, everything crowd's build
-//! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests),
-//! crowdsec-firewall-bouncer and nftables (the Local API's real-client test), the
+//! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests), the
 //! rust-src component (to build `core` for the BPF target on stable), bpf-linker 0.13, and a
-//! mounted bpffs.
+//! mounted bpffs. For `cargo xtask test` also the test services: crowdsec-firewall-bouncer and
+//! nftables (the Local API's real bouncer), PostgreSQL (the store's second backend), openssl, and
+//! Debian's `crowdsec` 1.4.6 (its `cscli` and agent as real clients of the Local API), installed
+//! offline-safe: no online registration, no service started.
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -35,10 +37,11 @@ pub fn all() -> Result<()> {
     Ok(())
 }
 
-/// Test services: the packages above, a running PostgreSQL cluster on loopback and its `crowd`
-/// role (allowed to create the per-test databases).
+/// Test services: the packages above, Debian's `crowdsec`, a running PostgreSQL cluster on
+/// loopback and its `crowd` role (allowed to create the per-test databases).
 pub fn test_services() -> Result<()> {
     install(TEST_PACKAGES)?;
+    crowdsec()?;
     let clusters = stdout(Command::new("pg_lsclusters").arg("-h"));
     if clusters.trim().is_empty() {
         eprintln!("setup: creating a PostgreSQL cluster");
@@ -73,13 +76,7 @@ fn packages() -> Result<()> {
 
 /// Installs the Debian packages of `list` that are missing.
 pub fn install(list: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = list
-        .iter()
-        .copied()
-        .filter(|p| {
-            !stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).contains("install ok installed")
-        })
-        .collect();
+    let missing: Vec<&str> = list.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -89,6 +86,63 @@ pub fn install(list: &[&str]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn installed(package: &str) -> bool {
+    stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", package])).contains("install ok installed")
+}
+
+/// Debian's `crowdsec` (its `cscli` and agent are clients in `tests/tests/crowdsec_client.rs`),
+/// installed without internet and without starting it. Its postinst registers with CrowdSec's
+/// central API unless `/etc/crowdsec/online_api_credentials.yaml` has content, and would start
+/// the service (the tests run their own processes with private configurations): a
+/// `policy-rc.d` answering 101 ("action forbidden") stops that, and is removed afterwards only if
+/// it was made here; the unit is then disabled. `dpkg --configure -a` finishes a configuration
+/// an earlier attempt left.
+fn crowdsec() -> Result<()> {
+    if installed("crowdsec") {
+        return Ok(());
+    }
+    eprintln!("setup: installing Debian's crowdsec (offline: no central API registration, not started)");
+    std::fs::create_dir_all("/etc/crowdsec").context("creating /etc/crowdsec")?;
+    let capi = std::path::Path::new("/etc/crowdsec/online_api_credentials.yaml");
+    if std::fs::metadata(capi).map_or(true, |m| m.len() == 0) {
+        std::fs::write(capi, "# crowd's tests: no central API registration (no internet needed)\n")
+            .with_context(|| format!("writing {}", capi.display()))?;
+    }
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists();
+    if made_policy {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(policy, "#!/bin/sh\n# crowd's setup: no service starts while crowdsec installs\nexit 101\n")
+            .context("writing /usr/sbin/policy-rc.d")?;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
+            .context("making /usr/sbin/policy-rc.d executable")?;
+    }
+    let result = (|| {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        // A failing postinst leaves the package unpacked: `dpkg --configure -a` below retries it,
+        // and the status check after it decides.
+        if let Err(e) = run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "crowdsec"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        {
+            eprintln!("setup: {e:#}; finishing with dpkg --configure -a");
+        }
+        run(Command::new("dpkg").args(["--configure", "-a"]).env("DEBIAN_FRONTEND", "noninteractive"))
+    })();
+    if made_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    result?;
+    if !installed("crowdsec") {
+        bail!("Debian's crowdsec is not installed and configured after `apt-get install` (see `dpkg --audit`)");
+    }
+    // Nor at the next boot: its API would take 127.0.0.1:8080, crowd's default. Best effort
+    // (without systemd as init, `disable` still removes the link and `stop` has nothing to do).
+    ok(Command::new("systemctl").args(["disable", "crowdsec"]));
+    ok(Command::new("systemctl").args(["stop", "crowdsec"]));
+    Ok(())
 }
 
 fn rust_src() -> Result<()> {

@@ -179,10 +179,10 @@ pub async fn push(
     // Everything is checked before anything is stored.
     let mut batch = Vec::with_capacity(alerts.len());
     for (i, a) in alerts.iter().enumerate() {
-        if a.scenario.is_empty() || a.source.scope.is_empty() || a.source.value.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "alert {i}: scenario, source.scope and source.value are required"
-            )));
+        // `source.value` must be there but may be empty: `cscli decisions import` sends
+        // `{"scope": "cscli/manual-import", "value": ""}`.
+        if a.scenario.is_empty() || a.source.scope.is_empty() {
+            return Err(ApiError::BadRequest(format!("alert {i}: scenario and source.scope are required")));
         }
         let notify = {
             let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -258,6 +258,7 @@ fn engine_alert(a: &Alert) -> crate::engine::scenario::Alert {
         value: a.source.value.clone(),
         remediation: a.remediation.unwrap_or(false),
         at: crate::clock::unix_now_f64(),
+        ip: a.source.ip.clone().unwrap_or_default(),
     }
 }
 
@@ -360,18 +361,21 @@ fn alert_filter(q: &HashMap<String, String>, t: i64) -> Result<AlertFilter, ApiE
         decision_scenario: q.get("scenario").cloned(),
         decision_type: q.get("decision_type").cloned(),
         decision_origin: q.get("origin").cloned(),
-        local_decisions_only: q.get("include_capi").is_some_and(|v| v == "false"),
+        // As CrowdSec: asking for an origin includes every origin (`include_capi` is ignored).
+        local_decisions_only: !q.contains_key("origin") && q.get("include_capi").is_some_and(|v| v == "false"),
         decision_addr,
         since: ago("since")?,
         until: ago("until")?,
         created_before: ago("created_before")?,
         has_active_decision: q.get("has_active_decision").map(|v| v == "true"),
+        // CrowdSec's default is 100; `limit=0` (`cscli ... list -a`) means all.
         limit: Some(
             q.get("limit")
                 .map(|l| l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("limit `{l}` is not a number"))))
                 .transpose()?
                 .unwrap_or(100),
-        ),
+        )
+        .filter(|l| *l > 0),
         ..AlertFilter::default()
     })
 }
@@ -384,17 +388,18 @@ pub async fn list(
     _m: Machine,
     State(st): State<Arc<Lapi>>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let t = now();
     let f = alert_filter(&q, t)?;
-    let out = st
+    let out: Vec<Value> = st
         .db
         .run(move |s| {
             let rows = s.alerts(&f, t)?;
             rows.iter().map(|r| Ok(served(t, r, &s.alert_decisions(r.id)?))).collect()
         })
         .await?;
-    Ok(Json(out))
+    // No match is `null`, as CrowdSec's empty Go slice (cscli prints it).
+    Ok(Json(if out.is_empty() { Value::Null } else { Value::Array(out) }))
 }
 
 fn alert_id(id: &str) -> Result<i64, ApiError> {

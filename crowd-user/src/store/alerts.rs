@@ -1,5 +1,6 @@
 //! Alerts: searched, shown and deleted by the Local API and `crowd alerts`. Deleting an alert
-//! ends its active decisions (as CrowdSec does), so bouncers see them in `deleted`.
+//! ends its active decisions (as CrowdSec does), so bouncers see them in `deleted`, and marks it
+//! deleted (kept, so that its id is never given to another alert).
 use super::{Result, Row, Store, Val};
 
 /// A stored alert.
@@ -71,7 +72,7 @@ fn alert(r: &Row<'_>) -> Result<AlertRow> {
 }
 
 fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Val>) {
-    let mut conds = vec!["1 = 1".to_owned()];
+    let mut conds = vec!["a.deleted_at IS NULL".to_owned()];
     let mut ps: Vec<Val> = Vec::new();
     let p = |v: Val, ps: &mut Vec<Val>| {
         ps.push(v);
@@ -152,7 +153,11 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub fn alert(&mut self, id: i64) -> Result<Option<AlertRow>> {
-        self.conn.one(&format!("SELECT {COLS} FROM alerts a WHERE a.id = ?1"), &[id.into()], alert)
+        self.conn.one(
+            &format!("SELECT {COLS} FROM alerts a WHERE a.id = ?1 AND a.deleted_at IS NULL"),
+            &[id.into()],
+            alert,
+        )
     }
 
     /// The decisions an alert made.
@@ -184,7 +189,8 @@ impl Store {
                      AND until > ?1",
                     &[now.into(), (*id).into()],
                 )?;
-                c.exec("DELETE FROM alerts WHERE id = ?1", &[(*id).into()])?;
+                // Marked, not removed: ids are never handed out twice.
+                c.exec("UPDATE alerts SET deleted_at = ?1 WHERE id = ?2", &[now.into(), (*id).into()])?;
             }
             if !ids.is_empty() {
                 super::stamp_changes(c)?;

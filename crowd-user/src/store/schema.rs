@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 3] = [
+pub const MIGRATIONS: [&str; 4] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -81,6 +81,11 @@ pub const MIGRATIONS: [&str; 3] = [
     CREATE TABLE change_seq (n INTEGER NOT NULL);
     INSERT INTO change_seq (n) SELECT COALESCE(MAX(id), 0) FROM decisions;
     ALTER TABLE bouncers RENAME COLUMN last_id TO last_seq;
+    ",
+    // Deleted alerts are kept, marked: SQLite would hand a deleted newest alert's id to the next
+    // one (CrowdSec's ids are never reused; a noted `cscli alerts inspect N` must not change).
+    "
+    ALTER TABLE alerts ADD COLUMN deleted_at INTEGER;
     ",
 ];
 
