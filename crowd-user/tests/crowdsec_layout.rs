@@ -44,7 +44,14 @@ fn debian_layout(root: &Path) -> PathBuf {
         .unwrap();
     }
     std::os::unix::fs::symlink(hub.join("patterns"), etc.join("patterns")).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(etc.join("postoverflows/s01-whitelist")).unwrap();
+    std::os::unix::fs::symlink(
+        hub.join("postoverflows/s01-whitelist/crowdsecurity/cdn-whitelist.yaml"),
+        etc.join("postoverflows/s01-whitelist/cdn-whitelist.yaml"),
+    )
+    .unwrap();
+    // The data folder: the hub's data files (Cloudflare's ranges for the CDN whitelist).
+    std::os::unix::fs::symlink(hub.join("data"), &data).unwrap();
     std::fs::write(
         etc.join("config.yaml"),
         format!(
@@ -61,11 +68,11 @@ fn debian_layout(root: &Path) -> PathBuf {
     etc
 }
 
-fn brute_force() -> Vec<String> {
+fn brute_force(ip: &str) -> Vec<String> {
     (0..12)
         .map(|i| {
             format!(
-                "Dec  2 10:00:{i:02} host sshd[{}]: Failed password for root from 203.0.113.77 port {} ssh2",
+                "Dec  2 10:00:{i:02} host sshd[{}]: Failed password for root from {ip} port {} ssh2",
                 100 + i,
                 4000 + i
             )
@@ -74,11 +81,15 @@ fn brute_force() -> Vec<String> {
 }
 
 fn banned(config: &Path) -> Vec<(String, String)> {
+    banned_from(config, &["203.0.113.77", "173.245.48.9"])
+}
+
+fn banned_from(config: &Path, sources: &[&str]) -> Vec<(String, String)> {
     let profile = replay::profile(Some(&config.to_owned()), None).unwrap();
     let mut d = replay::detector(Some(&config.to_owned()), profile).unwrap();
     let labels = Arc::new(BTreeMap::from([("type".to_owned(), "syslog".to_owned())]));
     let mut out = Vec::new();
-    for raw in brute_force() {
+    for raw in sources.iter().flat_map(|ip| brute_force(ip)) {
         let line = Line { raw, src: "auth.log".into(), module: "file", labels: labels.clone() };
         out.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| (x.scenario, x.value)));
     }
@@ -111,6 +122,8 @@ fn an_installed_crowdsec_configuration_is_read_as_it_is() {
 
     let got = banned(&etc);
     assert!(got.contains(&("crowdsecurity/ssh-bf".into(), "203.0.113.77".into())), "{got:?}");
+    // The installed postoverflow whitelists Cloudflare's ranges (its data file from data_dir).
+    assert!(got.iter().all(|(_, v)| v != "173.245.48.9"), "a CDN address was banned: {got:?}");
 
     // The same files from the hub's own layout decide the same.
     let hub_layout = t.path().join("hub");
@@ -130,7 +143,10 @@ fn an_installed_crowdsec_configuration_is_read_as_it_is() {
     }
     std::os::unix::fs::symlink(hub().join("patterns"), hub_layout.join("patterns")).unwrap();
     assert_eq!(replay::load(Some(&hub_layout), false).unwrap().0.len(), from_links);
-    assert_eq!(banned(&hub_layout), got);
+    // Without the postoverflow (the hub layout here has none), the CDN address is banned too.
+    let without = banned(&hub_layout);
+    assert!(without.iter().any(|(_, v)| v == "173.245.48.9"), "{without:?}");
+    assert_eq!(banned_from(&hub_layout, &["203.0.113.77"]), got);
 }
 
 #[test]

@@ -24,6 +24,8 @@ struct TestConfig {
     #[serde(default)]
     scenarios: Vec<String>,
     #[serde(default)]
+    postoverflows: Vec<String>,
+    #[serde(default)]
     log_file: String,
     #[serde(default)]
     log_type: String,
@@ -79,8 +81,12 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         }
     }
     alerts.extend(buckets.flush(&env));
+    // The test's postoverflows, on every overflow (whitelisted ones are not dumped).
+    let post = hub.pipeline_in(&cfg.postoverflows, &env)?;
+    let mut alerts = crate::detect::postoverflow(&post, alerts, &ctx, &mut 0);
     // CrowdSec's hub tests list overflows sorted by scenario and sources, descending.
-    alerts.sort_by(|a, b| format!("{}{}", b.scenario, b.value).cmp(&format!("{}{}", a.scenario, a.value)));
+    let key = |a: &Alert| format!("{}{}", a.scenario, if a.ip.is_empty() { &a.value } else { &a.ip });
+    alerts.sort_by_key(|a| std::cmp::Reverse(key(a)));
     let mut parsers = serde_json::Map::new();
     for (stage, by_parser) in &dump.stages {
         let mut m = serde_json::Map::new();
@@ -98,8 +104,11 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let overflows: Vec<Value> = alerts
         .iter()
         .map(|a| {
-            let ip = if a.scope == "Ip" { a.value.clone() } else { String::new() };
-            let range = if a.scope == "Range" { a.value.clone() } else { String::new() };
+            // Keyed by the address when there is one (a postoverflow may have made the source
+            // its range), as CrowdSec's `Sources`.
+            let ip = a.ip.clone();
+            let range = if ip.is_empty() && a.scope == "Range" { a.value.clone() } else { String::new() };
+            let key = if ip.is_empty() { a.value.clone() } else { ip.clone() };
             json!({"Overflow": {
                 "Alert": {
                     "Scenario": a.scenario,
@@ -107,7 +116,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
                     "Remediation": a.remediation,
                     "Events": a.events.iter().map(|e| json!({"Meta": e.meta})).collect::<Vec<_>>(),
                 },
-                "Sources": {a.value.clone(): {"IP": ip, "Range": range, "Scope": a.scope, "Value": a.value}},
+                "Sources": {key: {"IP": ip, "Range": range, "Scope": a.scope, "Value": a.value}},
             }})
         })
         .collect();

@@ -50,7 +50,17 @@ pub fn detector(config_dir: Option<&PathBuf>, profile: Profile) -> Result<Detect
 /// Configuration that does not load (without `skip_invalid`), with file, line and field.
 pub fn detector_with(config_dir: Option<&PathBuf>, profile: Profile, skip_invalid: bool) -> Result<Detector> {
     let (pipeline, env, scenarios) = load(config_dir, skip_invalid)?;
-    Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()))
+    let post = match config_dir {
+        Some(dir) => {
+            let (post, skipped) = ConfigDir::open(dir)?.hub.postoverflows(&env, skip_invalid)?;
+            for err in &skipped {
+                tracing::warn!(error = %err, "skipped: this postoverflow did not load");
+            }
+            post
+        }
+        None => crate::engine::parser::Pipeline::new(Vec::new()),
+    };
+    Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()).with_postoverflows(post))
 }
 
 /// Parsers, expression environment and scenarios of `--config DIR` (a hub-layout folder or an

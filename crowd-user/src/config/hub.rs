@@ -267,24 +267,60 @@ impl Hub {
         yaml_files(dir.to_owned())
     }
 
+    /// Every postoverflow parser (`postoverflows/<stage>/...`), run on overflows before the
+    /// profiles (CDN and crawler whitelists, `ipv6_to_range`), in `env`. With `skip_invalid`, a
+    /// file that fails is left out (whole) and its error returned beside what loaded.
+    ///
+    /// # Errors
+    /// Without `skip_invalid`, the first file that fails.
+    pub fn postoverflows(&self, env: &Env, skip_invalid: bool) -> Result<(Pipeline, Vec<LoadError>), LoadError> {
+        let root = self.dir.join("postoverflows");
+        let mut stages: Vec<PathBuf> = std::fs::read_dir(&root)
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        stages.sort();
+        let mut patterns = self.patterns()?;
+        let (mut parsers, mut skipped) = (Vec::new(), Vec::new());
+        for dir in stages {
+            let stage = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for file in yaml_files(dir) {
+                match parsers_from_file(&file, &stage, &mut patterns, env) {
+                    Ok(p) => parsers.extend(p),
+                    Err(e) if skip_invalid => skipped.push(e),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok((Pipeline::new(parsers), skipped))
+    }
+
+    /// Loads the named parsers (or postoverflows) into a pipeline that runs in `env`.
+    ///
+    /// # Errors
+    /// The first file that fails, with file, line and field.
+    pub fn pipeline_in(&self, names: &[String], env: &Env) -> Result<Pipeline, LoadError> {
+        let mut patterns = self.patterns()?;
+        let mut files = Vec::new();
+        for n in names.iter().filter(|n| !n.trim().is_empty()) {
+            files.push(self.parser_file(n)?);
+        }
+        files.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
+        let mut parsers: Vec<Parser> = Vec::new();
+        for (stage, file) in files {
+            parsers.extend(parsers_from_file(&file, &stage, &mut patterns, env)?);
+        }
+        Ok(Pipeline::new(parsers))
+    }
+
     /// Loads the named parsers into a pipeline, with the expression environment they run in.
     ///
     /// # Errors
     /// The first file that fails, with file, line and field.
     pub fn pipeline(&self, names: &[String]) -> Result<(Pipeline, Env), LoadError> {
         let env = Env::new(Arc::new(self.data()));
-        let mut patterns = self.patterns()?;
-        let mut parsers: Vec<Parser> = Vec::new();
-        let mut files = Vec::new();
-        for n in names.iter().filter(|n| !n.trim().is_empty()) {
-            files.push(self.parser_file(n)?);
-        }
         // As CrowdSec, which loads each stage's folder of installed files: by file name.
-        files.sort_by(|a, b| (&a.0, a.1.file_name()).cmp(&(&b.0, b.1.file_name())));
-        for (stage, file) in files {
-            parsers.extend(parsers_from_file(&file, &stage, &mut patterns, &env)?);
-        }
-        Ok((Pipeline::new(parsers), env))
+        let p = self.pipeline_in(names, &env)?;
+        Ok((p, env))
     }
 }
 

@@ -98,20 +98,77 @@ pub struct Event {
     pub stage: String,
     /// JSON documents decoded by `UnmarshalJSON(..., evt.Unmarshaled, "key")`, by key.
     pub unmarshaled: serde_json::Map<String, serde_json::Value>,
-    /// For an overflow poured back into the scenarios (`reprocess: true`): the scenario that
-    /// overflowed. Such an event has `Type` 1 and `evt.Overflow.Alert.Scenario` set.
-    pub overflow: Option<String>,
+    /// For an overflow (run through the postoverflow parsers, or poured back into the scenarios
+    /// by `reprocess: true`): its alert. Such an event has `Type` 1 and `evt.Overflow.Alert`.
+    pub overflow: Option<Box<OverflowAlert>>,
 }
 
-/// Converts decoded JSON into an expr value.
+/// `evt.Overflow.Alert` as postoverflow parsers and reprocessing scenarios read it (CrowdSec's
+/// `models.Alert`, the fields expressions use); statics may rewrite its source's `Value` and
+/// `Scope` (`ipv6_to_range`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OverflowAlert {
+    /// `Scenario`.
+    pub scenario: String,
+    /// `Remediation`.
+    pub remediation: bool,
+    /// `EventsCount`.
+    pub events_count: usize,
+    /// `Source`.
+    pub source: AlertSource,
+}
+
+/// `evt.Overflow.Alert.Source`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertSource {
+    /// `Scope` (`Ip`, `Range`, ...).
+    pub scope: String,
+    /// `Value`.
+    pub value: String,
+    /// `IP`: the address the alert is about (empty for other scopes).
+    pub ip: String,
+    /// `Range`.
+    pub range: String,
+    /// `AsNumber`.
+    pub as_number: String,
+    /// `AsName`.
+    pub as_name: String,
+    /// `Cn` (country).
+    pub cn: String,
+}
+
+impl OverflowAlert {
+    fn to_value(&self) -> Value {
+        let s = |v: &str| Value::String(v.to_owned());
+        let src = &self.source;
+        Value::Map(IndexMap::from([
+            ("Scenario".to_owned(), s(&self.scenario)),
+            ("Remediation".to_owned(), Value::Bool(self.remediation)),
+            ("EventsCount".to_owned(), Value::Integer(i64::try_from(self.events_count).unwrap_or(i64::MAX))),
+            (
+                "Source".to_owned(),
+                Value::Map(IndexMap::from([
+                    ("Scope".to_owned(), s(&src.scope)),
+                    ("Value".to_owned(), s(&src.value)),
+                    ("IP".to_owned(), s(&src.ip)),
+                    ("Range".to_owned(), s(&src.range)),
+                    ("AsNumber".to_owned(), s(&src.as_number)),
+                    ("AsName".to_owned(), s(&src.as_name)),
+                    ("Cn".to_owned(), s(&src.cn)),
+                ])),
+            ),
+        ]))
+    }
+}
+
+/// Converts decoded JSON into an expr value, as Go decodes JSON into `interface{}`.
 #[must_use]
 pub fn json_to_value(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Nil,
         serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => {
-            n.as_i64().map_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0)), Value::Integer)
-        }
+        // Go's encoding/json decodes every number into a float64.
+        serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(json_to_value).collect()),
         serde_json::Value::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
@@ -160,12 +217,10 @@ impl Event {
             ("Time".to_owned(), Value::Float(self.time)),
             (
                 "Overflow".to_owned(),
-                Value::Map(IndexMap::from([(
-                    "Alert".to_owned(),
-                    self.overflow.as_ref().map_or(Value::Nil, |s| {
-                        Value::Map(IndexMap::from([("Scenario".to_owned(), Value::String(s.clone()))]))
-                    }),
-                )])),
+                Value::Map(IndexMap::from([
+                    ("Alert".to_owned(), self.overflow.as_ref().map_or(Value::Nil, |a| a.to_value())),
+                    ("Whitelisted".to_owned(), Value::Bool(self.overflow.is_some() && self.whitelisted)),
+                ])),
             ),
             (
                 "Unmarshaled".to_owned(),
@@ -206,6 +261,18 @@ impl Event {
             Some(("Meta", k)) => drop(self.meta.insert(k.into(), value)),
             Some(("Enriched", k)) => drop(self.enriched.insert(k.into(), value)),
             None if path == "StrTime" => self.str_time = value,
+            Some(("Overflow", rest)) if self.overflow.is_some() => {
+                let a = self.overflow.as_mut().expect("checked");
+                let slot = match rest {
+                    "Alert.Source.Value" => &mut a.source.value,
+                    "Alert.Source.Scope" => &mut a.source.scope,
+                    "Alert.Source.Range" => &mut a.source.range,
+                    "Alert.Source.IP" => &mut a.source.ip,
+                    "Alert.Scenario" => &mut a.scenario,
+                    _ => return Err(format!("`{path}` is not a field a static can write")),
+                };
+                *slot = value.to_string();
+            }
             _ => return Err(format!("`{path}` is not a field a static can write")),
         }
         Ok(())

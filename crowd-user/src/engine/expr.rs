@@ -395,15 +395,27 @@ impl Env {
         }
     }
 
-    /// [`Env::string`] as an event field value (a short result is kept inline: no allocation).
+    /// A static's value (a short result is kept inline: no allocation), converted as CrowdSec's
+    /// parsers convert an expression's result: a string as it is, an integer in decimal, a
+    /// float with Go's `%f` (six decimals: a JSON `401` decodes to `401.000000`); `nil`, maps,
+    /// arrays and booleans set nothing (empty).
     ///
     /// # Errors
     /// As [`Env::run`].
     pub fn field_value(&self, e: &Expr, event: &Event) -> Result<crate::engine::event::Str, ExprError> {
-        match &e.fast {
-            Some(f) => Ok(f.value(event, &self.data).as_ref().into()),
-            None => self.string(e, event).map(Into::into),
+        if let Some(f) = &e.fast {
+            return Ok(f.value(event, &self.data).as_ref().into());
         }
+        let v = match &e.light {
+            Some(p) => self.run_light(e, p, event)?,
+            None => self.run_in(e, &EvtContext::new(event))?,
+        };
+        Ok(match v {
+            Value::String(s) => s.into(),
+            Value::Integer(i) => i.to_string().into(),
+            Value::Float(f) => format!("{f:.6}").into(),
+            _ => "".into(),
+        })
     }
 
     /// [`Env::string`] in a prepared context.

@@ -381,6 +381,7 @@ mod tests {
             value: value.into(),
             remediation,
             at: 0.0,
+            ip: String::new(),
         }
     }
 

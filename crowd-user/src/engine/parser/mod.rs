@@ -78,6 +78,29 @@ impl Pipeline {
         self.len() == 0
     }
 
+    /// Runs an overflow through the postoverflow stages, as CrowdSec does: until a stage it
+    /// cannot leave (the overflow then goes on as it is), a whitelist marking it `whitelisted`
+    /// (dropped by the caller), statics rewriting its alert's source.
+    #[must_use]
+    pub fn process_overflow(&self, mut evt: Event, ctx: &Ctx<'_>) -> Event {
+        for (stage, nodes) in &self.stages {
+            evt.stage.clone_from(stage);
+            let mut ok = false;
+            for node in nodes {
+                if node.process(&mut evt, ctx) {
+                    ok = true;
+                    if node.next_stage {
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                break;
+            }
+        }
+        evt
+    }
+
     /// Runs the event through every stage. `None` when it is not parsed (a stage it could not
     /// leave). With `dump`, records every parser's result.
     pub fn process(&self, mut evt: Event, ctx: &Ctx<'_>, mut dump: Option<&mut Dump>) -> Option<Event> {

@@ -340,7 +340,12 @@ impl Node {
     }
 
     fn check_whitelist(&self, w: &Whitelist, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
-        let ip = evt.meta.get("source_ip").and_then(|s| s.parse::<IpAddr>().ok()).map(crate::addr::canonical_ip);
+        // An overflow is whitelisted by its source's address (CrowdSec: the overflow's sources).
+        let ip = match &evt.overflow {
+            Some(a) => a.source.ip.parse::<IpAddr>().ok(),
+            None => evt.meta.get("source_ip").and_then(|s| s.parse::<IpAddr>().ok()),
+        }
+        .map(crate::addr::canonical_ip);
         let hit = ip.is_some_and(|ip| {
             w.ips.iter().any(|a| crate::addr::canonical_ip(*a) == ip) || w.cidrs.iter().any(|n| n.contains(&ip))
         }) || w.exprs.iter().any(|e| ctx.env.test(e, evt));

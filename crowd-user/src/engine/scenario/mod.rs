@@ -269,6 +269,32 @@ pub struct Alert {
     pub remediation: bool,
     /// Time of the overflow (event time, Unix seconds).
     pub at: f64,
+    /// The address the alert is about, as the events wrote it (kept when a postoverflow turns
+    /// the source into its range); empty for scopes other than `Ip`.
+    pub ip: String,
+}
+
+impl Alert {
+    /// The alert as `evt.Overflow.Alert` shows it to postoverflows and reprocessing scenarios.
+    #[must_use]
+    pub fn overflow_alert(&self) -> crate::engine::event::OverflowAlert {
+        let last = self.events.last();
+        let enriched = |k: &str| last.and_then(|e| e.enriched.get(k)).map(ToString::to_string).unwrap_or_default();
+        crate::engine::event::OverflowAlert {
+            scenario: self.scenario.clone(),
+            remediation: self.remediation,
+            events_count: self.events_count,
+            source: crate::engine::event::AlertSource {
+                scope: self.scope.clone(),
+                value: self.value.clone(),
+                ip: self.ip.clone(),
+                range: if self.ip.is_empty() && self.scope == "Range" { self.value.clone() } else { String::new() },
+                as_number: enriched("ASNNumber"),
+                as_name: enriched("ASNOrg"),
+                cn: enriched("IsoCode"),
+            },
+        }
+    }
 }
 
 struct Bucket {
@@ -364,7 +390,7 @@ impl Buckets {
                     meta: last.meta,
                     enriched: last.enriched,
                     time: a.at,
-                    overflow: Some(a.scenario.clone()),
+                    overflow: Some(Box::new(a.overflow_alert())),
                     ..Event::default()
                 };
                 out.push(a);
@@ -495,6 +521,7 @@ impl Buckets {
             Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").map(ToString::to_string).unwrap_or_default()),
             Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
         };
+        let ip = if scope == "Ip" { value.clone() } else { String::new() };
         Some(Alert {
             scenario: sc.name.clone(),
             events_count: b.count,
@@ -503,6 +530,7 @@ impl Buckets {
             value,
             remediation: sc.remediation,
             at,
+            ip,
         })
     }
 
