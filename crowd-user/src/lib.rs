@@ -12,6 +12,7 @@ pub mod detect;
 pub mod enforce;
 pub mod engine;
 pub mod fuzzing;
+pub mod gotmpl;
 pub mod lapi;
 pub mod metrics;
 pub mod notify;

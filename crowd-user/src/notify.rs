@@ -3,8 +3,9 @@
 //! `group_wait`, `group_threshold`), named by profiles' `notifications:`.
 //!
 //! `format` is a template over the alerts of one delivery: CrowdSec's default `{{.|toJson}}` sends
-//! them as a JSON array; anything else is a minijinja (Jinja) template that sees them as
-//! `alerts` (Go templates are not implemented: a Go-only template is refused at load, named).
+//! them as a JSON array; any other is a Go `text/template` as CrowdSec's (`crate::gotmpl`), or a
+//! minijinja (Jinja) template that sees them as `alerts` (one with `{%` blocks, or that is no Go
+//! template); one that is neither is refused at load, named.
 //! Each notifier has its own thread: alerts are grouped for `group_wait` (or until
 //! `group_threshold` of them), sent with `timeout`, and retried `max_retry` times with doubling
 //! waits; a failure is logged, never fatal.
@@ -63,6 +64,7 @@ struct Spec {
 #[derive(Clone, Debug)]
 enum Format {
     Json,
+    Go(std::sync::Arc<crate::gotmpl::GoTemplate>),
     Jinja(String),
 }
 
@@ -108,23 +110,21 @@ impl Notifier {
         let format = match spec.format.as_deref().map(str::trim) {
             None => Format::Json,
             Some(f) if f.replace(' ', "") == "{{.|toJson}}" => Format::Json,
-            Some(f) if f.contains("{{.") || f.contains("{{ .") => {
-                return Err(NotifyError {
-                    path: p,
-                    field: "format".into(),
-                    message:
-                        "Go templates other than `{{.|toJson}}` are not supported: write a Jinja template over `alerts`"
-                            .into(),
-                });
-            }
             Some(f) => {
-                let mut env = minijinja::Environment::new();
-                env.add_template("t", f).map_err(|e| NotifyError {
-                    path: p.clone(),
-                    field: "format".into(),
-                    message: e.to_string(),
-                })?;
-                Format::Jinja(f.to_owned())
+                let go =
+                    if f.contains("{%") { Err("a Jinja block".to_owned()) } else { crate::gotmpl::GoTemplate::new(f) };
+                match go {
+                    Ok(t) => Format::Go(std::sync::Arc::new(t)),
+                    Err(go_err) => {
+                        let mut env = minijinja::Environment::new();
+                        env.add_template("t", f).map_err(|e| NotifyError {
+                            path: p.clone(),
+                            field: "format".into(),
+                            message: format!("neither a Go template ({go_err}) nor a Jinja one ({e})"),
+                        })?;
+                        Format::Jinja(f.to_owned())
+                    }
+                }
             }
         };
         Ok(Some(Notifier {
@@ -147,6 +147,7 @@ impl Notifier {
     pub fn body(&self, alerts: &[Value]) -> Result<String, String> {
         match &self.format {
             Format::Json => serde_json::to_string(alerts).map_err(|e| e.to_string()),
+            Format::Go(t) => t.render(alerts),
             Format::Jinja(t) => {
                 let mut env = minijinja::Environment::new();
                 env.add_template("t", t).map_err(|e| e.to_string())?;
@@ -321,8 +322,14 @@ mod tests {
         let n = Notifier::from_yaml(Path::new("j.yaml"), j).unwrap().unwrap();
         assert_eq!(n.body(&[a.clone(), a]).unwrap(), "crowdsecurity/ssh-bf;crowdsecurity/ssh-bf;");
         assert!(Notifier::from_yaml(Path::new("s.yaml"), "type: slack\nname: s\nurl: x\n").unwrap().is_none());
-        let go = "type: http\nname: g\nurl: x\nformat: '{{range .}}{{.Scenario}}{{end}}'\n";
-        assert_eq!(Notifier::from_yaml(Path::new("g.yaml"), go).unwrap_err().field, "format");
+        // A Go template, as CrowdSec users write them.
+        let go = "type: http\nname: g\nurl: x\nformat: '{{range .}}{{.Scenario}} {{.Source.IP}};{{end}}'\n";
+        let n = Notifier::from_yaml(Path::new("g.yaml"), go).unwrap().unwrap();
+        let b = serde_json::json!({"scenario": "s", "source": {"ip": "192.0.2.1"}});
+        assert_eq!(n.body(&[b.clone(), b]).unwrap(), "s 192.0.2.1;s 192.0.2.1;");
+        // Neither Go nor Jinja: refused at load, naming the field.
+        let bad = "type: http\nname: b\nurl: x\nformat: '{{range .}}{{end'\n";
+        assert_eq!(Notifier::from_yaml(Path::new("b.yaml"), bad).unwrap_err().field, "format");
         assert!(Notifier::from_yaml(Path::new("u.yaml"), "type: http\nname: u\nurl: x\ncolour: red\n").is_err());
     }
 }

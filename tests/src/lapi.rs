@@ -95,6 +95,29 @@ impl Api {
     }
 
     fn launch(state: PathBuf, dir: Option<tempfile::TempDir>, db: Option<String>, extra: &[&str]) -> Api {
+        // A free port can be taken by a parallel test before `crowd api` binds it (its API or
+        // metrics port): a start that exits before listening is tried again on new ports.
+        let mut dir = dir;
+        for attempt in 1.. {
+            match Api::try_launch(state.clone(), dir.take(), db.clone(), extra) {
+                Ok(api) => return api,
+                Err((d, why)) if attempt < 4 => {
+                    eprintln!("crowd api did not start ({why}): trying other ports");
+                    dir = d;
+                }
+                Err((_, why)) => panic!("{why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_launch(
+        state: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        db: Option<String>,
+        extra: &[&str],
+    ) -> Result<Api, (Option<tempfile::TempDir>, String)> {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(crowd_bin())
@@ -121,12 +144,14 @@ impl Api {
         let t = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if let Ok(Some(st)) = api.child.try_wait() {
-                panic!("crowd api exited ({st}) before listening on {addr}");
+                let why = format!("crowd api exited ({st}) before listening on {addr}");
+                let dir = api._dir.take();
+                return Err((dir, why));
             }
             assert!(t.elapsed() < Duration::from_secs(10), "crowd api did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        api
+        Ok(api)
     }
 
     /// Runs the crowd CLI on this API's store; returns stdout (asserts success).

@@ -259,7 +259,7 @@ pub struct Alert {
     pub scenario: String,
     /// Events poured into the bucket, the overflowing one included.
     pub events_count: usize,
-    /// The events kept (at most `cache_size` when set), oldest first.
+    /// The events kept (the last capacity + 1, or `cache_size` + 1 when smaller), oldest first.
     pub events: Vec<Arc<Event>>,
     /// Scope (`Ip`, `Range`, ...).
     pub scope: String,
@@ -477,10 +477,14 @@ impl Buckets {
             };
             b.count += 1;
             b.events.push_back(shared.get_or_init(|| Arc::new(evt.clone())).clone());
-            // As CrowdSec's queues: a leaky bucket keeps its last capacity + 1 events.
+            // As CrowdSec's queues, which hold one event more than their size: the size is the
+            // capacity, or `cache_size` when it is smaller (or the capacity is unbounded).
             let keep = match kind {
-                _ if cache > 0 => cache,
-                Kind::Leaky { capacity, .. } if capacity < u32::MAX => capacity as usize + 1,
+                Kind::Leaky { capacity, .. } if capacity < u32::MAX => {
+                    let cap = capacity as usize;
+                    if cache > 0 && cache <= cap { cache + 1 } else { cap + 1 }
+                }
+                _ if cache > 0 => cache + 1,
                 _ => MAX_QUEUE,
             };
             if b.events.len() > keep {
