@@ -203,7 +203,7 @@ fn alert_matches(want: &Value, got: &Alert) -> bool {
         key == &got.value
             && s["scope"].as_str().is_none_or(|x| x == got.scope)
             && s["value"].as_str().is_none_or(|x| x == got.value)
-            && s["ip"].as_str().is_none_or(|x| x == source_ip)
+            && s["ip"].as_str().is_none_or(|x| x == got.ip || x == source_ip)
             && s["as_name"].as_str().is_none_or(|x| x == enriched("ASNOrg"))
             && s["as_number"].as_str().is_none_or(|x| x == enriched("ASNumber"))
             && s["cn"].as_str().is_none_or(|x| x == enriched("IsoCode"))

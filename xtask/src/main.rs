@@ -134,9 +134,13 @@ fn main() -> Result<()> {
             match which.as_str() {
                 "dataplane" | "engine" | "lapi" => {
                     if which == "lapi" {
-                        // wrk loads the API; the crowdsec package is installed by the bench itself.
+                        // wrk loads the API; CrowdSec 1.4.6 is measured beside it.
                         setup::install(&["wrk"])?;
                         setup::test_services()?;
+                    }
+                    if which == "engine" {
+                        // Debian's crowdsec 1.4.6 rule set is one of the measured configurations.
+                        setup::crowdsec()?;
                     }
                     build()?;
                     let mut c = cargo();

@@ -99,7 +99,7 @@ fn installed(package: &str) -> bool {
 /// `policy-rc.d` answering 101 ("action forbidden") stops that, and is removed afterwards only if
 /// it was made here; the unit is then disabled. `dpkg --configure -a` finishes a configuration
 /// an earlier attempt left.
-fn crowdsec() -> Result<()> {
+pub fn crowdsec() -> Result<()> {
     if installed("crowdsec") {
         return Ok(());
     }

@@ -285,7 +285,8 @@ impl Env {
     /// # Errors
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
-        let inlined = inline_lets(source);
+        // `evt.GetType()`: CrowdSec's event type name (an overflow poured back, or a log line).
+        let inlined = inline_lets(source).replace("evt.GetType()", "(evt.Type == 1 ? \"overflow\" : \"log\")");
         let pre = closure_member_shorthand(&rewrite_negated_ops(&inlined));
         let light = field_calls(&pre).and_then(|l| expr::compile(&l).ok()).map(Arc::new);
         expr::compile(&zero_value_fields(&pre))

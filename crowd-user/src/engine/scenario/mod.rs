@@ -288,7 +288,14 @@ impl Alert {
                 scope: self.scope.clone(),
                 value: self.value.clone(),
                 ip: self.ip.clone(),
-                range: if self.ip.is_empty() && self.scope == "Range" { self.value.clone() } else { String::new() },
+                // CrowdSec: the range the enrichment declared (`Meta.SourceRange`).
+                range: if self.ip.is_empty() && self.scope == "Range" {
+                    self.value.clone()
+                } else {
+                    last.and_then(|e| e.meta.get("SourceRange").or_else(|| e.enriched.get("SourceRange")))
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                },
                 as_number: enriched("ASNNumber"),
                 as_name: enriched("ASNOrg"),
                 cn: enriched("IsoCode"),
@@ -384,15 +391,9 @@ impl Buckets {
         let mut out = Vec::with_capacity(alerts.len() + 1);
         for a in alerts {
             if self.reprocessed(&a) {
-                // An overflow event has no log line: it reaches only scenarios that look for it.
-                let last = a.events.last().map(|e| (**e).clone()).unwrap_or_default();
-                let ovf = Event {
-                    meta: last.meta,
-                    enriched: last.enriched,
-                    time: a.at,
-                    overflow: Some(Box::new(a.overflow_alert())),
-                    ..Event::default()
-                };
+                // As CrowdSec's: an overflow event carries its alert and nothing of the log lines
+                // (no `Meta`), so it reaches only scenarios that look for overflows.
+                let ovf = Event { time: a.at, overflow: Some(Box::new(a.overflow_alert())), ..Event::default() };
                 out.push(a);
                 let more = self.pour_one(&ovf, env);
                 out.extend(self.reprocess(more, env, depth + 1));
@@ -522,7 +523,15 @@ impl Buckets {
             }
         }
         let (scope, value) = match &sc.scope {
-            Scope::Ip => ("Ip".to_owned(), evt.meta.get("source_ip").map(ToString::to_string).unwrap_or_default()),
+            // An overflow poured back has no `Meta`: its alert's source is the overflow's (CrowdSec).
+            Scope::Ip => (
+                "Ip".to_owned(),
+                match (&evt.overflow, evt.meta.get("source_ip")) {
+                    (_, Some(ip)) => ip.to_string(),
+                    (Some(o), None) => o.source.ip.clone(),
+                    (None, None) => String::new(),
+                },
+            ),
             Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
         };
         let ip = if scope == "Ip" { value.clone() } else { String::new() };

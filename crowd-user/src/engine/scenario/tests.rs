@@ -121,3 +121,27 @@ fn bad_specs_are_refused() {
     assert!(Scenario::compile(&spec, &env()).unwrap_err().to_string().contains("leakspeed"));
     assert!(serde_yaml::from_str::<ScenarioSpec>("type: leaky\nname: x\nfilter: \"true\"\ncapacityy: 5\n").is_err());
 }
+
+#[test]
+fn overflows_poured_back_carry_their_alert_not_the_log_lines() {
+    // CrowdSec's reprocessed overflow has no `Meta`: a scenario on log lines never sees it, one
+    // on overflows (`evt.GetType()`, `evt.Overflow.Alert.Source.IP`) does.
+    let env = env();
+    let trigger = "type: trigger\nname: t/one\nfilter: evt.Meta.log_type == 'ssh_failed-auth'\ngroupby: evt.Meta.source_ip\nreprocess: true\nlabels:\n  remediation: true\n";
+    let on_lines = "type: trigger\nname: t/lines\nfilter: evt.Meta.log_type == 'ssh_failed-auth' && evt.GetType() == 'log'\ngroupby: evt.Meta.source_ip\n";
+    let on_overflows = "type: leaky\nname: t/repeat\nfilter: evt.GetType() == 'overflow' && evt.Overflow.Alert.Remediation == true\ngroupby: evt.Overflow.Alert.Source.IP\ncapacity: 0\nleakspeed: 1m\nlabels:\n  remediation: true\n";
+    let mut b = Buckets::new(vec![scenario(trigger), scenario(on_lines), scenario(on_overflows)], 1000);
+    let mut a = b.pour(&evt("192.0.2.7", "u", 0.0), &env);
+    a.sort_by(|x, y| x.scenario.cmp(&y.scenario));
+    let got: Vec<(&str, &str, &str)> =
+        a.iter().map(|x| (x.scenario.as_str(), x.value.as_str(), x.ip.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("t/lines", "192.0.2.7", "192.0.2.7"),
+            ("t/one", "192.0.2.7", "192.0.2.7"),
+            ("t/repeat", "192.0.2.7", "192.0.2.7")
+        ],
+        "the overflow reaches only the overflow scenario, with its alert's source"
+    );
+}
