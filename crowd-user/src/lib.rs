@@ -2,7 +2,9 @@
 //!
 //! The library behind the `crowd` binary. Pipeline (see `docs/ARCHITECTURE.md`):
 //! acquisition → parsers → scenarios → profiles → store → (XDP maps, local API, community).
-//! What exists today: the kernel data plane ([`enforce`]) and the CLI over it ([`cli`]).
+//! What exists today: acquisition, the detection engine ([`engine`], [`detect`]) reading
+//! CrowdSec's formats, the store, the Local API ([`lapi`]), the kernel data plane ([`enforce`])
+//! and the CLI ([`cli`]); the community client and server are next.
 pub mod acquisition;
 pub mod addr;
 pub mod cli;
