@@ -29,13 +29,35 @@ pub struct Counts {
     pub allowlisted: u64,
 }
 
-/// What one line (or the end of input) produced.
+/// One alert with what the profiles made of it.
+#[derive(Clone, Debug)]
+pub struct Raised {
+    /// The alert (after the postoverflows).
+    pub alert: Alert,
+    /// Its own decisions (none when allowlisted or not asking for a remediation).
+    pub decisions: Vec<Decision>,
+    /// The notifiers it goes to.
+    pub notifications: Vec<String>,
+}
+
+/// What one line (or the end of input) produced: each alert with its own decisions.
 #[derive(Clone, Debug, Default)]
 pub struct Output {
-    /// Alerts raised.
-    pub alerts: Vec<Alert>,
-    /// Decisions taken on them.
-    pub decisions: Vec<Decision>,
+    /// Alerts raised, in order.
+    pub raised: Vec<Raised>,
+}
+
+impl Output {
+    /// The alerts.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.raised.iter().map(|r| &r.alert)
+    }
+
+    /// Every decision, alert by alert.
+    #[must_use]
+    pub fn decisions(self) -> Vec<Decision> {
+        self.raised.into_iter().flat_map(|r| r.decisions).collect()
+    }
 }
 
 /// Parsers, scenarios and profile, wired.
@@ -71,11 +93,6 @@ impl Detector {
     pub fn with_postoverflows(mut self, postoverflows: Pipeline) -> Detector {
         self.postoverflows = postoverflows;
         self
-    }
-
-    /// The notifications an alert goes to (its profiles' `notifications:`).
-    pub fn notifications_for(&mut self, a: &Alert) -> Vec<String> {
-        self.profile.notifications_for(a)
     }
 
     /// Feeds one line read at `now` (Unix seconds).
@@ -117,22 +134,25 @@ impl Detector {
     fn decide(&mut self, alerts: Vec<Alert>) -> Output {
         let ctx = Ctx { env: &self.env, year: self.year };
         let alerts = postoverflow(&self.postoverflows, alerts, &ctx, &mut self.counts.overflows_whitelisted);
-        let mut decisions = Vec::new();
-        for a in &alerts {
+        let mut raised = Vec::with_capacity(alerts.len());
+        for alert in alerts {
             self.counts.alerts += 1;
-            match self.profile.decide_all(a) {
+            let verdict = self.profile.evaluate(&alert);
+            let decisions = match verdict.decisions {
                 Ok(ds) => {
                     self.counts.decisions += ds.len() as u64;
-                    decisions.extend(ds);
+                    ds
                 }
                 Err(Skip::Allowlisted(by)) => {
                     self.counts.allowlisted += 1;
-                    tracing::info!(scenario = %a.scenario, source = %a.value, allowlisted_by = %by, "not banning an allowlisted source");
+                    tracing::info!(scenario = %alert.scenario, source = %alert.value, allowlisted_by = %by, "not banning an allowlisted source");
+                    Vec::new()
                 }
-                Err(_) => {}
-            }
+                Err(_) => Vec::new(),
+            };
+            raised.push(Raised { alert, decisions, notifications: verdict.notifications });
         }
-        Output { alerts, decisions }
+        Output { raised }
     }
 
     /// Live buckets.
@@ -239,25 +259,27 @@ mod tests {
     fn a_postoverflow_whitelist_drops_the_overflow_before_any_decision() {
         let mut d = detector(&[("s01-whitelist", CDN)]);
         let out = feed(&mut d, "198.51.100.7");
-        assert!(out.alerts.is_empty() && out.decisions.is_empty(), "{:?}", out.decisions);
+        assert!(out.raised.is_empty(), "{:?}", out.raised);
         assert_eq!(d.counts.overflows_whitelisted, 1);
-        let out = feed(&mut d, "203.0.113.7");
-        assert_eq!(out.decisions.len(), 1, "another source is not whitelisted");
-        assert_eq!(out.decisions[0].value, "203.0.113.7");
+        let out = feed(&mut d, "203.0.113.7").decisions();
+        assert_eq!(out.len(), 1, "another source is not whitelisted");
+        assert_eq!(out[0].value, "203.0.113.7");
     }
 
     #[test]
     fn a_postoverflow_turns_an_ipv6_source_into_its_range() {
         let mut d = detector(&[("s00-enrich", TO_RANGE), ("s01-whitelist", CDN)]);
         let out = feed(&mut d, "2001:db8:1:2::1e");
-        assert_eq!(out.alerts[0].ip, "2001:db8:1:2::1e", "the address stays known");
-        assert_eq!((out.alerts[0].scope.as_str(), out.alerts[0].value.as_str()), ("Range", "2001:db8:1:2::/64"));
-        assert_eq!(out.decisions[0].scope, "Range");
-        assert_eq!(out.decisions[0].value, "2001:db8:1:2::/64");
+        let a = &out.raised[0];
+        assert_eq!(a.alert.ip, "2001:db8:1:2::1e", "the address stays known");
+        assert_eq!((a.alert.scope.as_str(), a.alert.value.as_str()), ("Range", "2001:db8:1:2::/64"));
+        assert_eq!(a.decisions[0].scope, "Range");
+        assert_eq!(a.decisions[0].value, "2001:db8:1:2::/64");
         // The whitelist of the next stage still sees the address.
-        assert!(feed(&mut d, "2001:db8:cd::5").alerts.is_empty());
+        assert!(feed(&mut d, "2001:db8:cd::5").raised.is_empty());
         // IPv4 sources are left alone (the filter fails: later stages do not run, the alert goes on).
         let out = feed(&mut d, "192.0.2.9");
-        assert_eq!((out.alerts[0].scope.as_str(), out.alerts[0].value.as_str()), ("Ip", "192.0.2.9"));
+        let a = &out.raised[0].alert;
+        assert_eq!((a.scope.as_str(), a.value.as_str()), ("Ip", "192.0.2.9"));
     }
 }

@@ -147,7 +147,8 @@ pub fn apply_one(
     Ok(true)
 }
 
-/// The decisions the XDP maps enforce: bans on addresses and ranges, not simulated.
+/// The decisions the XDP maps enforce, as a store filter: bans on addresses and ranges, not
+/// simulated (`crate::engine::profile::enforced_in_kernel`, the same rule in SQL).
 #[must_use]
 pub fn enforced_filter() -> DecisionFilter {
     DecisionFilter { scopes: vec!["Ip".into(), "Range".into()], kind: Some("ban".into()), ..DecisionFilter::default() }

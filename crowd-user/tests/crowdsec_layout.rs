@@ -91,9 +91,9 @@ fn banned_from(config: &Path, sources: &[&str]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for raw in sources.iter().flat_map(|ip| brute_force(ip)) {
         let line = Line { raw, src: "auth.log".into(), module: "file", labels: labels.clone() };
-        out.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| (x.scenario, x.value)));
+        out.extend(d.feed(line, 0.0).decisions().into_iter().map(|x| (x.scenario, x.value)));
     }
-    out.extend(d.finish().decisions.into_iter().map(|x| (x.scenario, x.value)));
+    out.extend(d.finish().decisions().into_iter().map(|x| (x.scenario, x.value)));
     out.sort();
     out.dedup();
     out

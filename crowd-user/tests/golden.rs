@@ -31,9 +31,9 @@ fn every_golden_case() {
                 module: "file",
                 labels: BTreeMap::from([("type".to_owned(), kind.clone())]).into(),
             };
-            got.extend(d.feed(line, 0.0).decisions);
+            got.extend(d.feed(line, 0.0).decisions());
         }
-        got.extend(d.finish().decisions);
+        got.extend(d.finish().decisions());
         let mut got: Vec<(String, String)> = got.into_iter().map(|d| (d.scenario, d.value)).collect();
         let mut want: Vec<(String, String)> = expected
             .iter()

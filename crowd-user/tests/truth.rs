@@ -51,9 +51,9 @@ fn check(kind: &str, file: &str, log_type: &str, lines: usize) {
     let mut banned = HashSet::new();
     for raw in text.lines() {
         let line = Line { raw: raw.to_owned(), src: file.into(), module: "file", labels: labels.clone() };
-        banned.extend(d.feed(line, 0.0).decisions.into_iter().map(|x| x.value));
+        banned.extend(d.feed(line, 0.0).decisions().into_iter().map(|x| x.value));
     }
-    banned.extend(d.finish().decisions.into_iter().map(|x| x.value));
+    banned.extend(d.finish().decisions().into_iter().map(|x| x.value));
     let missed: Vec<_> = attackers.difference(&banned).collect();
     let wrong: Vec<_> = benign.intersection(&banned).collect();
     assert!(attackers.len() > 20, "the generator made attackers");

@@ -527,3 +527,27 @@ fn alerts_are_served_as_cscli_reads_them(api: &Api) {
         assert!(d["id"].as_i64().is_some());
     }
 }
+
+/// `crowd simulation enable` holds for alerts pushed to `crowd api`: their decisions are stored
+/// simulated (listed with `simulated=true`, never served to bouncers as bans).
+#[test]
+fn the_api_honours_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    crowd_tests::crowd_on_store(&state, &["simulation", "enable"]);
+    let api = Api::start_in(state, Some(dir), None);
+    let key = api.bouncer("fw");
+    let token = api.machine("agent1");
+    let auth = format!("Bearer {token}");
+    let alert = json!([{
+        "capacity": 5, "events": [], "events_count": 6, "leakspeed": "10s", "message": "m", "remediation": true,
+        "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "", "scenario_version": "", "simulated": false,
+        "source": {"ip": "192.0.2.60", "scope": "Ip", "value": "192.0.2.60"},
+        "start_at": "2026-11-28T09:50:32Z", "stop_at": "2026-11-28T09:50:33Z"
+    }])
+    .to_string();
+    assert_eq!(api.send("POST", "/v1/alerts", &[("Authorization", &auth)], Some(&alert)).status, 201);
+    assert_eq!(api.get("/v1/decisions?ip=192.0.2.60", &key).body, "null", "a simulated decision is not served");
+    let sim = api.get("/v1/decisions?ip=192.0.2.60&simulated=true", &key).json();
+    assert_eq!(sim[0]["simulated"], true, "{sim}");
+}

@@ -346,3 +346,112 @@ fn clear_errors_for_bad_input() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A daemon following a fresh log with `profiles` (a `profiles.yaml` text) in a state of its
+/// own; returns (daemon, log path, state dir, the tempdir holding them).
+fn daemon_with_profiles(
+    w: &World,
+    profiles: &str,
+    extra: &[&str],
+) -> (Child, std::path::PathBuf, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("create log");
+    let p = dir.path().join("profiles.yaml");
+    std::fs::write(&p, profiles).expect("profiles");
+    let state = dir.path().join("state").to_str().expect("utf-8").to_owned();
+    let watch = format!("{}=syslog", log.display());
+    let mut args =
+        vec!["--watch", watch.as_str(), "--state-dir", state.as_str(), "--profiles", p.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let d = w.daemon_with(&args);
+    w.wait_attached();
+    std::thread::sleep(Duration::from_millis(300));
+    (d, log, state, dir)
+}
+
+fn stop(mut d: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+    let _ = d.wait();
+}
+
+/// The types of the store's active decisions on `value`, sorted.
+fn stored(w: &World, state: &str, value: &str) -> Vec<String> {
+    let v = w.crowd_json(&["decisions", "--state-dir", state, "list"]);
+    let mut out: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["value"] == value)
+        .map(|d| d["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    // (Two scenarios overflow on the burst: each alert has the same decisions.)
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn every_decision_of_an_alert_is_kept_and_only_bans_reach_the_kernel() {
+    let w = World::new();
+    // A captcha first, then a ban: both stored, the ban in the kernel.
+    let two = "name: two\nfilters: [Alert.Remediation == true]\ndecisions: [{type: captcha, duration: 1h}, {type: ban, duration: 2h}]\n";
+    let (d, log, state, _dir) = daemon_with_profiles(&w, two, &[]);
+    append(&log, &failed_logins("192.0.2.2", 8));
+    let t = Instant::now();
+    while stored(&w, &state, "192.0.2.2").len() < 2 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stored(&w, &state, "192.0.2.2"), ["ban", "captcha"], "both decisions of the alert");
+    assert_eq!(w.reach("192.0.2.2"), NONE, "the ban is enforced");
+    let list = w.crowd_json(&["map", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "one kernel entry, the ban: {list}");
+    stop(d);
+
+    // A profile that asks for a captcha only: stored and served, never dropped by the kernel.
+    w.crowd(&["map", "flush"]);
+    let captcha = "name: captcha\nfilters: [Alert.Remediation == true]\ndecisions: [{type: captcha, duration: 1h}]\n";
+    let (d, log, state, _dir) = daemon_with_profiles(&w, captcha, &[]);
+    append(&log, &failed_logins("192.0.2.3", 8));
+    let t = Instant::now();
+    while stored(&w, &state, "192.0.2.3").is_empty() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stored(&w, &state, "192.0.2.3"), ["captcha"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.reach("192.0.2.3"), ALL, "a captcha client still gets through the kernel");
+    assert_eq!(w.crowd_json(&["map", "list"]).as_array().map(Vec::len), Some(0), "nothing in the maps");
+    stop(d);
+}
+
+#[test]
+fn without_the_api_the_daemon_still_follows_the_store_and_serves_metrics() {
+    let w = World::new();
+    let metrics_port = 16_000 + u16::try_from(std::process::id() % 1000).expect("small");
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let (d, _log, state, _dir) =
+        daemon_with_profiles(&w, "name: x\nfilters: ['false']\n", &["--no-api", "--metrics-listen", listen.as_str()]);
+    // Another process writes the store (as another host's API on a shared PostgreSQL would):
+    // the daemon's change feed applies it within a second, not at the 30 s reconcile.
+    let t = Instant::now();
+    // `decisions add` also writes the maps itself: write the store with a pin dir that does not
+    // exist, so only the daemon can bring the ban into the kernel.
+    crowd_tests::crowd_on_store(std::path::Path::new(&state), &["decisions", "add", "192.0.2.2", "--duration", "1h"]);
+    while w.reach("192.0.2.2") != NONE {
+        assert!(t.elapsed() < Duration::from_secs(5), "the store's decision never reached the maps");
+    }
+    let took = t.elapsed();
+    eprintln!("decision written by another process → dropped, without the API: {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}: only the periodic reconcile applied it");
+    // Metrics are served although the API is off.
+    let body = w.link.server.within(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics listener");
+        use std::io::{Read, Write};
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    assert!(body.contains("200 OK") && body.contains("xdp"), "{body}");
+    stop(d);
+}

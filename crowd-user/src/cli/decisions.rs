@@ -163,7 +163,7 @@ pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt
                 let entries: Vec<(Target, crowd_common::Ban)> = all
                     .iter()
                     .zip(&ids)
-                    .filter(|(d, _)| d.kind == "ban")
+                    .filter(|(d, _)| crate::engine::profile::enforced_in_kernel(&d.kind, &d.scope, d.simulated))
                     .filter_map(|(d, id)| {
                         let t: Target = d.value.parse().ok()?;
                         let expiry = clock.expiry_after(Some(std::time::Duration::from_secs(d.duration_secs)));

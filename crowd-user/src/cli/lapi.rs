@@ -15,8 +15,6 @@ use crate::{
 
 /// Default listen address (CrowdSec's).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// How often the API looks for changes written by other processes.
-pub const CHANGE_POLL: Duration = Duration::from_millis(10);
 
 /// `crowd bouncers` subcommands.
 #[derive(Debug, Subcommand)]
@@ -196,6 +194,16 @@ pub fn machines(loc: &Location, cmd: &MachinesCommand, fmt: Format) -> Result<()
     Ok(())
 }
 
+/// What the Local API shares with the rest of the process.
+pub struct Shared {
+    /// Request counters (and what `/metrics` shows).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Notifications of pushed alerts.
+    pub notify: crate::notify::Dispatcher,
+    /// The store's change feed (`crate::store::changes`).
+    pub changes: tokio::sync::watch::Receiver<u64>,
+}
+
 /// Binds the API and serves it on the current runtime until `shutdown`.
 ///
 /// # Errors
@@ -204,18 +212,18 @@ pub async fn start(
     listen: SocketAddr,
     loc: &Location,
     profile: Profile,
-    metrics: Arc<crate::metrics::Metrics>,
-    notify: crate::notify::Dispatcher,
+    shared: Shared,
     tls: &lapi::tls::TlsArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
+    let Shared { metrics, notify, changes } = shared;
     let tls_cfg = lapi::tls::server_config(tls)?;
     let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
     let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
         drop(open(&l)?);
-        Ok(Lapi::new(&l, profile, CHANGE_POLL, metrics, notify, roles)?)
+        Ok(Lapi::new(&l, profile, changes, metrics, notify, roles)?)
     })
     .await??;
     let listener =
@@ -244,9 +252,14 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
 ///
 /// # Errors
 /// The address is taken.
-pub async fn start_metrics(listen: SocketAddr, api: &Lapi, maps: Option<crate::enforce::Settings>) -> Result<()> {
+pub async fn start_metrics(
+    listen: SocketAddr,
+    metrics: Arc<crate::metrics::Metrics>,
+    db: Arc<lapi::Db>,
+    maps: Option<crate::enforce::Settings>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("metrics: binding {listen}"))?;
-    let app = lapi::metrics_router(api.metrics.clone(), api.db.clone(), maps);
+    let app = lapi::metrics_router(metrics, db, maps);
     tracing::info!(%listen, "Prometheus metrics on /metrics");
     if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "metrics are served beyond loopback, without authentication");
@@ -280,9 +293,16 @@ pub fn serve(
                 _ = term.recv() => {}
             }
         };
-        let (task, api) = start(listen, loc, profile, crate::metrics::Metrics::new(), notify, tls, stop).await?;
+        let l = loc.clone();
+        let changes = tokio::task::spawn_blocking(move || {
+            drop(open(&l)?);
+            Ok::<_, anyhow::Error>(crate::store::changes::watch(&l, crate::store::changes::POLL)?)
+        })
+        .await??;
+        let shared = Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
+        let (task, api) = start(listen, loc, profile, shared, tls, stop).await?;
         if let Some(m) = metrics_listen {
-            start_metrics(m, &api, None).await?;
+            start_metrics(m, api.metrics.clone(), api.db.clone(), None).await?;
         }
         let scheme = if tls.tls_cert.is_some() { "https" } else { "http" };
         println!("crowd: local API on {scheme}://{listen}/");

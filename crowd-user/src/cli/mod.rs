@@ -321,6 +321,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {
             let mut p = replay::profile(None, profiles.as_ref())?;
+            // `crowd simulation` settings hold for alerts pushed to the API too.
+            let sim = simulation::load(state_dir)?;
+            p.simulation = sim.simulation;
+            p.simulation_exclusions = sim.exclusions;
             p.protect(crate::addr::local_addresses());
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = lapi::notifiers(notifications.as_ref(), None)?;

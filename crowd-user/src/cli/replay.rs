@@ -160,13 +160,13 @@ pub fn replay(
                 continue;
             }
             let out = d.feed(line(raw, &src, &labels), 0.0);
-            alerts += out.alerts.len();
-            decisions.extend(out.decisions);
+            alerts += out.raised.len();
+            decisions.extend(out.decisions());
         }
     }
     let out = d.finish();
-    alerts += out.alerts.len();
-    decisions.extend(out.decisions);
+    alerts += out.raised.len();
+    decisions.extend(out.decisions());
     let secs = started.elapsed().as_secs_f64();
     if d.counts.lines > 0 && d.counts.parsed == 0 {
         eprintln!(

@@ -162,37 +162,37 @@ fn start_detection(
             let out = detector.feed(line, now);
             let kind = labels.get("type").map_or("", String::as_str);
             metrics.line(&src, kind, detector.counts.parsed > parsed_before);
-            for a in &out.alerts {
-                metrics.overflows.get_or_create(&crate::metrics::ScenarioLabels { name: a.scenario.clone() }).inc();
-                let names = detector.notifications_for(a);
-                if !names.is_empty() {
-                    let ds: Vec<_> = out.decisions.iter().filter(|d| d.scenario == a.scenario && d.value == a.value).cloned().collect();
-                    notify.notify(&names, &crate::lapi::model::local_alert(a, &ds));
+            for r in out.raised {
+                metrics.overflows.get_or_create(&crate::metrics::ScenarioLabels { name: r.alert.scenario.clone() }).inc();
+                if !r.notifications.is_empty() {
+                    notify.notify(&r.notifications, &crate::lapi::model::local_alert(&r.alert, &r.decisions));
                 }
-            }
-            for (alert, d) in out.alerts.iter().filter_map(|a| out.decisions.iter().find(|d| d.scenario == a.scenario && d.value == a.value).map(|d| (a, d))) {
-                let Some(target) = d.target() else { continue };
-                tracing::info!(scenario = %d.scenario, source = %d.value, duration = d.duration_secs, simulated = d.simulated, "decision");
-                // Enforce first (milliseconds matter); the recorder thread writes the store and
-                // then the record's id into the ban, so a slow disk never delays the next ban.
+                if r.decisions.is_empty() {
+                    continue;
+                }
+                // Enforce first (milliseconds matter): every ban of the alert into the maps (other
+                // types only in the store); the recorder thread writes the store and then the
+                // records' ids into the bans, so a slow disk never delays the next ban.
                 let clock = crate::clock::BootClock::now();
-                if !d.simulated
-                    && let Err(e) = maps.insert_ban(target, crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local))
-                {
-                    tracing::error!(source = %d.value, error = %e, "could not enforce a decision");
+                for d in &r.decisions {
+                    tracing::info!(scenario = %d.scenario, source = %d.value, kind = %d.kind, duration = d.duration_secs, simulated = d.simulated, "decision");
+                    if let (true, Some(target)) = (d.enforced_in_kernel(), d.target())
+                        && let Err(e) = maps.insert_ban(target, crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local))
+                    {
+                        tracing::error!(source = %d.value, error = %e, "could not enforce a decision");
+                    }
                 }
-                let _ = record_tx.send(Record { alert: alert.clone(), decision: d.clone(), target, clock });
+                let _ = record_tx.send(Record { alert: r.alert, decisions: r.decisions, clock });
             }
         }
     })?;
     Ok(())
 }
 
-/// An enforced decision for the store.
+/// An alert and its decisions for the store.
 struct Record {
     alert: crate::engine::scenario::Alert,
-    decision: crate::engine::profile::Decision,
-    target: crate::addr::Target,
+    decisions: Vec<crate::engine::profile::Decision>,
     clock: crate::clock::BootClock,
 }
 
@@ -205,35 +205,41 @@ fn spawn_recorder(
     let mut maps = BanMaps::open(settings)?;
     let mut store = crate::store::Store::open_at(loc)?;
     std::thread::Builder::new().name("recorder".into()).spawn(move || {
-        while let Ok(Record { alert, decision: d, target, clock }) = rx.recv() {
+        while let Ok(Record { alert, decisions, clock }) = rx.recv() {
             let unix = unix_now();
-            let rec = crate::store::NewDecision {
-                origin: d.origin.clone(),
-                scenario: d.scenario.clone(),
-                scope: d.scope.clone(),
-                value: d.value.clone(),
-                kind: d.kind.clone(),
-                duration_secs: d.duration_secs,
-                simulated: d.simulated,
-                reason: String::new(),
-                uuid: String::new(),
-            };
+            let recs: Vec<crate::store::NewDecision> = decisions
+                .iter()
+                .map(|d| crate::store::NewDecision {
+                    origin: d.origin.clone(),
+                    scenario: d.scenario.clone(),
+                    scope: d.scope.clone(),
+                    value: d.value.clone(),
+                    kind: d.kind.clone(),
+                    duration_secs: d.duration_secs,
+                    simulated: d.simulated,
+                    reason: String::new(),
+                    uuid: String::new(),
+                })
+                .collect();
             let a = crate::store::NewAlert {
                 scenario: alert.scenario.clone(),
                 scope: alert.scope.clone(),
                 value: alert.value.clone(),
                 events_count: alert.events_count as u64,
-                body: crate::lapi::model::local_alert(&alert, std::slice::from_ref(&d)).to_string(),
+                body: crate::lapi::model::local_alert(&alert, &decisions).to_string(),
                 ..crate::store::NewAlert::default()
             };
-            match store.record(Some(&a), &[rec], unix) {
-                Ok(ids) if !d.simulated => {
-                    if let Ok(Some(row)) = store.get(ids[0]) {
-                        let _ = maps.insert_ban(target, crate::reconcile::ban_for(&row, unix, &clock));
+            match store.record(Some(&a), &recs, unix) {
+                Ok(ids) => {
+                    for (d, id) in decisions.iter().zip(ids) {
+                        if let (true, Some(target)) = (d.enforced_in_kernel(), d.target())
+                            && let Ok(Some(row)) = store.get(id)
+                        {
+                            let _ = maps.insert_ban(target, crate::reconcile::ban_for(&row, unix, &clock));
+                        }
                     }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(source = %d.value, error = %e, "could not record a decision"),
+                Err(e) => tracing::error!(source = %alert.value, error = %e, "could not record decisions"),
             }
         }
     })?;
@@ -361,20 +367,21 @@ pub fn daemon(
         p.protect(crate::addr::local_addresses());
         Some(p)
     };
+    // The store's change feed: decisions written by the API, the CLI or another host reach the
+    // maps as soon as they are committed, whether this daemon serves the API or not.
+    let mut changes = crate::store::changes::watch(&detect.store(), crate::store::changes::POLL)?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut changes = match api_profile {
-            Some(p) => {
-                let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-                let (_task, lapi) = super::lapi::start(detect.api_listen, state, p, metrics.clone(), notify, &detect.tls, stop).await?;
-                if !detect.no_metrics {
-                    super::lapi::start_metrics(detect.metrics_listen, &lapi, Some(settings.clone())).await?;
-                }
-                Some(lapi.changes.clone())
-            }
-            None => None,
-        };
+        if let Some(p) = api_profile {
+            let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
+            let shared = super::lapi::Shared { metrics: metrics.clone(), notify, changes: changes.clone() };
+            super::lapi::start(detect.api_listen, state, p, shared, &detect.tls, stop).await?;
+        }
+        if !detect.no_metrics {
+            let db = crate::lapi::Db::open(&detect.store())?;
+            super::lapi::start_metrics(detect.metrics_listen, metrics.clone(), db, Some(settings.clone())).await?;
+        }
         // Decisions made through the API or the CLI reach the maps as soon as the store changes.
         let mut cursor = None;
         if let Err(e) = tokio::task::block_in_place(|| crate::reconcile::apply_changes(&mut store, &mut maps, &mut cursor, unix_now())) {
@@ -398,7 +405,7 @@ pub fn daemon(
                         tracing::error!(error = %e, "refreshing the program's config");
                     }
                 }
-                Ok(()) = async { match changes.as_mut() { Some(c) => c.changed().await.map_err(|_| ()), None => std::future::pending().await } } => {
+                Ok(()) = changes.changed() => {
                     match tokio::task::block_in_place(|| crate::reconcile::apply_changes(&mut store, &mut maps, &mut cursor, unix_now())) {
                         Ok(r) if r.added + r.removed > 0 => tracing::info!(added = r.added, removed = r.removed, "store changes applied to the maps"),
                         Ok(_) => {}

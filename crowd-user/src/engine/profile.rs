@@ -208,6 +208,31 @@ impl Decision {
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_secs)
     }
+
+    /// Whether the kernel drops this decision's traffic: only bans (`ban`) on an address or a
+    /// range (`Ip`, `Range`: the store's canonical scopes), not simulated. Other types (`captcha`, `throttle`, ...) are
+    /// stored and served to bouncers that know them.
+    #[must_use]
+    pub fn enforced_in_kernel(&self) -> bool {
+        enforced_in_kernel(&self.kind, &self.scope, self.simulated)
+    }
+}
+
+/// The one rule for what reaches the XDP maps, whoever made the decision (this host's
+/// scenarios, the Local API, the CLI, an import, the change feed): bans on `Ip` or `Range`
+/// scopes that are not simulated.
+#[must_use]
+pub fn enforced_in_kernel(kind: &str, scope: &str, simulated: bool) -> bool {
+    kind == "ban" && (scope == "Ip" || scope == "Range") && !simulated
+}
+
+/// What the profiles make of one alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Its decisions, or why it has none.
+    pub decisions: Result<Vec<Decision>, Skip>,
+    /// The notifiers it goes to.
+    pub notifications: Vec<String>,
 }
 
 /// Why an alert got no decision.
@@ -273,15 +298,29 @@ impl Profile {
     /// # Errors
     /// [`Skip`] saying why no decision was taken.
     pub fn decide_all(&mut self, a: &Alert) -> Result<Vec<Decision>, Skip> {
+        self.evaluate(a).decisions
+    }
+
+    /// The profiles' verdict on an alert, from one walk of the profiles (so the notifications
+    /// and the decisions see the same `GetDecisionsCount`, for this host's alerts and pushed ones
+    /// alike): the decisions (one per decision of every profile that applies), or why there are
+    /// none, and the notifications (`notifications:` of every profile that applies). The
+    /// decisions then count in the history.
+    pub fn evaluate(&mut self, a: &Alert) -> Verdict {
         if self.rules.is_empty() {
-            let d = self.decide(a)?;
-            *self.history.entry(d.value.clone()).or_default() += 1;
-            return Ok(vec![d]);
+            let decisions = self.decide(a).map(|d| vec![d]);
+            return self.counted(Verdict { decisions, notifications: Vec::new() });
         }
         // The allowlist and the scope check come first, whatever the profiles say.
-        let base = self.decide(&Alert { remediation: true, ..a.clone() })?;
-        let mut out = Vec::new();
+        let base = self.decide(&Alert { remediation: true, ..a.clone() });
+        let (mut out, mut notifications) = (Vec::new(), Vec::<String>::new());
         self.walk(a, |r, env, ctx| {
+            for n in &r.notifications {
+                if !notifications.contains(n) {
+                    notifications.push(n.clone());
+                }
+            }
+            let Ok(base) = &base else { return };
             let from_expr = r
                 .duration_expr
                 .as_ref()
@@ -298,14 +337,22 @@ impl Profile {
             }
             tracing::debug!(profile = %r.name, decisions = r.decisions.len(), "profile applied");
         });
-        for d in &out {
-            *self.history.entry(d.value.clone()).or_default() += 1;
-        }
-        if out.is_empty() { Err(Skip::NoRemediation) } else { Ok(out) }
+        let decisions = match base {
+            Err(skip) => Err(skip),
+            Ok(_) if out.is_empty() => Err(Skip::NoRemediation),
+            Ok(_) => Ok(out),
+        };
+        self.counted(Verdict { decisions, notifications })
     }
 
-    /// The notifications (`notifications:` of the profiles) an alert goes to: those of every
-    /// profile whose filters hold, following `on_success`/`on_failure` like [`Profile::decide_all`].
+    fn counted(&mut self, v: Verdict) -> Verdict {
+        for d in v.decisions.iter().flatten() {
+            *self.history.entry(d.value.clone()).or_default() += 1;
+        }
+        v
+    }
+
+    /// The notifications an alert goes to (see [`Profile::evaluate`]), without deciding.
     pub fn notifications_for(&mut self, a: &Alert) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         self.walk(a, |r, _, _| {
@@ -410,6 +457,34 @@ mod tests {
         let mut p = Profile { rules: load_rules(Path::new("p.yaml"), y).unwrap(), ..Profile::default() };
         assert_eq!(p.notifications_for(&alert("192.0.2.9", "Ip", true)), ["slack", "hook"]);
         assert_eq!(p.notifications_for(&alert("192.0.2.0/24", "Range", true)), ["pager"]);
+    }
+
+    #[test]
+    fn one_walk_gives_every_decision_and_the_notifications_seen_with_the_same_history() {
+        // A repeat offender (GetDecisionsCount) gets a captcha and a ban, and is notified; the
+        // notifications come from the same walk as the decisions, before they count.
+        let y = "name: repeat\nfilters: [GetDecisionsCount(Alert.GetValue()) > 0]\n\
+                 decisions: [{type: ban, duration: 1h}, {type: captcha, duration: 2h}]\nnotifications: [pager]\n\
+                 on_success: break\n---\nname: first\nfilters: ['true']\ndecisions: [{type: captcha, duration: 1h}]\n\
+                 notifications: [log]\n";
+        let mut p = Profile { rules: load_rules(Path::new("p.yaml"), y).unwrap(), ..Profile::default() };
+        let a = alert("192.0.2.9", "Ip", true);
+        let v = p.evaluate(&a);
+        assert_eq!(v.notifications, ["log"]);
+        let kinds: Vec<(String, bool)> =
+            v.decisions.unwrap().iter().map(|d| (d.kind.clone(), d.enforced_in_kernel())).collect();
+        assert_eq!(kinds, [("captcha".to_owned(), false)], "a captcha never reaches the kernel");
+        let v = p.evaluate(&a);
+        assert_eq!(v.notifications, ["pager"], "now a repeat offender");
+        let kinds: Vec<(String, bool)> =
+            v.decisions.unwrap().iter().map(|d| (d.kind.clone(), d.enforced_in_kernel())).collect();
+        assert_eq!(kinds, [("ban".to_owned(), true), ("captcha".to_owned(), false)], "both decisions");
+        // An allowlisted source: no decision, the notifications still chosen.
+        p.protect(["192.0.2.10".parse().unwrap()]);
+        let v = p.evaluate(&alert("192.0.2.10", "Ip", true));
+        assert!(matches!(v.decisions, Err(Skip::Allowlisted(_))));
+        assert_eq!(v.notifications, ["log"]);
+        assert!(!enforced_in_kernel("ban", "Country", false) && !enforced_in_kernel("ban", "Ip", true));
     }
 
     #[test]

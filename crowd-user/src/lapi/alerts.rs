@@ -184,19 +184,18 @@ pub async fn push(
         if a.scenario.is_empty() || a.source.scope.is_empty() {
             return Err(ApiError::BadRequest(format!("alert {i}: scenario and source.scope are required")));
         }
-        let notify = {
-            let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
-            profile.notifications_for(&engine_alert(a))
-        };
-        let decisions = match &a.decisions {
+        // As CrowdSec: an alert that carries decisions keeps them (the profiles only choose its
+        // notifications); one without goes through the profiles once, as this host's alerts do.
+        let (decisions, notify) = match &a.decisions {
             Some(ds) if !ds.is_empty() => {
                 let ds = ds
                     .iter()
                     .map(|d| decision_of(d, a))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| ApiError::BadRequest(format!("alert {i}: {e}")))?;
-                let profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
-                ds.into_iter().filter(|d| !allowlisted(&profile, d)).collect()
+                let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+                let notify = profile.notifications_for(&engine_alert(a));
+                (ds.into_iter().filter(|d| !allowlisted(&profile, d)).collect(), notify)
             }
             _ => profiled(&st, a)?,
         };
@@ -262,17 +261,18 @@ fn engine_alert(a: &Alert) -> crate::engine::scenario::Alert {
     }
 }
 
-/// Decisions from crowd's profiles for an alert pushed without any.
-fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
+/// Decisions and notifications from crowd's profiles for an alert pushed without decisions.
+fn profiled(st: &Lapi, a: &Alert) -> Result<(Vec<NewDecision>, Vec<String>), ApiError> {
     let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let decided = match profile.decide_all(&engine_alert(a)) {
+    let verdict = profile.evaluate(&engine_alert(a));
+    let decided = match verdict.decisions {
         Ok(ds) => ds,
         Err(why) => {
             tracing::debug!(scenario = %a.scenario, value = %a.source.value, ?why, "pushed alert: no decision");
-            return Ok(Vec::new());
+            return Ok((Vec::new(), verdict.notifications));
         }
     };
-    Ok(decided
+    let decisions = decided
         .into_iter()
         .map(|d| NewDecision {
             origin: d.origin,
@@ -285,7 +285,8 @@ fn profiled(st: &Lapi, a: &Alert) -> Result<Vec<NewDecision>, ApiError> {
             reason: String::new(),
             uuid: String::new(),
         })
-        .collect())
+        .collect();
+    Ok((decisions, verdict.notifications))
 }
 
 /// An alert as served: its stored body with its id, machine, time and decisions.

@@ -18,7 +18,6 @@ pub mod tls;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, RwLock},
-    time::Duration,
 };
 
 use axum::{
@@ -159,15 +158,15 @@ impl IntoResponse for ApiError {
 }
 
 impl Lapi {
-    /// The API state over the store at `loc`: opens it, loads or makes the JWT key, and starts
-    /// the change poller (every `poll`) on the current tokio runtime.
+    /// The API state over the store at `loc`: opens it, loads or makes the JWT key (reloaded
+    /// when `changes`, the store's change feed, says the store moved).
     ///
     /// # Errors
     /// Store errors.
     pub fn new(
         loc: &Location,
         profile: Profile,
-        poll: Duration,
+        changes: watch::Receiver<u64>,
         metrics: Arc<crate::metrics::Metrics>,
         notify: crate::notify::Dispatcher,
         roles: tls::Roles,
@@ -175,40 +174,21 @@ impl Lapi {
         let db = Db::open(loc)?;
         let mut s = db.take()?;
         let key = Arc::new(RwLock::new(s.secret(JWT_SECRET, auth::random_token)?.into_bytes()));
-        let mut watcher = Store::open_at(loc)?;
-        watcher.listen()?;
         db.give(s);
-        let (tx, rx) = watch::channel(0u64);
-        let jwt_key = key.clone();
-        std::thread::Builder::new()
-            .name("lapi-changes".into())
-            .spawn(move || {
-                let mut last = watcher.data_version().unwrap_or(0);
-                let mut n = 0u64;
-                // Ends when every receiver (the API) is gone.
-                while !tx.is_closed() {
-                    std::thread::sleep(poll);
-                    match watcher.data_version() {
-                        Ok(v) if v != last => {
-                            last = v;
-                            n += 1;
-                            let _ = tx.send(n);
-                            // A rotated key takes effect here: tokens signed with the old one fail.
-                            if let Ok(Some(k)) = watcher.get_secret(JWT_SECRET)
-                                && let Ok(mut held) = jwt_key.write()
-                                && *held != k.as_bytes()
-                            {
-                                tracing::info!("token signing key replaced: earlier tokens are refused");
-                                *held = k.into_bytes();
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "watching the store for changes"),
-                    }
+        // A rotated key takes effect at the next change: tokens signed with the old one fail.
+        let (jwt_key, mut rx, keys) = (key.clone(), changes.clone(), db.clone());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Ok(Some(k)) = keys.run(|s| s.get_secret(JWT_SECRET)).await else { continue };
+                if let Ok(mut held) = jwt_key.write()
+                    && *held != k.as_bytes()
+                {
+                    tracing::info!("token signing key replaced: earlier tokens are refused");
+                    *held = k.into_bytes();
                 }
-            })
-            .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key, changes: rx, metrics, notify, roles }))
+            }
+        });
+        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key, changes, metrics, notify, roles }))
     }
 }
 
@@ -245,14 +225,16 @@ async fn count(State(st): State<Arc<Lapi>>, req: axum::extract::Request, next: a
 }
 
 /// `/metrics` (its own listener, loopback): the counters, plus the store's active decisions and
-/// the XDP program's packet counters read now.
+/// the XDP program's packet counters read now (the pinned maps opened once, at the first scrape
+/// that finds them, not at every scrape).
 pub fn metrics_router(
     metrics: Arc<crate::metrics::Metrics>,
     db: Arc<Db>,
     maps: Option<crate::enforce::Settings>,
 ) -> Router {
+    let opened: Arc<Mutex<Option<crate::enforce::maps::BanMaps>>> = Arc::new(Mutex::new(None));
     let handler = move || {
-        let (metrics, db, maps) = (metrics.clone(), db.clone(), maps.clone());
+        let (metrics, db, maps, opened) = (metrics.clone(), db.clone(), maps.clone(), opened.clone());
         async move {
             let now = decisions::now();
             match db.run(move |s| s.active_counts(now)).await {
@@ -260,9 +242,14 @@ pub fn metrics_router(
                 Err(e) => tracing::warn!(error = %e, "metrics: counting decisions"),
             }
             if let Some(settings) = &maps
-                && let Ok(s) = crate::enforce::maps::BanMaps::open(settings).and_then(|m| m.stats())
+                && let Ok(mut held) = opened.lock()
             {
-                metrics.set_xdp(&s);
+                if held.is_none() {
+                    *held = crate::enforce::maps::BanMaps::open(settings).ok();
+                }
+                if let Some(Ok(s)) = held.as_ref().map(crate::enforce::maps::BanMaps::stats) {
+                    metrics.set_xdp(&s);
+                }
             }
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
         }

@@ -6,10 +6,12 @@
 //! reconciles at start and periodically (`crate::reconcile`). Times are Unix seconds passed in
 //! by the caller. The schema is versioned (`PRAGMA user_version`) and migrated forward on open
 //! (`schema.rs`). Decision queries for the Local API are in `decisions.rs`, alerts in
-//! `alerts.rs`, bouncers, machines and secrets in `auth.rs`.
+//! `alerts.rs`, bouncers, machines and secrets in `auth.rs`; the change feed other processes'
+//! commits raise is `changes.rs`.
 mod alerts;
 mod auth;
 mod backend;
+pub mod changes;
 mod decisions;
 mod schema;
 
