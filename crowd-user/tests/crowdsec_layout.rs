@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use crowd::{cli::replay, engine::event::Line};
+use crowd::{engine::event::Line, rules};
 
 fn hub() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/crowdsec-hub").canonicalize().expect("../shared hub")
@@ -85,8 +85,8 @@ fn banned(config: &Path) -> Vec<(String, String)> {
 }
 
 fn banned_from(config: &Path, sources: &[&str]) -> Vec<(String, String)> {
-    let profile = replay::profile(Some(&config.to_owned()), None).unwrap();
-    let mut d = replay::detector(Some(&config.to_owned()), profile).unwrap();
+    let profile = rules::profile(Some(&config.to_owned()), None).unwrap();
+    let mut d = rules::detector(Some(&config.to_owned()), profile).unwrap();
     let labels = Arc::new(BTreeMap::from([("type".to_owned(), "syslog".to_owned())]));
     let mut out = Vec::new();
     for raw in sources.iter().flat_map(|ip| brute_force(ip)) {
@@ -103,7 +103,7 @@ fn banned_from(config: &Path, sources: &[&str]) -> Vec<(String, String)> {
 fn an_installed_crowdsec_configuration_is_read_as_it_is() {
     let t = tempfile::tempdir().unwrap();
     let etc = debian_layout(t.path());
-    let (pipeline, _, scenarios) = replay::load(Some(&etc), false).unwrap();
+    let (pipeline, _, scenarios) = rules::load(Some(&etc), false).unwrap();
     let from_links = pipeline.len();
     assert!(from_links >= PARSERS.len(), "every installed parser, through its symlink: {from_links}");
     let mut names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
@@ -117,7 +117,7 @@ fn an_installed_crowdsec_configuration_is_read_as_it_is() {
             "crowdsecurity/ssh-slow-bf_user-enum"
         ]
     );
-    let sim = replay::simulation(Some(&etc), t.path()).unwrap();
+    let sim = rules::simulation(Some(&etc), t.path()).unwrap();
     assert!(!sim.simulation, "`simulation: off` read as YAML 1.1");
 
     let got = banned(&etc);
@@ -142,7 +142,7 @@ fn an_installed_crowdsec_configuration_is_read_as_it_is() {
         .unwrap();
     }
     std::os::unix::fs::symlink(hub().join("patterns"), hub_layout.join("patterns")).unwrap();
-    assert_eq!(replay::load(Some(&hub_layout), false).unwrap().0.len(), from_links);
+    assert_eq!(rules::load(Some(&hub_layout), false).unwrap().0.len(), from_links);
     // Without the postoverflow (the hub layout here has none), the CDN address is banned too.
     let without = banned(&hub_layout);
     assert!(without.iter().any(|(_, v)| v == "173.245.48.9"), "{without:?}");
@@ -154,12 +154,12 @@ fn a_configuration_with_nothing_to_detect_with_says_where_it_looked() {
     let t = tempfile::tempdir().unwrap();
     let etc = debian_layout(t.path());
     std::fs::remove_dir_all(etc.join("scenarios")).unwrap();
-    let e = replay::load(Some(&etc), false).err().expect("refused").to_string();
+    let e = rules::load(Some(&etc), false).err().expect("refused").to_string();
     assert!(e.contains("parsers and 0 scenarios"), "{e}");
     assert!(e.contains("CrowdSec configuration") && e.contains("scenarios"), "{e}");
     // An empty folder that is no configuration at all.
     let empty = t.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let e = replay::load(Some(&empty), false).err().expect("refused").to_string();
+    let e = rules::load(Some(&empty), false).err().expect("refused").to_string();
     assert!(e.contains("0 parsers and 0 scenarios") && e.contains("hub folder"), "{e}");
 }

@@ -409,6 +409,8 @@ fn every_decision_of_an_alert_is_kept_and_only_bans_reach_the_kernel() {
     stop(d);
 
     // A profile that asks for a captcha only: stored and served, never dropped by the kernel.
+    // (Detached first: the next daemon's new link pin is the sign that it follows the log.)
+    w.crowd_in_server(&["detach", "--iface", &w.link.server_if]);
     w.crowd(&["map", "flush"]);
     let captcha = "name: captcha\nfilters: [Alert.Remediation == true]\ndecisions: [{type: captcha, duration: 1h}]\n";
     let (d, log, state, _dir) = daemon_with_profiles(&w, captcha, &[]);

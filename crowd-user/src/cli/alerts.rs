@@ -55,7 +55,7 @@ pub enum AlertsCommand {
 /// # Errors
 /// Bad arguments, store errors, an unknown alert.
 pub fn dispatch(loc: &Location, cmd: &AlertsCommand, fmt: Format) -> Result<()> {
-    let mut s = super::lapi::open(loc)?;
+    let mut s = crate::rules::open_store(loc)?;
     let now = crate::lapi::decisions::now();
     match cmd {
         AlertsCommand::List { value, scenario, since, limit } => {

@@ -78,7 +78,7 @@ fn maps(settings: &Settings) -> Option<BanMaps> {
 /// # Errors
 /// Bad input (named), store or map errors.
 pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt: Format) -> Result<()> {
-    let mut store = super::lapi::open(loc)?;
+    let mut store = crate::rules::open_store(loc)?;
     let t = now();
     match cmd {
         DecisionsCommand::List => {

@@ -1,6 +1,6 @@
 //! `crowd api` (the Local API alone), `crowd bouncers add|list|delete` and
 //! `crowd machines add|list|delete|validate`: the API's credentials, kept in the store.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -9,8 +9,8 @@ use serde_json::json;
 use super::{Format, output};
 use crate::{
     engine::profile::Profile,
-    lapi::{self, Lapi, auth},
-    store::{Location, Store},
+    lapi::{self, auth},
+    store::Location,
 };
 
 /// Default listen address (CrowdSec's).
@@ -64,19 +64,6 @@ pub enum MachinesCommand {
     RotateKey,
 }
 
-/// Opens the store (creating a SQLite store's folder, `0700`, if it is missing).
-///
-/// # Errors
-/// The folder cannot be made, or the store does not open (named).
-pub fn open(loc: &Location) -> Result<Store> {
-    if let Location::Sqlite(p) = loc
-        && let Some(dir) = p.parent()
-    {
-        crate::private::parent_dir(dir).with_context(|| format!("creating `{}`", dir.display()))?;
-    }
-    Store::open_at(loc).with_context(|| format!("opening the store `{loc}`"))
-}
-
 fn when(t: Option<i64>) -> String {
     t.map_or_else(|| "-".into(), crate::clock::rfc3339)
 }
@@ -86,7 +73,7 @@ fn when(t: Option<i64>) -> String {
 /// # Errors
 /// Store errors, a taken name, an unknown bouncer.
 pub fn bouncers(loc: &Location, cmd: &BouncersCommand, fmt: Format) -> Result<()> {
-    let mut s = open(loc)?;
+    let mut s = crate::rules::open_store(loc)?;
     let now = lapi::decisions::now();
     match cmd {
         BouncersCommand::Add { name, key } => {
@@ -142,7 +129,7 @@ pub fn bouncers(loc: &Location, cmd: &BouncersCommand, fmt: Format) -> Result<()
 /// # Errors
 /// Store errors, an unknown machine.
 pub fn machines(loc: &Location, cmd: &MachinesCommand, fmt: Format) -> Result<()> {
-    let mut s = open(loc)?;
+    let mut s = crate::rules::open_store(loc)?;
     let now = lapi::decisions::now();
     match cmd {
         MachinesCommand::Add { machine_id, password } => {
@@ -194,83 +181,8 @@ pub fn machines(loc: &Location, cmd: &MachinesCommand, fmt: Format) -> Result<()
     Ok(())
 }
 
-/// What the Local API shares with the rest of the process.
-pub struct Shared {
-    /// Request counters (and what `/metrics` shows).
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Notifications of pushed alerts.
-    pub notify: crate::notify::Dispatcher,
-    /// The store's change feed (`crate::store::changes`).
-    pub changes: tokio::sync::watch::Receiver<u64>,
-}
-
-/// Binds the API and serves it on the current runtime until `shutdown`.
-///
-/// # Errors
-/// The address is taken or the store does not open.
-pub async fn start(
-    listen: SocketAddr,
-    loc: &Location,
-    profile: Profile,
-    shared: Shared,
-    tls: &lapi::tls::TlsArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
-    let Shared { metrics, notify, changes } = shared;
-    let tls_cfg = lapi::tls::server_config(tls)?;
-    let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
-    // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
-    let l = loc.clone();
-    let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
-        drop(open(&l)?);
-        Ok(Lapi::new(&l, profile, changes, metrics, notify, roles)?)
-    })
-    .await??;
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
-    tracing::info!(%listen, tls = tls_cfg.is_some(), "local API listening");
-    if !listen.ip().is_loopback() && tls_cfg.is_none() {
-        tracing::warn!(
-            %listen,
-            "the local API listens beyond loopback without TLS: bouncer keys, agent passwords and tokens cross \
-             the network in clear (give --tls-cert and --tls-key)"
-        );
-    }
-    let st = state.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = lapi::serve(listener, st, tls_cfg, shutdown).await {
-            tracing::error!(error = %e, "local API stopped");
-        }
-    });
-    Ok((task, state))
-}
-
 /// Default Prometheus listen address (CrowdSec's).
 pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
-
-/// Serves `/metrics` on `listen` (meant for loopback) for the life of the runtime.
-///
-/// # Errors
-/// The address is taken.
-pub async fn start_metrics(
-    listen: SocketAddr,
-    metrics: Arc<crate::metrics::Metrics>,
-    db: Arc<lapi::Db>,
-    maps: Option<crate::enforce::Settings>,
-) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("metrics: binding {listen}"))?;
-    let app = lapi::metrics_router(metrics, db, maps);
-    tracing::info!(%listen, "Prometheus metrics on /metrics");
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "metrics are served beyond loopback, without authentication");
-    }
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server stopped");
-        }
-    });
-    Ok(())
-}
 
 /// `crowd api`: the Local API alone (no enforcement, no log reading), until SIGINT or SIGTERM.
 ///
@@ -295,14 +207,14 @@ pub fn serve(
         };
         let l = loc.clone();
         let changes = tokio::task::spawn_blocking(move || {
-            drop(open(&l)?);
+            drop(crate::rules::open_store(&l)?);
             Ok::<_, anyhow::Error>(crate::store::changes::watch(&l, crate::store::changes::POLL)?)
         })
         .await??;
-        let shared = Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
-        let (task, api) = start(listen, loc, profile, shared, tls, stop).await?;
+        let shared = crate::daemon::api::Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
+        let (task, api) = crate::daemon::api::start(listen, loc, profile, shared, tls, stop).await?;
         if let Some(m) = metrics_listen {
-            start_metrics(m, api.metrics.clone(), api.db.clone(), None).await?;
+            crate::daemon::api::start_metrics(m, api.metrics.clone(), api.db.clone(), None).await?;
         }
         let scheme = if tls.tls_cert.is_some() { "https" } else { "http" };
         println!("crowd: local API on {scheme}://{listen}/");
@@ -344,35 +256,4 @@ pub fn show_metrics(url: &str, fmt: Format) -> Result<()> {
         ),
     }
     Ok(())
-}
-
-/// The notifiers of `--notifications DIR`, or of `<config>/notifications` when it exists.
-///
-/// # Errors
-/// A notification file that does not load (named).
-pub fn notifiers(
-    dir: Option<&std::path::PathBuf>,
-    config: Option<&std::path::PathBuf>,
-) -> Result<crate::notify::Dispatcher> {
-    let list = match (dir, config) {
-        // Named on the command line: all or nothing.
-        (Some(d), _) => crate::notify::load_dir(d)?,
-        // A configuration's folder (an installed CrowdSec's holds plugins crowd does not run):
-        // what loads, and a warning for each file that does not.
-        (None, Some(c)) => match crate::config::crowdsec::ConfigDir::open(c)?.notifications() {
-            Some(d) => {
-                let (ok, bad) = crate::notify::load_dir_each(&d)?;
-                for e in bad {
-                    tracing::warn!(error = %e, "notification file not loaded (profiles naming it notify nothing)");
-                }
-                ok
-            }
-            None => Vec::new(),
-        },
-        (None, None) => Vec::new(),
-    };
-    for n in &list {
-        tracing::info!(notifier = %n.name, "notifications");
-    }
-    Ok(crate::notify::Dispatcher::start(list))
 }

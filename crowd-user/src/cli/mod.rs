@@ -3,15 +3,15 @@
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
 pub mod alerts;
+pub mod attach;
 pub mod decisions;
-pub mod edge;
+pub mod enforce;
 pub mod hubtest;
 pub mod import;
 pub mod lapi;
 pub mod map;
 pub mod output;
 pub mod replay;
-pub mod run;
 pub mod simulation;
 
 use std::{path::PathBuf, time::Duration};
@@ -19,7 +19,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::enforce::{self, Settings, attach::Mode};
+use crate::enforce::{Settings, attach::Mode};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +35,7 @@ pub enum Format {
 #[command(name = "crowd", version, about)]
 pub struct Cli {
     /// bpffs directory holding crowd's pinned maps and links.
-    #[arg(long, global = true, env = "CROWD_PIN_DIR", default_value = enforce::DEFAULT_PIN_DIR)]
+    #[arg(long, global = true, env = "CROWD_PIN_DIR", default_value = crate::enforce::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
@@ -106,7 +106,7 @@ pub enum Command {
         #[command(flatten)]
         caps: Capacities,
         #[command(flatten)]
-        detect: run::DetectArgs,
+        detect: crate::daemon::Options,
     },
     /// Run only the XDP enforcer, fed by a remote Local API (an edge host of a fleet).
     Enforce {
@@ -119,7 +119,7 @@ pub enum Command {
         #[command(flatten)]
         caps: Capacities,
         #[command(flatten)]
-        args: edge::EnforceArgs,
+        args: crate::daemon::puller::Options,
     },
     /// Inspect and edit the kernel ban maps directly (no daemon needed).
     Map {
@@ -303,13 +303,13 @@ pub fn state(dir: &std::path::Path) -> Result<()> {
 /// Whatever the command reports; `main` prints it with its causes.
 pub fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Attach { iface, mode, caps } => run::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
-        Command::Detach { iface, all, purge } => run::detach(&cli.settings(None), iface, *all, *purge, cli.output),
+        Command::Attach { iface, mode, caps } => attach::attach(&cli.settings(Some(*caps)), iface, *mode, cli.output),
+        Command::Detach { iface, all, purge } => attach::detach(&cli.settings(None), iface, *all, *purge, cli.output),
         Command::Run { iface, mode, sweep_every, rebuild_every, caps, detect } => {
-            let detect = run::DetectArgs { db: cli.db.clone(), ..detect.clone() };
-            run::daemon(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, &detect)
+            let detect = crate::daemon::Options { db: cli.db.clone(), ..detect.clone() };
+            crate::daemon::run(&cli.settings(Some(*caps)), iface, *mode, *sweep_every, *rebuild_every, &detect)
         }
-        Command::Enforce { iface, mode, caps, args } => edge::run(&cli.settings(Some(*caps)), iface, *mode, args),
+        Command::Enforce { iface, mode, caps, args } => enforce::run(&cli.settings(Some(*caps)), iface, *mode, args),
         Command::Map { command } => map::dispatch(&cli.settings(None), command, cli.output),
         Command::Hubtest { command: HubtestCommand::Run { hub, out, test } } => hubtest::run(hub, out, test),
         Command::Decisions { state_dir, command } => {
@@ -320,14 +320,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {
-            let mut p = replay::profile(None, profiles.as_ref())?;
+            let mut p = crate::rules::profile(None, profiles.as_ref())?;
             // `crowd simulation` settings hold for alerts pushed to the API too.
-            let sim = simulation::load(state_dir)?;
+            let sim = crate::rules::load_simulation(state_dir)?;
             p.simulation = sim.simulation;
             p.simulation_exclusions = sim.exclusions;
             p.protect(crate::addr::local_addresses());
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
-            let notify = lapi::notifiers(notifications.as_ref(), None)?;
+            let notify = crate::rules::notifiers(notifications.as_ref(), None)?;
             lapi::serve(*listen, m, &cli.store(state_dir)?, p, notify, tls)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),

@@ -3,111 +3,16 @@
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
-use chrono::Datelike;
 use serde_json::json;
 
 use super::{Format, output};
 use crate::{
-    config::{self, crowdsec::ConfigDir},
-    detect::Detector,
+    config::crowdsec::ConfigDir,
     engine::{
         event::{Labels, Line, type_label},
         profile::Profile,
     },
 };
-
-/// The profile: CrowdSec's defaults, or the profiles of `profiles` (a `profiles.yaml`), else of
-/// `<config>/profiles.yaml` when that exists.
-///
-/// # Errors
-/// An unreadable or invalid profiles file (nothing of it is used).
-pub fn profile(config_dir: Option<&PathBuf>, profiles: Option<&PathBuf>) -> Result<Profile> {
-    let from_config = match config_dir {
-        Some(d) => ConfigDir::open(d)?.profiles(),
-        None => None,
-    };
-    let path = profiles.cloned().or(from_config);
-    let mut p = Profile::default();
-    if let Some(path) = path {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
-        p.rules = crate::engine::profile::load_rules(&path, &text)?;
-    }
-    Ok(p)
-}
-
-/// Builds a detector from `--config DIR` (a hub-layout folder) or the embedded defaults.
-///
-/// # Errors
-/// Configuration that does not load, with file, line and field.
-pub fn detector(config_dir: Option<&PathBuf>, profile: Profile) -> Result<Detector> {
-    detector_with(config_dir, profile, false)
-}
-
-/// [`detector`]; with `skip_invalid`, files that do not load are left out (each named in a
-/// warning) instead of refusing to start.
-///
-/// # Errors
-/// Configuration that does not load (without `skip_invalid`), with file, line and field.
-pub fn detector_with(config_dir: Option<&PathBuf>, profile: Profile, skip_invalid: bool) -> Result<Detector> {
-    let (pipeline, env, scenarios) = load(config_dir, skip_invalid)?;
-    let post = match config_dir {
-        Some(dir) => {
-            let (post, skipped) = ConfigDir::open(dir)?.hub.postoverflows(&env, skip_invalid)?;
-            for err in &skipped {
-                tracing::warn!(error = %err, "skipped: this postoverflow did not load");
-            }
-            post
-        }
-        None => crate::engine::parser::Pipeline::new(Vec::new()),
-    };
-    Ok(Detector::new(pipeline, env, scenarios, profile, chrono::Utc::now().year()).with_postoverflows(post))
-}
-
-/// Parsers, expression environment and scenarios of `--config DIR` (a hub-layout folder or an
-/// installed CrowdSec's configuration directory), or the embedded defaults. A directory that
-/// yields no parser or no scenario is an error that says what was found and where crowd looked.
-///
-/// # Errors
-/// Configuration that does not load (without `skip_invalid`), with file, line and field; an
-/// empty configuration.
-pub fn load(
-    config_dir: Option<&PathBuf>,
-    skip_invalid: bool,
-) -> Result<(crate::engine::parser::Pipeline, crate::engine::expr::Env, Vec<crate::engine::scenario::Scenario>)> {
-    let Some(dir) = config_dir else { return Ok(config::defaults::load()?) };
-    let c = ConfigDir::open(dir)?;
-    let (p, e, s, skipped) = c
-        .hub
-        .load_all_with(skip_invalid)
-        .with_context(|| format!("loading `{}` (--skip-invalid leaves bad files out)", dir.display()))?;
-    for err in &skipped {
-        tracing::warn!(error = %err, "skipped: this file did not load");
-    }
-    if p.is_empty() || s.is_empty() {
-        anyhow::bail!(
-            "`{}`: {} parsers and {} scenarios loaded ({} files skipped): nothing to detect with. crowd looked in the {}",
-            dir.display(),
-            p.len(),
-            s.len(),
-            skipped.len(),
-            c.describe()
-        );
-    }
-    tracing::info!(config = %dir.display(), parsers = p.len(), scenarios = s.len(), "configuration loaded");
-    Ok((p, e, s))
-}
-
-/// The simulation settings of `--config DIR` when it is a CrowdSec configuration with a
-/// `simulation.yaml`, else those of the state directory.
-///
-/// # Errors
-/// A simulation file that is not CrowdSec's shape.
-pub fn simulation(config_dir: Option<&PathBuf>, state_dir: &std::path::Path) -> Result<super::simulation::Simulation> {
-    match config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
-        Some(p) => super::simulation::load_file(&p),
-        None => super::simulation::load(state_dir),
-    }
-}
 
 fn line(raw: &str, src: &Arc<str>, labels: &Labels) -> Line {
     Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() }
@@ -124,13 +29,13 @@ pub fn replay(
     profiles: Option<&PathBuf>,
     fmt: Format,
 ) -> Result<()> {
-    let mut prof = profile(config_dir, profiles)?;
+    let mut prof = crate::rules::profile(config_dir, profiles)?;
     if let Some(sim) = config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
-        let sim = super::simulation::load_file(&sim)?;
+        let sim = crate::rules::load_simulation_file(&sim)?;
         prof.simulation = sim.simulation;
         prof.simulation_exclusions = sim.exclusions;
     }
-    let mut d = detector(config_dir, prof)?;
+    let mut d = crate::rules::detector(config_dir, prof)?;
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
@@ -210,7 +115,7 @@ pub fn replay(
 /// # Errors
 /// Bad configuration.
 pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format) -> Result<()> {
-    let d = detector(config_dir, Profile::default())?;
+    let d = crate::rules::detector(config_dir, Profile::default())?;
     let (evt, dump, feeds) = d.explain(line(text, &"explain".into(), &type_label(kind)), 0.0);
     let stages: Vec<_> = dump
         .stages
@@ -264,8 +169,8 @@ fn peak_rss_kib() -> Option<u64> {
 /// Configuration that does not load; unreadable simulation settings.
 pub fn list_scenarios(config_dir: Option<&PathBuf>, state_dir: &std::path::Path, fmt: super::Format) -> Result<()> {
     use crate::engine::scenario::{Kind, Scope};
-    let scenarios = load(config_dir, true)?.2;
-    let sim = simulation(config_dir, state_dir)?;
+    let scenarios = crate::rules::load(config_dir, true)?.2;
+    let sim = crate::rules::simulation(config_dir, state_dir)?;
     let rows: Vec<serde_json::Value> = scenarios
         .iter()
         .map(|s| {

@@ -1,4 +1,4 @@
-//! `crowd enforce` (edge.rs): the XDP enforcer alone on an edge host, fed by a remote Local API.
+//! `crowd enforce`'s data plane: the XDP enforcer alone on an edge host, fed by a remote Local API.
 //!
 //! It pulls CrowdSec's decision stream with its bouncer key: a full pull first (`startup=true`),
 //! then deltas. With `--push` (the default) each delta request carries crowd's `wait=` extension,
@@ -104,7 +104,7 @@ fn apply(maps: &mut BanMaps, a: &StreamAnswer, full: bool) -> Result<(usize, usi
 
 /// Options of `crowd enforce`.
 #[derive(Clone, Debug, clap::Args)]
-pub struct EnforceArgs {
+pub struct Options {
     /// The Local API (`http://198.51.100.1:8080`).
     #[arg(long)]
     pub lapi: String,
@@ -132,7 +132,7 @@ pub struct EnforceArgs {
 ///
 /// # Errors
 /// Unreadable or invalid PEM files, named.
-fn tls_config(args: &EnforceArgs) -> Result<ureq::tls::TlsConfig> {
+fn tls_config(args: &Options) -> Result<ureq::tls::TlsConfig> {
     use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
     let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading `{}`", p.display()));
     let mut tls = TlsConfig::builder();
@@ -152,7 +152,7 @@ fn tls_config(args: &EnforceArgs) -> Result<ureq::tls::TlsConfig> {
 }
 
 /// The thread that keeps the maps in line with the remote API until `stop`.
-fn spawn_puller(settings: &Settings, args: &EnforceArgs, stop: Arc<AtomicBool>) -> Result<()> {
+fn spawn_puller(settings: &Settings, args: &Options, stop: Arc<AtomicBool>) -> Result<()> {
     let mut maps = BanMaps::open(settings)?;
     let base = args.lapi.trim_end_matches('/').to_owned();
     let (key, poll, every) = (args.key.clone(), args.poll, args.update_frequency);
@@ -220,7 +220,7 @@ fn spawn_puller(settings: &Settings, args: &EnforceArgs, stop: Arc<AtomicBool>) 
 ///
 /// # Errors
 /// Start-up failures.
-pub fn run(settings: &Settings, ifaces: &[String], mode: Mode, args: &EnforceArgs) -> Result<()> {
+pub fn run(settings: &Settings, ifaces: &[String], mode: Mode, args: &Options) -> Result<()> {
     let mut loaded = object::load(settings)?;
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
