@@ -123,6 +123,57 @@ pub fn unix_now_f64() -> f64 {
     SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Parses a Go-style duration (`10s`, `1m30s`, `2h`, `500ms`) into seconds: the crate's one
+/// parser of Go durations (scenarios, profiles, statics, the Local API, the stream puller).
+#[must_use]
+pub fn go_duration_secs(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0.0);
+    }
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() || n == 'µ' {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        total += v * match unit.as_str() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        any = true;
+    }
+    (any && num.is_empty()).then_some(total)
+}
+
+/// [`go_duration_secs`] with a sign (`-12s`: an ended decision on the wire), whole seconds.
+#[must_use]
+pub fn go_duration_secs_signed(d: &str) -> Option<i64> {
+    let (neg, body) = d.strip_prefix('-').map_or((false, d), |b| (true, b));
+    let s = go_duration_secs(body)? as i64;
+    Some(if neg { -s } else { s })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

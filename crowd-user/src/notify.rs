@@ -86,8 +86,10 @@ pub struct Notifier {
 fn dur(path: &str, field: &str, v: Option<&str>, default: Duration) -> Result<Duration, NotifyError> {
     match v {
         None => Ok(default),
-        Some(s) => crate::engine::scenario::go_duration_secs(s).map(Duration::from_secs_f64).ok_or_else(|| {
-            NotifyError { path: path.into(), field: field.into(), message: format!("`{s}` is not a duration") }
+        Some(s) => crate::clock::go_duration_secs(s).map(Duration::from_secs_f64).ok_or_else(|| NotifyError {
+            path: path.into(),
+            field: field.into(),
+            message: format!("`{s}` is not a duration"),
         }),
     }
 }

@@ -77,7 +77,7 @@ pub fn guess(name: &str, text: &str) -> ImportFormat {
 fn decision(e: Entry, d: &Defaults, place: impl Fn() -> String) -> Result<NewDecision, ImportError> {
     let err = |field: &str, message: String| ImportError { place: place(), field: field.into(), message };
     let secs = match &e.duration {
-        Some(s) if !s.is_empty() => crate::engine::scenario::go_duration_secs(s)
+        Some(s) if !s.is_empty() => crate::clock::go_duration_secs(s)
             .or_else(|| humantime::parse_duration(s).ok().map(|d| d.as_secs_f64()))
             .filter(|v| *v >= 1.0)
             .ok_or_else(|| err("duration", format!("`{s}` is not a duration (examples: 4h, 30m, 7d)")))?

@@ -54,13 +54,6 @@ struct StreamAnswer {
     deleted: Option<Vec<Wire>>,
 }
 
-/// Seconds in a Go duration (`3h59m57s`, `-12s`, `1m2.5s`); negative allowed.
-fn secs(d: &str) -> Option<i64> {
-    let (neg, body) = d.strip_prefix('-').map_or((false, d), |b| (true, b));
-    let s = crate::engine::scenario::go_duration_secs(body)? as i64;
-    Some(if neg { -s } else { s })
-}
-
 /// Whether the enforcer acts on this decision (bans on addresses and ranges, not simulated).
 fn enforced(w: &Wire) -> Option<Target> {
     let scope_ok = w.scope.eq_ignore_ascii_case("ip") || w.scope.eq_ignore_ascii_case("range");
@@ -84,7 +77,7 @@ fn apply(maps: &mut BanMaps, a: &StreamAnswer, full: bool) -> Result<(usize, usi
     let mut listed = HashSet::new();
     for w in a.new.iter().flatten() {
         let Some(t) = enforced(w) else { continue };
-        let left = secs(&w.duration).unwrap_or(4 * 3600);
+        let left = crate::clock::go_duration_secs_signed(&w.duration).unwrap_or(4 * 3600);
         listed.insert(t);
         if apply_one(maps, t, left, w.id, &w.origin, &clock)? {
             added += 1;
@@ -269,10 +262,10 @@ mod tests {
 
     #[test]
     fn stream_durations() {
-        assert_eq!(secs("4h0m0s"), Some(14400));
-        assert_eq!(secs("3h51m57.363171728s"), Some(13917));
-        assert_eq!(secs("-18897h25m52s"), Some(-(18897 * 3600 + 25 * 60 + 52)));
-        assert_eq!(secs("garbage"), None);
+        assert_eq!(crate::clock::go_duration_secs_signed("4h0m0s"), Some(14400));
+        assert_eq!(crate::clock::go_duration_secs_signed("3h51m57.363171728s"), Some(13917));
+        assert_eq!(crate::clock::go_duration_secs_signed("-18897h25m52s"), Some(-(18897 * 3600 + 25 * 60 + 52)));
+        assert_eq!(crate::clock::go_duration_secs_signed("garbage"), None);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! - [`parser`]: CrowdSec's parser node format, stage by stage.
 pub mod event;
 pub mod expr;
-pub mod fast;
 pub mod fields;
 pub mod geoip;
 pub mod grok;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{
     expr::{Env, EvtContext, Expr},
-    scenario::{Alert, go_duration_secs},
+    scenario::Alert,
 };
 use crate::addr::{Target, canonical_ip};
 
@@ -118,7 +118,7 @@ pub fn load_rules(path: &Path, text: &str) -> Result<Vec<Rule>, ProfileError> {
             .map(|(k, d)| {
                 let secs = match d.duration.as_deref() {
                     None => 4.0 * 3600.0,
-                    Some(t) => go_duration_secs(t).ok_or_else(|| {
+                    Some(t) => crate::clock::go_duration_secs(t).ok_or_else(|| {
                         err(&spec.name, &format!("decisions[{k}].duration"), format!("`{t}` is not a duration"))
                     })?,
                 };
@@ -325,7 +325,7 @@ impl Profile {
                 .duration_expr
                 .as_ref()
                 .and_then(|e| env.string_in(e, ctx).ok())
-                .and_then(|d| go_duration_secs(&d))
+                .and_then(|d| crate::clock::go_duration_secs(&d))
                 .map(|s| s as u64);
             for (kind, secs) in &r.decisions {
                 out.push(Decision {

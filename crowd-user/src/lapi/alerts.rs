@@ -142,7 +142,7 @@ pub async fn heartbeat(
 
 /// A pushed decision as the store takes it, or why it is refused.
 fn decision_of(d: &AlertDecision, a: &Alert) -> Result<NewDecision, ApiError> {
-    let secs = crate::engine::scenario::go_duration_secs(&d.duration).filter(|s| *s > 0.0).ok_or_else(|| {
+    let secs = crate::clock::go_duration_secs(&d.duration).filter(|s| *s > 0.0).ok_or_else(|| {
         ApiError::BadRequest(format!("decision duration `{}` is not a positive Go duration", d.duration))
     })?;
     let scope = canonical_scope(&d.scope);

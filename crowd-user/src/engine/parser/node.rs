@@ -260,7 +260,7 @@ impl Node {
                     value: env.compile(&st.value).map_err(|e| err(at("value"), e, &st.value))?,
                     ttl: match st.ttl.as_deref() {
                         None => 3600.0,
-                        Some(t) => crate::engine::scenario::go_duration_secs(t)
+                        Some(t) => crate::clock::go_duration_secs(t)
                             .ok_or_else(|| err(at("ttl"), format!("`{t}` is not a duration"), t))?,
                     },
                     size: st.size.unwrap_or(1000).max(1),

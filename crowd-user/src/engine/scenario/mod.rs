@@ -72,14 +72,14 @@ pub struct Scenario {
     cache_size: usize,
     /// `conditional` buckets: overflow as soon as this holds over `queue.Queue`.
     condition: Option<Expr>,
-    /// The condition compiled natively, when it is in `qcond`'s subset.
-    native_condition: Option<qcond::QCond>,
+    /// The condition compiled natively, when it is in `queue_condition`'s subset.
+    native_condition: Option<crate::engine::expr::queue_condition::QueueCondition>,
     /// An overflow is kept only if this holds (over `queue`, `signal`).
     overflow_filter: Option<Expr>,
     /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
     pub reprocess: bool,
     /// The event fields `condition` and `overflow_filter` read.
-    slim: queue::Slim,
+    slim: crate::engine::expr::queue::Slim,
 }
 
 /// Events an unbounded bucket (a counter, a conditional bucket of capacity -1) keeps for its
@@ -107,48 +107,6 @@ fn serr(field: &str, message: impl ToString, text: &str) -> ScenarioError {
     ScenarioError { field: field.to_owned(), message: message.to_string(), text: text.to_owned() }
 }
 
-/// Parses a Go-style duration (`10s`, `1m30s`, `2h`, `500ms`) into seconds.
-#[must_use]
-pub fn go_duration_secs(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(0.0);
-    }
-    let mut total = 0.0;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() || n == 'µ' {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().ok()?;
-        num.clear();
-        total += v * match unit.as_str() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return None,
-        };
-        any = true;
-    }
-    (any && num.is_empty()).then_some(total)
-}
-
 impl Scenario {
     /// Compiles a scenario.
     ///
@@ -159,7 +117,8 @@ impl Scenario {
         let dur = |field: &str, v: &Option<String>| -> Result<Option<f64>, ScenarioError> {
             v.as_deref()
                 .map(|s| {
-                    go_duration_secs(s).ok_or_else(|| serr(field, format!("`{s}` is not a duration (10s, 1m, 2h)"), s))
+                    crate::clock::go_duration_secs(s)
+                        .ok_or_else(|| serr(field, format!("`{s}` is not a duration (10s, 1m, 2h)"), s))
                 })
                 .transpose()
         };
@@ -230,21 +189,24 @@ impl Scenario {
             remediation,
             cache_size: spec.cache_size.unwrap_or(0),
             condition: match (spec.kind.as_str(), spec.condition.as_deref()) {
-                ("conditional", Some(c)) => Some(compile("condition", &queue::rewrite(c))?),
+                ("conditional", Some(c)) => Some(compile("condition", &crate::engine::expr::queue::rewrite(c))?),
                 ("conditional", None) => {
                     return Err(serr("condition", "a conditional bucket needs a condition", &spec.name));
                 }
                 (_, Some(c)) => return Err(serr("condition", "only `type: conditional` takes a condition", c)),
                 (_, None) => None,
             },
-            native_condition: spec.condition.as_deref().and_then(|c| qcond::compile(&super::expr::inline_lets(c))),
+            native_condition: spec
+                .condition
+                .as_deref()
+                .and_then(|c| crate::engine::expr::queue_condition::compile(&super::expr::inline_lets(c))),
             overflow_filter: spec
                 .overflow_filter
                 .as_deref()
-                .map(|f| compile("overflow_filter", &queue::rewrite(f)))
+                .map(|f| compile("overflow_filter", &crate::engine::expr::queue::rewrite(f)))
                 .transpose()?,
             reprocess: spec.reprocess.unwrap_or(false),
-            slim: queue::Slim::of(&[
+            slim: crate::engine::expr::queue::Slim::of(&[
                 spec.condition.as_deref().unwrap_or_default(),
                 spec.overflow_filter.as_deref().unwrap_or_default(),
             ]),
@@ -598,14 +560,14 @@ fn drain_secs(capacity: u32, leak: f64, poured: usize) -> f64 {
 }
 
 /// `queue.Queue` (the bucket's events, oldest first) and `leaky` for bucket expressions.
-fn queue_context(slim: &queue::Slim, evt: &Event, b: &Bucket) -> EvtContext {
+fn queue_context(slim: &crate::engine::expr::queue::Slim, evt: &Event, b: &Bucket) -> EvtContext {
     use expr::Value;
     let leaky = Value::Map(indexmap::IndexMap::from([
         ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count).unwrap_or(i64::MAX))),
         ("First_ts".to_owned(), Value::Float(b.first)),
         ("Last_ts".to_owned(), Value::Float(b.last)),
     ]));
-    queue::context(slim, evt, b.events.iter(), leaky)
+    crate::engine::expr::queue::context(slim, evt, b.events.iter(), leaky)
 }
 
 fn signal_value(scenario: &str, count: usize) -> expr::Value {
@@ -616,7 +578,5 @@ fn signal_value(scenario: &str, count: usize) -> expr::Value {
     ]))
 }
 
-mod qcond;
-mod queue;
 #[cfg(test)]
 mod tests;

@@ -108,11 +108,11 @@ fn a_flood_of_sources_stays_bounded() {
 
 #[test]
 fn durations() {
-    assert_eq!(go_duration_secs("10s"), Some(10.0));
-    assert_eq!(go_duration_secs("1m30s"), Some(90.0));
-    assert_eq!(go_duration_secs("500ms"), Some(0.5));
-    assert_eq!(go_duration_secs("2h"), Some(7200.0));
-    assert_eq!(go_duration_secs("ten"), None);
+    assert_eq!(crate::clock::go_duration_secs("10s"), Some(10.0));
+    assert_eq!(crate::clock::go_duration_secs("1m30s"), Some(90.0));
+    assert_eq!(crate::clock::go_duration_secs("500ms"), Some(0.5));
+    assert_eq!(crate::clock::go_duration_secs("2h"), Some(7200.0));
+    assert_eq!(crate::clock::go_duration_secs("ten"), None);
 }
 
 #[test]

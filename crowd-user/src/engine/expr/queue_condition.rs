@@ -6,11 +6,11 @@
 //! this subset stays with the interpreter.
 use std::{collections::VecDeque, sync::Arc};
 
-use crate::engine::{
-    event::Event,
-    expr::DataFiles,
+use super::{
+    DataFiles,
     fast::{Fast, Tokens},
 };
+use crate::engine::event::Event;
 
 /// A list of queued events.
 #[derive(Clone, Debug)]
@@ -35,10 +35,10 @@ enum Num {
 
 /// A compiled condition, and how many filter results it keeps while it runs.
 #[derive(Clone, Debug)]
-pub struct QCond(Cond, usize);
+pub struct QueueCondition(Cond, usize);
 
 /// What one evaluation reads, and the filters' results so far.
-struct Ev<'a> {
+struct QueuedEvent<'a> {
     q: &'a VecDeque<Arc<Event>>,
     data: &'a DataFiles,
     memo: std::cell::RefCell<Vec<Option<Vec<&'a Event>>>>,
@@ -180,18 +180,18 @@ fn element_pred(body: &str) -> Option<Fast> {
         out.push(ch);
         i += ch.len_utf8();
     }
-    crate::engine::fast::compile(&out)
+    super::fast::compile(&out)
 }
 
-struct P {
+struct CondParser {
     c: Tokens<Tok>,
 }
 
-impl P {
+impl CondParser {
     fn or(&mut self) -> Option<Cond> {
         let mut l = self.and()?;
         while self.c.peek() == Some(&Tok::Op("||")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             l = Cond::Or(Box::new(l), Box::new(self.and()?));
         }
         Some(l)
@@ -199,31 +199,31 @@ impl P {
     fn and(&mut self) -> Option<Cond> {
         let mut l = self.unary()?;
         while self.c.peek() == Some(&Tok::Op("&&")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             l = Cond::And(Box::new(l), Box::new(self.unary()?));
         }
         Some(l)
     }
     fn unary(&mut self) -> Option<Cond> {
         if self.c.peek() == Some(&Tok::Op("!")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             return Some(Cond::Not(Box::new(self.unary()?)));
         }
         if self.c.peek() == Some(&Tok::Open) {
-            let save = self.c.i;
-            self.c.i += 1;
+            let save = self.c.pos;
+            self.c.pos += 1;
             if let Some(c) = self.or()
                 && self.c.eat(&Tok::Close).is_some()
             {
                 return Some(c);
             }
-            self.c.i = save;
+            self.c.pos = save;
         }
         if let Some(Tok::Word(w)) = self.c.peek()
             && matches!(w.as_str(), "any" | "all" | "none")
         {
             let w = w.clone();
-            self.c.i += 1;
+            self.c.pos += 1;
             self.c.eat(&Tok::Open)?;
             let list = self.list()?;
             self.c.eat(&Tok::Comma)?;
@@ -247,7 +247,7 @@ impl P {
                 self.c.eat(&Tok::Open)?;
                 let Tok::Str(d) = self.c.next()? else { return None };
                 self.c.eat(&Tok::Close)?;
-                super::go_duration_secs(&d).map(Num::Lit)
+                crate::clock::go_duration_secs(&d).map(Num::Lit)
             }
             Tok::Word(w) if w == "len" => {
                 self.c.eat(&Tok::Open)?;
@@ -299,11 +299,11 @@ impl P {
             _ => return None,
         };
         while self.c.peek() == Some(&Tok::LBrack) {
-            self.c.i += 1;
-            let bound = |p: &mut P| match p.c.peek() {
+            self.c.pos += 1;
+            let bound = |p: &mut CondParser| match p.c.peek() {
                 Some(Tok::Num(n)) if n.fract() == 0.0 => {
                     let n = *n as i64;
-                    p.c.i += 1;
+                    p.c.pos += 1;
                     Some(n)
                 }
                 _ => None,
@@ -320,12 +320,12 @@ impl P {
 
 /// Compiles `src` (its `let`s inlined), or `None` when it needs the interpreter.
 #[must_use]
-pub fn compile(src: &str) -> Option<QCond> {
-    let mut p = P { c: Tokens { t: lex(src)?, i: 0 } };
+pub fn compile(src: &str) -> Option<QueueCondition> {
+    let mut p = CondParser { c: Tokens { toks: lex(src)?, pos: 0 } };
     let mut c = p.or()?;
     let mut keys = Vec::new();
     c.number_filters(&mut keys);
-    (p.c.i == p.c.t.len()).then_some(QCond(c, keys.len()))
+    (p.c.pos == p.c.toks.len()).then_some(QueueCondition(c, keys.len()))
 }
 
 impl Cond {
@@ -371,7 +371,7 @@ impl List {
         }
     }
 
-    fn eval<'a>(&self, ev: &Ev<'a>) -> Vec<&'a Event> {
+    fn eval<'a>(&self, ev: &QueuedEvent<'a>) -> Vec<&'a Event> {
         match self {
             List::Queue => ev.q.iter().map(|e| &**e).collect(),
             List::Filter(l, pred, slot) => {
@@ -397,29 +397,29 @@ impl List {
 }
 
 impl Num {
-    fn eval(&self, ev: &Ev<'_>) -> f64 {
+    fn eval(&self, ev: &QueuedEvent<'_>) -> f64 {
         match self {
             Num::Lit(n) => *n,
             Num::Len(l) => l.eval(ev).len() as f64,
             Num::Count(l, pred) => l.eval(ev).iter().filter(|e| pred.test(e, ev.data)).count() as f64,
             Num::Median(l) => {
                 let times: Vec<f64> = l.eval(ev).iter().map(|e| e.time).collect();
-                crate::engine::expr::median_interval(&times)
+                super::median_interval(&times)
             }
         }
     }
 }
 
-impl QCond {
+impl QueueCondition {
     /// Evaluates over a bucket's queue.
     #[must_use]
     pub fn test(&self, q: &VecDeque<Arc<Event>>, data: &DataFiles) -> bool {
-        self.0.test(&Ev { q, data, memo: std::cell::RefCell::new(vec![None; self.1]) })
+        self.0.test(&QueuedEvent { q, data, memo: std::cell::RefCell::new(vec![None; self.1]) })
     }
 }
 
 impl Cond {
-    fn test(&self, ev: &Ev<'_>) -> bool {
+    fn test(&self, ev: &QueuedEvent<'_>) -> bool {
         match self {
             Cond::Cmp(a, op, b) => {
                 let (a, b) = (a.eval(ev), b.eval(ev));
@@ -444,10 +444,7 @@ impl Cond {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{
-        expr::{Env, EvtContext},
-        scenario::queue,
-    };
+    use crate::engine::expr::{Env, EvtContext, inline_lets, queue};
 
     const HUB: [&str; 5] = [
         "let failedAuths = filter(queue.Queue, {#.Meta.log_type == 'ssh_failed-auth'});\nlen(failedAuths) >= 4 &&\nMedianInterval(map(failedAuths[-4:], {#.Time})) > duration(\"10m\")",
@@ -477,7 +474,7 @@ mod tests {
                 q.pop_front();
             }
             for (i, src) in HUB.iter().enumerate() {
-                let native = compile(&crate::engine::expr::inline_lets(src)).unwrap_or_else(|| panic!("{src}"));
+                let native = compile(&inline_lets(src)).unwrap_or_else(|| panic!("{src}"));
                 let slow = env.compile(&queue::rewrite(src)).unwrap();
                 let slim = queue::Slim::of(&[src]);
                 let ctx: EvtContext = queue::context(&slim, q.back().unwrap(), q.iter(), expr::Value::Nil);
@@ -487,7 +484,7 @@ mod tests {
             }
         }
         // The `let` inlined twice is one filter, run once per evaluation.
-        assert_eq!(compile(&crate::engine::expr::inline_lets(HUB[0])).map(|c| c.1), Some(1));
+        assert_eq!(compile(&inline_lets(HUB[0])).map(|c| c.1), Some(1));
         // Each condition was both false and true on the way.
         assert_eq!(seen, [[true; 2]; HUB.len()]);
     }

@@ -11,6 +11,10 @@ use regex::Regex;
 
 use super::event::Event;
 
+pub mod fast;
+pub mod queue;
+pub mod queue_condition;
+
 /// Contents of data files by file name (`dest_file`): their lines, and their lines as regexes
 /// for the helpers that read a file as regexes (compiled on first use: most files never are).
 #[derive(Clone, Debug, Default)]
@@ -20,7 +24,7 @@ pub struct DataFiles {
     /// Regexes of the files read as regexes so far.
     regexes: Arc<std::sync::Mutex<HashMap<String, Arc<Vec<Regex>>>>>,
     /// MaxMind databases for the GeoIP methods (none loaded by default).
-    pub geoip: Arc<super::geoip::GeoIp>,
+    pub geoip: Arc<crate::engine::geoip::GeoIp>,
 }
 
 impl DataFiles {
@@ -53,10 +57,10 @@ pub fn median_interval(times: &[f64]) -> f64 {
 pub struct Expr {
     program: Arc<Program>,
     source: String,
-    fast: Option<super::fast::Fast>,
+    fast: Option<fast::Fast>,
     /// When `fast` is `None`: a necessary condition the fast path runs first (see
-    /// [`super::fast::guard`]).
-    guard: Option<super::fast::Fast>,
+    /// [`fast::guard`]).
+    guard: Option<fast::Fast>,
     /// The program with every `evt` field read as a `CrowdField(...)` call, when that leaves no
     /// other use of `evt`: it runs without converting the event, and closures (which copy the
     /// variables for every element) copy nothing.
@@ -209,7 +213,7 @@ impl Env {
         env.add_function("CrowdQueue", |_| Ok(BUCKET_QUEUE.with(|q| q.borrow().clone())));
         // Times are Unix seconds (`evt.Time`), durations seconds.
         env.add_function("duration", |c| {
-            Ok(super::scenario::go_duration_secs(&arg_str(c.args.first())).map_or(Value::Nil, Value::Float))
+            Ok(crate::clock::go_duration_secs(&arg_str(c.args.first())).map_or(Value::Nil, Value::Float))
         });
         env.add_function("MedianInterval", |c| {
             let times: Vec<f64> = match c.args.first() {
@@ -291,9 +295,9 @@ impl Env {
         let light = field_calls(&pre).and_then(|l| expr::compile(&l).ok()).map(Arc::new);
         expr::compile(&zero_value_fields(&pre))
             .map(|p| {
-                let fast = super::fast::compile(&inlined);
+                let fast = fast::compile(&inlined);
                 // A guard only serves expressions the fast path does not run whole.
-                let guard = if fast.is_none() { super::fast::guard(&inlined) } else { None };
+                let guard = if fast.is_none() { fast::guard(&inlined) } else { None };
                 Expr { program: Arc::new(p), source: source.to_owned(), fast, guard, light }
             })
             .map_err(|e| ExprError { source_text: source.to_owned(), message: e.to_string() })

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use expr::Value;
 use indexmap::IndexMap;
 
-use crate::engine::{
-    event::{Event, Fields},
-    expr::EvtContext,
-};
+use super::EvtContext;
+use crate::engine::event::{Event, Fields};
 
 /// The fields bucket expressions read, found in their source.
 #[derive(Clone, Debug, Default)]
@@ -113,7 +111,7 @@ pub fn rewrite(src: &str) -> String {
 
 /// The context of a bucket expression over `events`, with `queue.Queue` set for this thread.
 pub fn context<'a>(slim: &Slim, evt: &Event, events: impl Iterator<Item = &'a Arc<Event>>, leaky: Value) -> EvtContext {
-    crate::engine::expr::set_bucket_queue(Value::Array(events.map(|e| slim.value(e)).collect()));
+    super::set_bucket_queue(Value::Array(events.map(|e| slim.value(e)).collect()));
     EvtContext::from_value(slim.value(evt)).with("leaky", leaky)
 }
 

@@ -111,46 +111,46 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
 
 /// What a node yields, to refuse mixes the interpreter would treat differently (numbers).
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+enum Yields {
     Str,
     Bool,
     Int,
     Nil,
 }
 
-fn kind(f: &Fast) -> Kind {
+fn kind(f: &Fast) -> Yields {
     match f {
-        Fast::Field(_) | Fast::Str(_) | Fast::Concat(_) | Fast::Hash => Kind::Str,
-        Fast::Call(func, _) if func.returns_string() => Kind::Str,
+        Fast::Field(_) | Fast::Str(_) | Fast::Concat(_) | Fast::Hash => Yields::Str,
+        Fast::Call(func, _) if func.returns_string() => Yields::Str,
         Fast::Cond(_, a, _) => kind(a),
-        Fast::Len(_) => Kind::Int,
-        Fast::Nil => Kind::Nil,
-        _ => Kind::Bool,
+        Fast::Len(_) => Yields::Int,
+        Fast::Nil => Yields::Nil,
+        _ => Yields::Bool,
     }
 }
 
-struct P {
+struct FastParser {
     c: Tokens<Tok>,
     /// Inside an `any(File(..), {..})` body, where `#` is the file's line.
     in_closure: bool,
 }
 
-impl P {
+impl FastParser {
     fn ternary(&mut self) -> Option<Fast> {
         let c = self.or()?;
         if self.c.peek() != Some(&Tok::Op("?")) {
             return Some(c);
         }
-        self.c.i += 1;
+        self.c.pos += 1;
         let a = self.ternary()?;
         self.c.eat(&Tok::Op(":"))?;
         let b = self.ternary()?;
-        (kind(&c) == Kind::Bool && kind(&a) == kind(&b)).then(|| Fast::Cond(Box::new(c), Box::new(a), Box::new(b)))
+        (kind(&c) == Yields::Bool && kind(&a) == kind(&b)).then(|| Fast::Cond(Box::new(c), Box::new(a), Box::new(b)))
     }
     fn or(&mut self) -> Option<Fast> {
         let mut l = self.and()?;
         while self.c.peek() == Some(&Tok::Op("||")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             l = Fast::Or(Box::new(l), Box::new(self.and()?));
         }
         Some(l)
@@ -158,14 +158,14 @@ impl P {
     fn and(&mut self) -> Option<Fast> {
         let mut l = self.unary()?;
         while self.c.peek() == Some(&Tok::Op("&&")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             l = Fast::And(Box::new(l), Box::new(self.unary()?));
         }
         Some(l)
     }
     fn unary(&mut self) -> Option<Fast> {
         if matches!(self.c.peek(), Some(Tok::Op("!" | "not"))) {
-            self.c.i += 1;
+            self.c.pos += 1;
             return Some(Fast::Not(Box::new(self.unary()?)));
         }
         self.cmp()
@@ -175,7 +175,7 @@ impl P {
         let mut neg = false;
         if self.c.peek() == Some(&Tok::Op("not")) {
             neg = true;
-            self.c.i += 1;
+            self.c.pos += 1;
         }
         let op = match self.c.peek() {
             Some(Tok::Op(op @ ("==" | "!=" | "contains" | "startsWith" | "endsWith" | "matches" | "in"))) => *op,
@@ -185,22 +185,23 @@ impl P {
         if neg && matches!(op, "==" | "!=") {
             return None;
         }
-        self.c.i += 1;
+        self.c.pos += 1;
         if op == "in" {
             let l = self.list()?;
-            return (kind(&left) == Kind::Str).then(|| Fast::In(Box::new(left), l, neg));
+            return (kind(&left) == Yields::Str).then(|| Fast::In(Box::new(left), l, neg));
         }
         let right = self.sum()?;
         let (kl, kr) = (kind(&left), kind(&right));
         let node = match op {
             "==" | "!=" => {
-                let comparable = kl == kr || (kl == Kind::Nil || kr == Kind::Nil) && kl != Kind::Int && kr != Kind::Int;
+                let comparable =
+                    kl == kr || (kl == Yields::Nil || kr == Yields::Nil) && kl != Yields::Int && kr != Yields::Int;
                 if !comparable {
                     return None;
                 }
                 Fast::Eq(Box::new(left), Box::new(right), op == "!=")
             }
-            _ if kl != Kind::Str || kr != Kind::Str => return None,
+            _ if kl != Yields::Str || kr != Yields::Str => return None,
             "matches" => matches_node(left, right)?,
             _ => {
                 let op = match op {
@@ -220,16 +221,16 @@ impl P {
         }
         let mut parts = vec![first];
         while self.c.peek() == Some(&Tok::Op("+")) {
-            self.c.i += 1;
+            self.c.pos += 1;
             parts.push(self.value()?);
         }
-        parts.iter().all(|p| kind(p) == Kind::Str).then_some(Fast::Concat(parts))
+        parts.iter().all(|p| kind(p) == Yields::Str).then_some(Fast::Concat(parts))
     }
     fn args(&mut self) -> Option<Vec<Fast>> {
         self.c.eat(&Tok::LParen)?;
         let mut args = Vec::new();
         if self.c.peek() == Some(&Tok::RParen) {
-            self.c.i += 1;
+            self.c.pos += 1;
             return Some(args);
         }
         loop {
@@ -264,10 +265,10 @@ impl P {
         let args = self.args()?;
         if name == "len" {
             let [a] = <[Fast; 1]>::try_from(args).ok()?;
-            return (kind(&a) == Kind::Str).then(|| Fast::Len(Box::new(a)));
+            return (kind(&a) == Yields::Str).then(|| Fast::Len(Box::new(a)));
         }
         let func = Func::from_name(name)?;
-        if args.len() != func.arity() || args.iter().any(|a| kind(a) != Kind::Str) {
+        if args.len() != func.arity() || args.iter().any(|a| kind(a) != Yields::Str) {
             return None;
         }
         // A helper over a named data file becomes a matcher over the whole file.
@@ -354,7 +355,7 @@ fn matches_node(left: Fast, right: Fast) -> Option<Fast> {
 fn fold(call: Fast) -> Fast {
     match &call {
         Fast::Call(f, args) if f.returns_string() && args.iter().all(|a| matches!(a, Fast::Str(_))) => {
-            Fast::Str(call.value(&super::super::event::Event::default(), &super::DataFiles::default()).into_owned())
+            Fast::Str(call.value(&crate::engine::event::Event::default(), &super::DataFiles::default()).into_owned())
         }
         _ => call,
     }
@@ -376,9 +377,9 @@ fn field_path(p: &str) -> Option<FieldRef> {
 #[must_use]
 pub fn compile(src: &str) -> Option<Fast> {
     let t = lex(src)?;
-    let mut p = P { c: Tokens { t, i: 0 }, in_closure: false };
+    let mut p = FastParser { c: Tokens { toks: t, pos: 0 }, in_closure: false };
     let e = p.ternary()?;
-    (p.c.i == p.c.t.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(..))).then_some(e)
+    (p.c.pos == p.c.toks.len() && !e.reads_line() && !matches!(e, Fast::MatchesLine(..))).then_some(e)
 }
 
 /// Byte offsets of `src`'s top-level `and`/`&&` (outside strings, brackets and braces), or

@@ -17,21 +17,24 @@ use regex::{Regex, RegexSet};
 
 pub use parse::{compile, guard};
 
-use super::{event::Event, expr::DataFiles};
+use super::DataFiles;
+use crate::engine::event::Event;
 
 /// A cursor over lexed tokens, for the fast path's parser and the queue conditions' parser.
 pub(crate) struct Tokens<T> {
-    pub(crate) t: Vec<T>,
-    pub(crate) i: usize,
+    /// The tokens.
+    pub(crate) toks: Vec<T>,
+    /// The next one's index.
+    pub(crate) pos: usize,
 }
 
 impl<T: Clone + PartialEq> Tokens<T> {
     pub(crate) fn peek(&self) -> Option<&T> {
-        self.t.get(self.i)
+        self.toks.get(self.pos)
     }
     pub(crate) fn next(&mut self) -> Option<T> {
-        let t = self.t.get(self.i).cloned();
-        self.i += 1;
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
         t
     }
     pub(crate) fn eat(&mut self, t: &T) -> Option<()> {
@@ -163,7 +166,7 @@ enum Matcher {
 #[derive(Clone, Debug)]
 pub enum Fast {
     /// A field's value (statics).
-    Field(super::event::FieldRef),
+    Field(crate::engine::event::FieldRef),
     /// A string literal.
     Str(String),
     /// `nil`: equal to nothing a field holds.
@@ -217,7 +220,7 @@ impl PartialEq for Fast {
     }
 }
 
-fn get<'a>(evt: &'a Event, field: &super::event::FieldRef) -> &'a str {
+fn get<'a>(evt: &'a Event, field: &crate::engine::event::FieldRef) -> &'a str {
     evt.field(field).unwrap_or("")
 }
 
@@ -365,8 +368,8 @@ impl Fast {
                         Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
                         Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
                     },
-                    Func::PathUnescape => Cow::Owned(super::expr::percent_decode(&a(0), false)),
-                    Func::QueryUnescape => Cow::Owned(super::expr::percent_decode(&a(0), true)),
+                    Func::PathUnescape => Cow::Owned(super::percent_decode(&a(0), false)),
+                    Func::QueryUnescape => Cow::Owned(super::percent_decode(&a(0), true)),
                     Func::RegexpInFile => {
                         let s = a(0);
                         bool_str(data.regexes(a(1).as_ref()).is_some_and(|rs| rs.iter().any(|r| r.is_match(&s))))
