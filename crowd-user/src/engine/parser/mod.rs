@@ -106,6 +106,8 @@ impl Pipeline {
     pub fn process(&self, mut evt: Event, ctx: &Ctx<'_>, mut dump: Option<&mut Dump>) -> Option<Event> {
         for (stage, nodes) in &self.stages {
             evt.stage.clone_from(stage);
+            // The stash's clock is the events' (the log's own time once the date is parsed).
+            ctx.env.stash().advance(evt.time);
             let mut ok = false;
             for node in nodes {
                 let success = node.process(&mut evt, ctx);

@@ -17,7 +17,7 @@ use regex::{Regex, RegexSet};
 
 pub use parse::{compile, guard};
 
-use super::DataFiles;
+use super::{DataFiles, helpers::ip_in_range};
 use crate::engine::event::Event;
 
 /// A cursor over lexed tokens, for the fast path's parser and the queue conditions' parser.
@@ -222,11 +222,6 @@ impl PartialEq for Fast {
 
 fn get<'a>(evt: &'a Event, field: &crate::engine::event::FieldRef) -> &'a str {
     evt.field(field).unwrap_or("")
-}
-
-fn ip_in_range(ip: &str, range: &str) -> bool {
-    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else { return false };
-    range.trim().parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&crate::addr::canonical_ip(ip)))
 }
 
 fn bool_str(b: bool) -> Cow<'static, str> {
