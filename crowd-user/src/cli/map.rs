@@ -279,10 +279,10 @@ pub fn dispatch(settings: &Settings, cmd: &MapCommand, fmt: Format) -> Result<()
     Ok(())
 }
 
-fn kind_of(t: Target) -> crate::enforce::maps::Kind {
+fn kind_of(t: Target) -> crate::enforce::maps::BanKind {
     match t {
-        Target::Ip(_) => crate::enforce::maps::Kind::Exact,
-        Target::Net(_) => crate::enforce::maps::Kind::Range,
+        Target::Ip(_) => crate::enforce::maps::BanKind::Exact,
+        Target::Net(_) => crate::enforce::maps::BanKind::Range,
     }
 }
 
@@ -304,8 +304,8 @@ pub fn explain(l: &Lookup, now_ns: u64) -> (&'static str, String) {
 
 fn kind_name(e: &BanEntry) -> &'static str {
     match e.kind {
-        crate::enforce::maps::Kind::Exact => "exact",
-        crate::enforce::maps::Kind::Range => "range",
+        crate::enforce::maps::BanKind::Exact => "exact",
+        crate::enforce::maps::BanKind::Range => "range",
     }
 }
 

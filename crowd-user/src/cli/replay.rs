@@ -168,16 +168,16 @@ fn peak_rss_kib() -> Option<u64> {
 /// # Errors
 /// Configuration that does not load; unreadable simulation settings.
 pub fn list_scenarios(config_dir: Option<&PathBuf>, state_dir: &std::path::Path, fmt: super::Format) -> Result<()> {
-    use crate::engine::scenario::{Kind, Scope};
+    use crate::engine::scenario::{BucketKind, Scope};
     let scenarios = crate::rules::load(config_dir, true)?.2;
     let sim = crate::rules::simulation(config_dir, state_dir)?;
     let rows: Vec<serde_json::Value> = scenarios
         .iter()
         .map(|s| {
             let kind = match s.kind {
-                Kind::Trigger => "trigger".to_owned(),
-                Kind::Leaky { capacity, leak } => format!("leaky (capacity {capacity}, leak {leak}s)"),
-                Kind::Counter { duration } => format!("counter ({duration}s)"),
+                BucketKind::Trigger => "trigger".to_owned(),
+                BucketKind::Leaky { capacity, leak } => format!("leaky (capacity {capacity}, leak {leak}s)"),
+                BucketKind::Counter { duration } => format!("counter ({duration}s)"),
             };
             let scope = match &s.scope {
                 Scope::Ip => "Ip".to_owned(),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     engine::profile::Profile,
-    lapi::{self, Lapi},
+    lapi::{self, ApiState},
     store::Location,
 };
 
@@ -32,15 +32,15 @@ pub async fn start(
     shared: Shared,
     tls: &lapi::tls::TlsArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(tokio::task::JoinHandle<()>, Arc<Lapi>)> {
+) -> Result<(tokio::task::JoinHandle<()>, Arc<ApiState>)> {
     let Shared { metrics, notify, changes } = shared;
     let tls_cfg = lapi::tls::server_config(tls)?;
     let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
-    let state: Arc<Lapi> = tokio::task::spawn_blocking(move || -> Result<Arc<Lapi>> {
+    let state: Arc<ApiState> = tokio::task::spawn_blocking(move || -> Result<Arc<ApiState>> {
         drop(crate::rules::open_store(&l)?);
-        Ok(Lapi::new(&l, profile, changes, metrics, notify, roles)?)
+        Ok(ApiState::new(&l, profile, changes, metrics, notify, roles)?)
     })
     .await??;
     let listener =
@@ -69,7 +69,7 @@ pub async fn start(
 pub async fn start_metrics(
     listen: SocketAddr,
     metrics: Arc<crate::metrics::Metrics>,
-    db: Arc<lapi::Db>,
+    db: Arc<lapi::StorePool>,
     maps: Option<crate::enforce::Settings>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("metrics: binding {listen}"))?;

@@ -204,7 +204,7 @@ pub fn run(
             api::start(detect.api_listen, state, p, shared, &detect.tls, stop).await?;
         }
         if !detect.no_metrics {
-            let db = crate::lapi::Db::open(&detect.store())?;
+            let db = crate::lapi::StorePool::open(&detect.store())?;
             api::start_metrics(detect.metrics_listen, metrics.clone(), db, Some(settings.clone())).await?;
         }
         // Decisions made through the API or the CLI reach the maps as soon as the store changes.

@@ -21,7 +21,7 @@ use crate::addr::Target;
 /// Which kind of entry matched or is listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum BanKind {
     /// An exact address ban.
     Exact,
     /// A range (CIDR) ban.
@@ -34,7 +34,7 @@ pub struct BanEntry {
     /// The banned address or range.
     pub target: Target,
     /// Exact or range.
-    pub kind: Kind,
+    pub kind: BanKind,
     /// The map value.
     pub ban: Ban,
 }
@@ -360,19 +360,19 @@ impl BanMaps {
         let mut out = Vec::new();
         for kv in self.bans_v4.iter() {
             let (k, ban) = kv?;
-            out.push(BanEntry { target: Target::Ip(IpAddr::from(k)), kind: Kind::Exact, ban });
+            out.push(BanEntry { target: Target::Ip(IpAddr::from(k)), kind: BanKind::Exact, ban });
         }
         for kv in self.bans_v6.iter() {
             let (k, ban) = kv?;
-            out.push(BanEntry { target: Target::Ip(IpAddr::from(k)), kind: Kind::Exact, ban });
+            out.push(BanEntry { target: Target::Ip(IpAddr::from(k)), kind: BanKind::Exact, ban });
         }
         for kv in self.nets_v4.iter() {
             let (k, ban) = kv?;
-            out.push(BanEntry { target: v4_net(&k), kind: Kind::Range, ban });
+            out.push(BanEntry { target: v4_net(&k), kind: BanKind::Range, ban });
         }
         for kv in self.nets_v6.iter() {
             let (k, ban) = kv?;
-            out.push(BanEntry { target: v6_net(&k), kind: Kind::Range, ban });
+            out.push(BanEntry { target: v6_net(&k), kind: BanKind::Range, ban });
         }
         Ok(out)
     }
@@ -430,12 +430,12 @@ impl BanMaps {
                 Lookup {
                     exact: self.bans_v4.get(&a.octets(), 0).ok().map(|ban| BanEntry {
                         target: Target::Ip(ip),
-                        kind: Kind::Exact,
+                        kind: BanKind::Exact,
                         ban,
                     }),
                     range: longest(&self.nets_v4, ip, v4_net).map(|(target, ban)| BanEntry {
                         target,
-                        kind: Kind::Range,
+                        kind: BanKind::Range,
                         ban,
                     }),
                     allow: longest(&self.allow_v4, ip, v4_net).map(|(target, allow)| AllowEntry { target, allow }),
@@ -446,12 +446,12 @@ impl BanMaps {
                 Lookup {
                     exact: self.bans_v6.get(&a.octets(), 0).ok().map(|ban| BanEntry {
                         target: Target::Ip(ip),
-                        kind: Kind::Exact,
+                        kind: BanKind::Exact,
                         ban,
                     }),
                     range: longest(&self.nets_v6, ip, v6_net).map(|(target, ban)| BanEntry {
                         target,
-                        kind: Kind::Range,
+                        kind: BanKind::Range,
                         ban,
                     }),
                     allow: longest(&self.allow_v6, ip, v6_net).map(|(target, allow)| AllowEntry { target, allow }),

@@ -14,7 +14,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Lapi,
+    ApiError, ApiState,
     auth::{self, Machine},
     decisions::{canonical_scope, now},
     model::{Alert, AlertDecision, WireDecision},
@@ -52,7 +52,7 @@ struct Register {
 /// # Errors
 /// Bad bodies, a taken name, store errors.
 pub async fn register(
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -93,7 +93,7 @@ fn token_answer(token: &str, exp: u64) -> Json<Value> {
 /// # Errors
 /// 401 for unknown, unvalidated or wrong credentials; bad bodies.
 pub async fn login(
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -121,7 +121,7 @@ pub async fn login(
 ///
 /// # Errors
 /// Signing failures.
-pub async fn refresh(Machine(id): Machine, State(st): State<Arc<Lapi>>) -> Result<Json<Value>, ApiError> {
+pub async fn refresh(Machine(id): Machine, State(st): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let (token, exp) = auth::issue(&st.jwt_key(), &id, u64::try_from(now()).unwrap_or(0))?;
     Ok(token_answer(&token, exp))
 }
@@ -132,7 +132,7 @@ pub async fn refresh(Machine(id): Machine, State(st): State<Arc<Lapi>>) -> Resul
 /// Store errors.
 pub async fn heartbeat(
     Machine(id): Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<StatusCode, ApiError> {
     let (t, ip) = (now(), peer.ip().to_string());
@@ -171,7 +171,7 @@ fn decision_of(d: &AlertDecision, a: &Alert) -> Result<NewDecision, ApiError> {
 /// Bad bodies (nothing is stored), store errors.
 pub async fn push(
     Machine(machine): Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Vec<String>>), ApiError> {
@@ -262,7 +262,7 @@ fn engine_alert(a: &Alert) -> crate::engine::scenario::Alert {
 }
 
 /// Decisions and notifications from crowd's profiles for an alert pushed without decisions.
-fn profiled(st: &Lapi, a: &Alert) -> Result<(Vec<NewDecision>, Vec<String>), ApiError> {
+fn profiled(st: &ApiState, a: &Alert) -> Result<(Vec<NewDecision>, Vec<String>), ApiError> {
     let mut profile = st.profile.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
     let verdict = profile.evaluate(&engine_alert(a));
     let decided = match verdict.decisions {
@@ -387,7 +387,7 @@ fn alert_filter(q: &HashMap<String, String>, t: i64) -> Result<AlertFilter, ApiE
 /// Bad filters, store errors.
 pub async fn list(
     _m: Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let t = now();
@@ -411,7 +411,11 @@ fn alert_id(id: &str) -> Result<i64, ApiError> {
 ///
 /// # Errors
 /// 404, store errors.
-pub async fn one(_m: Machine, State(st): State<Arc<Lapi>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn one(
+    _m: Machine,
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = alert_id(&id)?;
     let t = now();
     let got = st
@@ -430,7 +434,7 @@ pub async fn one(_m: Machine, State(st): State<Arc<Lapi>>, Path(id): Path<String
 /// Bad filters, store errors.
 pub async fn delete(
     _m: Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let t = now();
@@ -446,7 +450,7 @@ pub async fn delete(
 /// 404, store errors.
 pub async fn delete_one(
     _m: Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = alert_id(&id)?;

@@ -10,7 +10,7 @@ use axum::{
 use base64::Engine;
 use sha2::{Digest, Sha512};
 
-use super::{ApiError, Lapi};
+use super::{ApiError, ApiState};
 use crate::store::BouncerRow;
 
 /// How long a machine token lasts (CrowdSec: one hour).
@@ -104,10 +104,10 @@ pub fn client_ip(parts: &Parts) -> String {
 /// An authenticated bouncer (from `X-Api-Key`).
 pub struct Bouncer(pub BouncerRow);
 
-impl FromRequestParts<Arc<Lapi>> for Bouncer {
+impl FromRequestParts<Arc<ApiState>> for Bouncer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<Lapi>) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
         let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
             // No key: a verified client certificate with a bouncers' OU will do.
             let role = parts.extensions.get::<super::tls::Peer>().and_then(|p| state.roles.of(p));
@@ -138,10 +138,10 @@ impl FromRequestParts<Arc<Lapi>> for Bouncer {
 /// An authenticated, validated machine (from its JWT).
 pub struct Machine(pub String);
 
-impl FromRequestParts<Arc<Lapi>> for Machine {
+impl FromRequestParts<Arc<ApiState>> for Machine {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<Lapi>) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
         let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let token = h("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))

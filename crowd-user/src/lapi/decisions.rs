@@ -17,7 +17,7 @@ use axum::{
 };
 
 use super::{
-    ApiError, Lapi,
+    ApiError, ApiState,
     auth::{Bouncer, Machine},
     model::WireDecision,
 };
@@ -105,7 +105,7 @@ pub async fn head(_b: Bouncer) -> StatusCode {
 /// Bad filters, store errors.
 pub async fn query(
     _b: Bouncer,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let f = filter(&q, &[])?;
@@ -164,7 +164,7 @@ impl Writer {
 /// Bad filters, store errors.
 pub async fn stream(
     Bouncer(b): Bouncer,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let f = filter(&q, &["ip", "range"])?;
@@ -221,7 +221,7 @@ fn write_pull(
 }
 
 /// A full pull, streamed as it is read; the bouncer's cursor moves only if all of it was sent.
-fn full_pull(st: Arc<Lapi>, bouncer: i64, f: DecisionFilter) -> Response {
+fn full_pull(st: Arc<ApiState>, bouncer: i64, f: DecisionFilter) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let db = st.db.clone();
     tokio::spawn(async move {
@@ -259,7 +259,7 @@ fn deleted_answer(n: usize) -> Json<serde_json::Value> {
 /// Bad filters, store errors.
 pub async fn delete(
     _m: Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut f = filter(&q, &[])?;
@@ -278,7 +278,7 @@ pub async fn delete(
 /// A bad id, store errors.
 pub async fn delete_one(
     _m: Machine,
-    State(st): State<Arc<Lapi>>,
+    State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("decision id `{id}` is not a number")))?;

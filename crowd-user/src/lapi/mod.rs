@@ -1,7 +1,7 @@
 //! The Local API (axum): CrowdSec's wire contract for bouncers (`/v1/decisions`, the stream)
 //! and agents (watchers, alerts, heartbeat), so existing bouncers and automation work unchanged.
 //!
-//! Owns the HTTP layer only: every read and write goes through [`Db`] (a pool of store
+//! Owns the HTTP layer only: every read and write goes through [`StorePool`] (a pool of store
 //! connections used on blocking threads). A poller watches the database's change counter, so a
 //! decision written by any process (this daemon's detection, `crowd decisions add`, another
 //! agent) wakes the long-polling stream clients at once (`wait=` on the stream: crowd's push
@@ -42,19 +42,19 @@ pub const JWT_SECRET: &str = "jwt";
 pub const BIG_BODY: usize = 50 << 20;
 
 /// A pool of store connections on one database file.
-pub struct Db {
+pub struct StorePool {
     loc: Location,
     idle: Mutex<Vec<Store>>,
 }
 
-impl Db {
+impl StorePool {
     /// A pool on the store at `loc` (opened and migrated once here).
     ///
     /// # Errors
     /// Store errors.
-    pub fn open(loc: &Location) -> Result<Arc<Db>, StoreError> {
+    pub fn open(loc: &Location) -> Result<Arc<StorePool>, StoreError> {
         let first = Store::open_at(loc)?;
-        Ok(Arc::new(Db { loc: loc.clone(), idle: Mutex::new(vec![first]) }))
+        Ok(Arc::new(StorePool { loc: loc.clone(), idle: Mutex::new(vec![first]) }))
     }
 
     fn take(&self) -> Result<Store, StoreError> {
@@ -97,9 +97,9 @@ impl Db {
 }
 
 /// What the handlers share.
-pub struct Lapi {
+pub struct ApiState {
     /// The store.
-    pub db: Arc<Db>,
+    pub db: Arc<StorePool>,
     /// Profiles applied to alerts pushed without decisions.
     pub profile: Mutex<Profile>,
     /// The JWT signing key (reloaded when `crowd machines rotate-key` replaces it).
@@ -157,7 +157,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl Lapi {
+impl ApiState {
     /// The API state over the store at `loc`: opens it, loads or makes the JWT key (reloaded
     /// when `changes`, the store's change feed, says the store moved).
     ///
@@ -170,8 +170,8 @@ impl Lapi {
         metrics: Arc<crate::metrics::Metrics>,
         notify: crate::notify::Dispatcher,
         roles: tls::Roles,
-    ) -> Result<Arc<Lapi>, StoreError> {
-        let db = Db::open(loc)?;
+    ) -> Result<Arc<ApiState>, StoreError> {
+        let db = StorePool::open(loc)?;
         let mut s = db.take()?;
         let key = Arc::new(RwLock::new(s.secret(JWT_SECRET, auth::random_token)?.into_bytes()));
         db.give(s);
@@ -188,11 +188,11 @@ impl Lapi {
                 }
             }
         });
-        Ok(Arc::new(Lapi { db, profile: Mutex::new(profile), jwt_key: key, changes, metrics, notify, roles }))
+        Ok(Arc::new(ApiState { db, profile: Mutex::new(profile), jwt_key: key, changes, metrics, notify, roles }))
     }
 }
 
-impl Lapi {
+impl ApiState {
     /// The key tokens are signed and checked with now.
     #[must_use]
     pub fn jwt_key(&self) -> Vec<u8> {
@@ -212,7 +212,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// Counts each request by its route pattern, method and status.
-async fn count(State(st): State<Arc<Lapi>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn count(State(st): State<Arc<ApiState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -229,7 +229,7 @@ async fn count(State(st): State<Arc<Lapi>>, req: axum::extract::Request, next: a
 /// that finds them, not at every scrape).
 pub fn metrics_router(
     metrics: Arc<crate::metrics::Metrics>,
-    db: Arc<Db>,
+    db: Arc<StorePool>,
     maps: Option<crate::enforce::Settings>,
 ) -> Router {
     let opened: Arc<Mutex<Option<crate::enforce::maps::BanMaps>>> = Arc::new(Mutex::new(None));
@@ -258,7 +258,7 @@ pub fn metrics_router(
 }
 
 /// The routes, CrowdSec's paths and methods.
-pub fn router(state: Arc<Lapi>) -> Router {
+pub fn router(state: Arc<ApiState>) -> Router {
     let open = Router::new()
         .route("/v1/watchers", post(alerts::register))
         .route("/v1/watchers/login", post(alerts::login))
@@ -290,7 +290,7 @@ pub fn router(state: Arc<Lapi>) -> Router {
 /// I/O errors of the listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<Lapi>,
+    state: Arc<ApiState>,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

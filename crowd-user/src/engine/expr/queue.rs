@@ -14,7 +14,7 @@ use crate::engine::event::{Event, Fields};
 
 /// The fields bucket expressions read, found in their source.
 #[derive(Clone, Debug, Default)]
-pub struct Slim {
+pub struct QueueFields {
     meta: Vec<String>,
     parsed: Vec<String>,
     enriched: Vec<String>,
@@ -22,14 +22,14 @@ pub struct Slim {
     whole: bool,
 }
 
-impl Slim {
+impl QueueFields {
     /// What `sources` read.
     #[must_use]
-    pub fn of(sources: &[&str]) -> Slim {
+    pub fn of(sources: &[&str]) -> QueueFields {
         static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
         let re =
             RE.get_or_init(|| regex::Regex::new(r"\.(Meta|Parsed|Enriched)\.([A-Za-z_][A-Za-z0-9_]*)").expect("valid"));
-        let mut s = Slim::default();
+        let mut s = QueueFields::default();
         for src in sources {
             for c in re.captures_iter(src) {
                 let list = match &c[1] {
@@ -110,9 +110,14 @@ pub fn rewrite(src: &str) -> String {
 }
 
 /// The context of a bucket expression over `events`, with `queue.Queue` set for this thread.
-pub fn context<'a>(slim: &Slim, evt: &Event, events: impl Iterator<Item = &'a Arc<Event>>, leaky: Value) -> EvtContext {
-    super::set_bucket_queue(Value::Array(events.map(|e| slim.value(e)).collect()));
-    EvtContext::from_value(slim.value(evt)).with("leaky", leaky)
+pub fn context<'a>(
+    queue_fields: &QueueFields,
+    evt: &Event,
+    events: impl Iterator<Item = &'a Arc<Event>>,
+    leaky: Value,
+) -> EvtContext {
+    super::set_bucket_queue(Value::Array(events.map(|e| queue_fields.value(e)).collect()));
+    EvtContext::from_value(queue_fields.value(evt)).with("leaky", leaky)
 }
 
 #[cfg(test)]
@@ -129,11 +134,12 @@ mod tests {
 
     #[test]
     fn only_named_fields_are_converted() {
-        let s =
-            Slim::of(&["any(queue.Queue, {.Meta.http_path == '/'}) && MedianInterval(map(queue.Queue, {#.Time})) > 1"]);
+        let s = QueueFields::of(&[
+            "any(queue.Queue, {.Meta.http_path == '/'}) && MedianInterval(map(queue.Queue, {#.Time})) > 1",
+        ]);
         assert!(!s.whole);
         assert_eq!(s.meta, ["http_path"]);
-        assert!(Slim::of(&["any(queue.Queue, {.Line.Raw contains 'x'})"]).whole);
-        assert!(Slim::of(&["len(queue.Queue[0].Meta) > 1"]).whole);
+        assert!(QueueFields::of(&["any(queue.Queue, {.Line.Raw contains 'x'})"]).whole);
+        assert!(QueueFields::of(&["len(queue.Queue[0].Meta) > 1"]).whole);
     }
 }

@@ -476,7 +476,7 @@ mod tests {
             for (i, src) in HUB.iter().enumerate() {
                 let native = compile(&inline_lets(src)).unwrap_or_else(|| panic!("{src}"));
                 let slow = env.compile(&queue::rewrite(src)).unwrap();
-                let slim = queue::Slim::of(&[src]);
+                let slim = queue::QueueFields::of(&[src]);
                 let ctx: EvtContext = queue::context(&slim, q.back().unwrap(), q.iter(), expr::Value::Nil);
                 let got = native.test(&q, env.data());
                 assert_eq!(got, env.test_in(&slow, &ctx), "{src} over {} events", q.len());

@@ -21,7 +21,7 @@ use super::{
 
 /// What kind of bucket a scenario uses, with its parameters.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Kind {
+pub enum BucketKind {
     /// Overflows on the first event.
     Trigger,
     /// Holds `capacity` events, leaking one every `leak` seconds.
@@ -58,7 +58,7 @@ pub struct Scenario {
     /// Name.
     pub name: String,
     /// Bucket kind.
-    pub kind: Kind,
+    pub kind: BucketKind,
     filter: Expr,
     groupby: Option<Expr>,
     distinct: Option<Expr>,
@@ -79,7 +79,7 @@ pub struct Scenario {
     /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
     pub reprocess: bool,
     /// The event fields `condition` and `overflow_filter` read.
-    slim: crate::engine::expr::queue::Slim,
+    queue_fields: crate::engine::expr::queue::QueueFields,
 }
 
 /// Events an unbounded bucket (a counter, a conditional bucket of capacity -1) keeps for its
@@ -123,7 +123,7 @@ impl Scenario {
                 .transpose()
         };
         let kind = match spec.kind.as_str() {
-            "trigger" => Kind::Trigger,
+            "trigger" => BucketKind::Trigger,
             "conditional" => {
                 let leak = dur("leakspeed", &spec.leakspeed)?
                     .ok_or_else(|| serr("leakspeed", "a conditional bucket needs a leakspeed", &spec.name))?;
@@ -132,7 +132,7 @@ impl Scenario {
                     Some(c) if c >= 0 => u32::try_from(c).unwrap_or(u32::MAX),
                     _ => u32::MAX,
                 };
-                Kind::Leaky { capacity, leak }
+                BucketKind::Leaky { capacity, leak }
             }
             "leaky" => {
                 let capacity =
@@ -141,12 +141,12 @@ impl Scenario {
                     .ok_or_else(|| serr("leakspeed", "a leaky bucket needs a leakspeed", &spec.name))?;
                 if capacity < 0 {
                     // capacity -1: never overflows by count (CrowdSec's counters are written so).
-                    Kind::Counter { duration: dur("duration", &spec.duration)?.unwrap_or(leak) }
+                    BucketKind::Counter { duration: dur("duration", &spec.duration)?.unwrap_or(leak) }
                 } else {
-                    Kind::Leaky { capacity: u32::try_from(capacity).unwrap_or(u32::MAX), leak }
+                    BucketKind::Leaky { capacity: u32::try_from(capacity).unwrap_or(u32::MAX), leak }
                 }
             }
-            "counter" => Kind::Counter {
+            "counter" => BucketKind::Counter {
                 duration: dur("duration", &spec.duration)?
                     .ok_or_else(|| serr("duration", "a counter needs a duration", &spec.name))?,
             },
@@ -206,7 +206,7 @@ impl Scenario {
                 .map(|f| compile("overflow_filter", &crate::engine::expr::queue::rewrite(f)))
                 .transpose()?,
             reprocess: spec.reprocess.unwrap_or(false),
-            slim: crate::engine::expr::queue::Slim::of(&[
+            queue_fields: crate::engine::expr::queue::QueueFields::of(&[
                 spec.condition.as_deref().unwrap_or_default(),
                 spec.overflow_filter.as_deref().unwrap_or_default(),
             ]),
@@ -292,7 +292,7 @@ impl Buckets {
     /// Buckets for `scenarios`, holding at most `max_buckets` live buckets.
     #[must_use]
     pub fn new(scenarios: Vec<Scenario>, max_buckets: usize) -> Buckets {
-        let has_counters = scenarios.iter().any(|s| matches!(s.kind, Kind::Counter { .. }));
+        let has_counters = scenarios.iter().any(|s| matches!(s.kind, BucketKind::Counter { .. }));
         Buckets {
             scenarios,
             live: HashMap::new(),
@@ -402,7 +402,7 @@ impl Buckets {
             let cache = sc.cache_size;
             let b = self.live.entry(k.clone()).or_insert_with(|| Bucket {
                 tokens: match kind {
-                    Kind::Leaky { capacity, .. } => f64::from(capacity),
+                    BucketKind::Leaky { capacity, .. } => f64::from(capacity),
                     _ => 0.0,
                 },
                 last: now,
@@ -417,9 +417,9 @@ impl Buckets {
                 continue;
             }
             let overflow = match kind {
-                Kind::Trigger => true,
-                Kind::Counter { .. } => false,
-                Kind::Leaky { capacity, leak } => {
+                BucketKind::Trigger => true,
+                BucketKind::Counter { .. } => false,
+                BucketKind::Leaky { capacity, leak } => {
                     // An idle bucket has fully leaked: it starts afresh.
                     if now - b.last >= drain_secs(capacity, leak, b.count) && b.count > 0 {
                         b.events.clear();
@@ -443,7 +443,7 @@ impl Buckets {
             // As CrowdSec's queues, which hold one event more than their size: the size is the
             // capacity, or `cache_size` when it is smaller (or the capacity is unbounded).
             let keep = match kind {
-                Kind::Leaky { capacity, .. } if capacity < u32::MAX => {
+                BucketKind::Leaky { capacity, .. } if capacity < u32::MAX => {
                     let cap = capacity as usize;
                     if cache > 0 && cache <= cap { cache + 1 } else { cap + 1 }
                 }
@@ -457,7 +457,7 @@ impl Buckets {
             let overflow = overflow
                 || match (&sc.native_condition, &sc.condition) {
                     (Some(q), _) => q.test(&self.live[&k].events, env.data()),
-                    (None, Some(c)) => env.test_in(c, &queue_context(&sc.slim, evt, &self.live[&k])),
+                    (None, Some(c)) => env.test_in(c, &queue_context(&sc.queue_fields, evt, &self.live[&k])),
                     (None, None) => false,
                 };
             if overflow {
@@ -479,7 +479,7 @@ impl Buckets {
     fn overflow(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Option<Alert> {
         let sc = &self.scenarios[i];
         if let Some(f) = &sc.overflow_filter {
-            let ctx = queue_context(&sc.slim, evt, &b).with("signal", signal_value(&sc.name, b.count));
+            let ctx = queue_context(&sc.queue_fields, evt, &b).with("signal", signal_value(&sc.name, b.count));
             if !env.test_in(f, &ctx) {
                 return None;
             }
@@ -514,7 +514,7 @@ impl Buckets {
         let due: Vec<(usize, String)> = self
             .live
             .iter()
-            .filter(|((i, _), b)| matches!(self.scenarios[*i].kind, Kind::Counter { duration } if now - b.first >= duration))
+            .filter(|((i, _), b)| matches!(self.scenarios[*i].kind, BucketKind::Counter { duration } if now - b.first >= duration))
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -536,9 +536,9 @@ impl Buckets {
     fn collect(&mut self, now: f64) {
         let scenarios = &self.scenarios;
         self.live.retain(|(i, _), b| match scenarios[*i].kind {
-            Kind::Leaky { capacity, leak } => now - b.last < drain_secs(capacity, leak, b.count),
-            Kind::Trigger => false,
-            Kind::Counter { .. } => true,
+            BucketKind::Leaky { capacity, leak } => now - b.last < drain_secs(capacity, leak, b.count),
+            BucketKind::Trigger => false,
+            BucketKind::Counter { .. } => true,
         });
         self.blackholed.retain(|_, until| *until > now);
         if self.live.len() > self.max_buckets {
@@ -560,14 +560,14 @@ fn drain_secs(capacity: u32, leak: f64, poured: usize) -> f64 {
 }
 
 /// `queue.Queue` (the bucket's events, oldest first) and `leaky` for bucket expressions.
-fn queue_context(slim: &crate::engine::expr::queue::Slim, evt: &Event, b: &Bucket) -> EvtContext {
+fn queue_context(queue_fields: &crate::engine::expr::queue::QueueFields, evt: &Event, b: &Bucket) -> EvtContext {
     use expr::Value;
     let leaky = Value::Map(indexmap::IndexMap::from([
         ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count).unwrap_or(i64::MAX))),
         ("First_ts".to_owned(), Value::Float(b.first)),
         ("Last_ts".to_owned(), Value::Float(b.last)),
     ]));
-    crate::engine::expr::queue::context(slim, evt, b.events.iter(), leaky)
+    crate::engine::expr::queue::context(queue_fields, evt, b.events.iter(), leaky)
 }
 
 fn signal_value(scenario: &str, count: usize) -> expr::Value {
