@@ -457,3 +457,109 @@ fn without_the_api_the_daemon_still_follows_the_store_and_serves_metrics() {
     assert!(body.contains("200 OK") && body.contains("xdp"), "{body}");
     stop(d);
 }
+
+/// The sum of `crowd_lines_read_total` over every source, as the daemon's `/metrics` says.
+fn lines_read(w: &World, port: u16) -> u64 {
+    let body = w.link.server.within(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    body.lines()
+        .filter(|l| l.starts_with("crowd_lines_read_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn write_lines(log: &std::path::Path, from: usize, to: usize) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(log).expect("open log");
+    for n in from..to {
+        writeln!(f, "Dec  2 10:00:00 host app[1]: line {n}").expect("write");
+        if n % 2_000 == 0 {
+            f.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn wait_read(w: &World, port: u16, want: u64, what: &str) {
+    let t = Instant::now();
+    loop {
+        let got = lines_read(w, port);
+        assert!(got <= want, "{what}: {got} lines read, more than the {want} written (a line read twice)");
+        if got == want {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{what}: {got} of {want} lines read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_line_is_read_once_across_rotations_and_a_sigkill() {
+    // 30,000 lines: a rename rotation, a SIGKILL and restart (lines written while the daemon is
+    // down are read after it), then a copy-truncate rotation. The daemon is killed once it has
+    // read everything and saved its positions: what its state promises (lines still in flight at
+    // the kill are another matter: positions are saved at most once a second).
+    let w = World::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("create log");
+    let state = dir.path().join("state");
+    let port = 17_000 + u16::try_from(std::process::id() % 1000).expect("small");
+    let (watch, listen) = (format!("{}=syslog", log.display()), format!("127.0.0.1:{port}"));
+    let args = [
+        "--watch",
+        watch.as_str(),
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        "--no-api",
+        "--metrics-listen",
+        listen.as_str(),
+    ];
+    let d = w.daemon_with(&args);
+    w.wait_attached();
+    std::thread::sleep(Duration::from_millis(300));
+
+    write_lines(&log, 0, 10_000);
+    // Rename rotation: the old file is drained, the new one read from its start.
+    std::fs::rename(&log, dir.path().join("auth.log.1")).expect("rename");
+    write_lines(&log, 10_000, 15_000);
+    wait_read(&w, port, 15_000, "after a rename rotation");
+    // The saved position has reached the end of the file (saved at most a second or two after
+    // the last read), then SIGKILL.
+    let positions = state.join("positions.json");
+    let size = std::fs::metadata(&log).expect("log").len();
+    let key = log.display().to_string();
+    let t = Instant::now();
+    loop {
+        let saved: Value =
+            std::fs::read_to_string(&positions).ok().and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(Value::Null);
+        if saved[&key]["offset"].as_u64() == Some(size) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the position never reached the end: {saved}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut d = d;
+    d.kill().expect("SIGKILL");
+    let _ = d.wait();
+    // Written while the daemon is down: read after the restart, from the saved position.
+    write_lines(&log, 15_000, 20_000);
+    let d = w.daemon_with(&args);
+    wait_read(&w, port, 5_000, "after a SIGKILL and a restart");
+    // Copy-truncate rotation (once everything was read: lines appended between the copy and the
+    // truncation are lost by any reader, logrotate says so).
+    std::fs::copy(&log, dir.path().join("auth.log.2")).expect("copy");
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).expect("truncate");
+    write_lines(&log, 20_000, 30_000);
+    wait_read(&w, port, 15_000, "after a copy-truncate rotation");
+    // And nothing more comes (no line read twice late).
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(lines_read(&w, port), 15_000, "lines read again late");
+    stop(d);
+}
