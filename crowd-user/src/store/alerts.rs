@@ -183,17 +183,15 @@ impl Store {
             None => self.alerts(f, now)?.iter().map(|a| a.id).collect(),
         };
         self.conn.tx(|c| {
+            let seq = if ids.is_empty() { 0 } else { super::next_change(c)? };
             for id in &ids {
                 c.exec(
-                    "UPDATE decisions SET deleted_at = ?1, seq = 0 WHERE alert_id = ?2 AND deleted_at IS NULL \
+                    "UPDATE decisions SET deleted_at = ?1, seq = ?3 WHERE alert_id = ?2 AND deleted_at IS NULL \
                      AND until > ?1",
-                    &[now.into(), (*id).into()],
+                    &[now.into(), (*id).into(), seq.into()],
                 )?;
                 // Marked, not removed: ids are never handed out twice.
                 c.exec("UPDATE alerts SET deleted_at = ?1 WHERE id = ?2", &[now.into(), (*id).into()])?;
-            }
-            if !ids.is_empty() {
-                super::stamp_changes(c)?;
             }
             Ok(())
         })?;

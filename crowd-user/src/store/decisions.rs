@@ -2,7 +2,7 @@
 //! containment, origins, scenarios), query mode, and stream mode's full and delta pulls.
 //!
 //! Stream deltas are cut by change number (`seq`, handed out in commit order: see
-//! `stamp_changes`) for added and deleted decisions, so a cursor never passes a decision that
+//! `next_change`) for added and deleted decisions, so a cursor never passes a decision that
 //! commits late (PostgreSQL's ids are not in commit order), and by end time for expired ones
 //! (with CrowdSec's two-second overlap). Both deduplicate like CrowdSec: per (value, type, scope)
 //! only the longest active decision is sent, and an ended decision is not sent as deleted while
@@ -309,13 +309,14 @@ impl Store {
             return Ok(rows);
         }
         self.conn.tx(|c| {
+            let seq = super::next_change(c)?;
             for r in &rows {
                 c.exec(
-                    "UPDATE decisions SET deleted_at = ?1, seq = 0 WHERE id = ?2 AND deleted_at IS NULL",
-                    &[now.into(), r.id.into()],
+                    "UPDATE decisions SET deleted_at = ?1, seq = ?2 WHERE id = ?3 AND deleted_at IS NULL",
+                    &[now.into(), seq.into(), r.id.into()],
                 )?;
             }
-            super::stamp_changes(c).map(drop)
+            Ok(())
         })?;
         if !rows.is_empty() {
             self.announce();

@@ -182,18 +182,14 @@ fn backfill_bounds(c: &mut Conn) -> Result<()> {
     Ok(())
 }
 
-/// Numbers the decisions a writing transaction added or ended, as its last statements. Those
-/// rows were written with `seq = 0` (no committed row has it); this takes the next number from
-/// `change_seq`, whose row stays locked until the transaction ends (PostgreSQL's row lock;
-/// SQLite's single writer), and stamps them with it. So numbers are handed out in commit order
-/// and gapless: once number N is visible, every change numbered below N is committed. Stream
-/// cursors ([`Cursor`]) count in these numbers, not in ids (PostgreSQL hands ids out at insert,
-/// and transactions commit in any order). Taken last, the lock is held for the stamp and the
-/// commit only, however long the transaction was.
-fn stamp_changes(c: &mut Conn) -> Result<i64> {
-    let n = c.one("UPDATE change_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0);
-    c.exec("UPDATE decisions SET seq = ?1 WHERE seq = 0", &[n.into()])?;
-    Ok(n)
+/// Takes the next change number inside a writing transaction, before it writes any decision.
+/// The `change_seq` row stays locked until the transaction ends (PostgreSQL's row lock; SQLite's
+/// single writer), so numbers are handed out in commit order and gapless: once number N is
+/// visible, every change numbered below N is committed. Stream cursors ([`Cursor`]) count in
+/// these numbers, not in ids (PostgreSQL hands ids out at insert, and transactions commit in any
+/// order). Writers of decisions wait for each other for the length of their transactions.
+fn next_change(c: &mut Conn) -> Result<i64> {
+    Ok(c.one("UPDATE change_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0))
 }
 
 /// The database.
@@ -372,7 +368,7 @@ impl Store {
     }
 
     /// The newest committed change number: every decision added or ended with a number up to
-    /// it is visible now (see [`stamp_changes`]).
+    /// it is visible now (see [`next_change`]).
     ///
     /// # Errors
     /// Database errors.
@@ -417,13 +413,14 @@ impl Store {
                 None => None,
             };
             let mut ids = Vec::with_capacity(decisions.len());
+            let seq = if decisions.is_empty() { 0 } else { next_change(c)? };
             for d in decisions {
                 let (start, end) = bounds(&d.scope, &d.value);
                 let uuid = if d.uuid.is_empty() { uuid::Uuid::new_v4().to_string() } else { d.uuid.clone() };
                 let id = c.one(
                     "INSERT INTO decisions (alert_id, origin, scenario, scope, value, type, until, created_at, simulated,
                                             reason, uuid, start_ip, end_ip, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0) RETURNING id",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
                     &[
                         alert_id.into(),
                         d.origin.as_str().into(),
@@ -438,13 +435,11 @@ impl Store {
                         uuid.into(),
                         start.into(),
                         end.into(),
+                        seq.into(),
                     ],
                     |r| r.int(0),
                 )?;
                 ids.extend(id);
-            }
-            if !decisions.is_empty() {
-                stamp_changes(c)?;
             }
             Ok((alert_id, ids))
         })?;
