@@ -46,6 +46,32 @@ pub fn log_line(data: &[u8]) {
     let _ = crate::engine::parser::enrich::parse_date(&text, 2026);
 }
 
+/// `count` seeded mutations of `lines` (taken in turn): one byte among the first 48 replaced by a
+/// character the syslog grammar cares about. Deterministic, so a failure reproduces; the syslog
+/// reader's agreement tests feed them to `Grok::reader_disagreement`'s two paths.
+#[must_use]
+pub fn syslog_mutations(lines: &[String], count: usize) -> Vec<String> {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let alphabet = b" :[]<>.-_0123456789aZ\t/";
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let Some(src) = lines.get(i % lines.len().max(1)).map(String::as_bytes) else { break };
+        if src.is_empty() {
+            continue;
+        }
+        let mut m = src.to_vec();
+        let at = (seed as usize >> 8) % m.len().min(48);
+        m[at] = alphabet[(seed as usize) % alphabet.len()];
+        if let Ok(s) = String::from_utf8(m) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// The first line of `data` as an expression; the rest as the values of an event it runs on.
 pub fn expression(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

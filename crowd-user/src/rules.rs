@@ -97,6 +97,25 @@ pub fn load(
     Ok((p, e, s))
 }
 
+/// The profile a deciding process (the daemon's detection, its Local API, `crowd api`) runs:
+/// the profiles of `--config`/`--profiles`, the simulation settings of `--config` or the state
+/// directory (everything simulated with `simulate_all`, `--simulation`), and this host's own
+/// addresses protected.
+///
+/// # Errors
+/// Unreadable or invalid profiles or simulation settings.
+pub fn enforcing_profile(
+    config_dir: Option<&PathBuf>,
+    profiles: Option<&PathBuf>,
+    state_dir: &Path,
+    simulate_all: bool,
+) -> Result<Profile> {
+    let mut p = profile(config_dir, profiles)?;
+    simulation(config_dir, state_dir)?.apply_to(&mut p, simulate_all);
+    p.protect(crate::addr::local_addresses());
+    Ok(p)
+}
+
 /// The simulation settings of `--config DIR` when it is a CrowdSec configuration with a
 /// `simulation.yaml`, else those of the state directory.
 ///
@@ -122,6 +141,12 @@ pub struct Simulation {
 }
 
 impl Simulation {
+    /// Makes `p` follow these settings, or simulate everything with `all` (`--simulation`).
+    pub fn apply_to(self, p: &mut Profile, all: bool) {
+        p.simulation = all || self.simulation;
+        p.simulation_exclusions = if all { Vec::new() } else { self.exclusions };
+    }
+
     /// Whether `scenario` is simulated.
     #[must_use]
     pub fn simulated(&self, scenario: &str) -> bool {

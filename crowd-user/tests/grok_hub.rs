@@ -55,25 +55,8 @@ fn lines() -> Vec<String> {
     assert!(st.status.success(), "genlogs: {}", String::from_utf8_lossy(&st.stderr));
     let auth = std::fs::read_to_string(dir.path().join("auth.log")).expect("auth.log");
     lines.extend(auth.lines().map(str::to_owned));
-    // Seeded mutations: a byte replaced by one of the characters the grammar cares about.
-    let base = lines.len();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let alphabet = b" :[]<>.-_0123456789aZ\t/";
-    for i in 0..100_000 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let src = lines[i % base].as_bytes();
-        if src.is_empty() {
-            continue;
-        }
-        let mut m = src.to_vec();
-        let at = (seed as usize >> 8) % m.len().min(48);
-        m[at] = alphabet[(seed as usize) % alphabet.len()];
-        if let Ok(s) = String::from_utf8(m) {
-            lines.push(s);
-        }
-    }
+    let more = crowd::fuzzing::syslog_mutations(&lines, 100_000);
+    lines.extend(more);
     lines
 }
 

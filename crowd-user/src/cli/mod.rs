@@ -320,12 +320,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {
-            let mut p = crate::rules::profile(None, profiles.as_ref())?;
             // `crowd simulation` settings hold for alerts pushed to the API too.
-            let sim = crate::rules::load_simulation(state_dir)?;
-            p.simulation = sim.simulation;
-            p.simulation_exclusions = sim.exclusions;
-            p.protect(crate::addr::local_addresses());
+            let p = crate::rules::enforcing_profile(None, profiles.as_ref(), state_dir, false)?;
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = crate::rules::notifiers(notifications.as_ref(), None)?;
             lapi::serve(*listen, m, &cli.store(state_dir)?, p, notify, tls)

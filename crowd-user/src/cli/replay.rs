@@ -31,9 +31,7 @@ pub fn replay(
 ) -> Result<()> {
     let mut prof = crate::rules::profile(config_dir, profiles)?;
     if let Some(sim) = config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
-        let sim = crate::rules::load_simulation_file(&sim)?;
-        prof.simulation = sim.simulation;
-        prof.simulation_exclusions = sim.exclusions;
+        crate::rules::load_simulation_file(&sim)?.apply_to(&mut prof, false);
     }
     let mut d = crate::rules::detector(config_dir, prof)?;
     let started = std::time::Instant::now();

@@ -25,15 +25,16 @@ pub fn start(
         tracing::warn!("no log to follow (give --acquis or --watch): enforcing only");
         return Ok(());
     }
-    let mut profile = crate::rules::profile(args.config.as_ref(), args.profiles.as_ref())?;
-    let sim = crate::rules::simulation(args.config.as_ref(), &args.state_dir)?;
-    profile.simulation = args.simulation || sim.simulation;
-    profile.simulation_exclusions = if args.simulation { Vec::new() } else { sim.exclusions };
+    let mut profile = crate::rules::enforcing_profile(
+        args.config.as_ref(),
+        args.profiles.as_ref(),
+        &args.state_dir,
+        args.simulation,
+    )?;
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
     if let Ok(mut store) = crate::store::Store::open_at(&args.store()) {
         profile.history = store.decision_counts().unwrap_or_default();
     }
-    profile.protect(crate::addr::local_addresses());
     let mut detector = crate::rules::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
     for s in &sources {
         tracing::info!(source = %s.describe(), kind = s.kind(), "reading");

@@ -185,12 +185,12 @@ pub fn run(
     let api_profile = if detect.no_api {
         None
     } else {
-        let mut p = crate::rules::profile(detect.config.as_ref(), detect.profiles.as_ref())?;
-        let sim = crate::rules::simulation(detect.config.as_ref(), &detect.state_dir)?;
-        p.simulation = detect.simulation || sim.simulation;
-        p.simulation_exclusions = if detect.simulation { Vec::new() } else { sim.exclusions };
-        p.protect(crate::addr::local_addresses());
-        Some(p)
+        Some(crate::rules::enforcing_profile(
+            detect.config.as_ref(),
+            detect.profiles.as_ref(),
+            &detect.state_dir,
+            detect.simulation,
+        )?)
     };
     // The store's change feed: decisions written by the API, the CLI or another host reach the
     // maps as soon as they are committed, whether this daemon serves the API or not.
@@ -198,13 +198,20 @@ pub fn run(
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(p) = api_profile {
-            let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-            let shared = api::Shared { metrics: metrics.clone(), notify, changes: changes.clone() };
-            api::start(detect.api_listen, state, p, shared, &detect.tls, stop).await?;
-        }
+        let api_pool = match api_profile {
+            Some(p) => {
+                let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
+                let shared = api::Shared { metrics: metrics.clone(), notify, changes: changes.clone() };
+                Some(api::start(detect.api_listen, state, p, shared, &detect.tls, stop).await?.1.db.clone())
+            }
+            None => None,
+        };
         if !detect.no_metrics {
-            let db = crate::lapi::StorePool::open(&detect.store())?;
+            // The API's store connections when it runs, else a pool of their own.
+            let db = match api_pool {
+                Some(db) => db,
+                None => crate::lapi::StorePool::open(&detect.store())?,
+            };
             api::start_metrics(detect.metrics_listen, metrics.clone(), db, Some(settings.clone())).await?;
         }
         // Decisions made through the API or the CLI reach the maps as soon as the store changes.

@@ -226,6 +226,15 @@ pub fn enforced_in_kernel(kind: &str, scope: &str, simulated: bool) -> bool {
     kind == "ban" && (scope == "Ip" || scope == "Range") && !simulated
 }
 
+/// Adds a matching profile's notifiers to `out`, each once, in order.
+fn add_notifications(out: &mut Vec<String>, r: &Rule) {
+    for n in &r.notifications {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+}
+
 /// What the profiles make of one alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -315,11 +324,7 @@ impl Profile {
         let base = self.decide(&Alert { remediation: true, ..a.clone() });
         let (mut out, mut notifications) = (Vec::new(), Vec::<String>::new());
         self.walk(a, |r, env, ctx| {
-            for n in &r.notifications {
-                if !notifications.contains(n) {
-                    notifications.push(n.clone());
-                }
-            }
+            add_notifications(&mut notifications, r);
             let Ok(base) = &base else { return };
             let from_expr = r
                 .duration_expr
@@ -355,13 +360,7 @@ impl Profile {
     /// The notifications an alert goes to (see [`Profile::evaluate`]), without deciding.
     pub fn notifications_for(&mut self, a: &Alert) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        self.walk(a, |r, _, _| {
-            for n in &r.notifications {
-                if !out.contains(n) {
-                    out.push(n.clone());
-                }
-            }
-        });
+        self.walk(a, |r, _, _| add_notifications(&mut out, r));
         out
     }
 

@@ -164,25 +164,8 @@ mod tests {
         let g = Patterns::with_base().compile("^%{SYSLOGLINE}", &HashMap::new()).expect("SYSLOGLINE");
         assert!(g.syslog, "the reader is on for SYSLOGLINE");
         let mut lines: Vec<String> = SAMPLES.iter().map(|s| (*s).to_owned()).collect();
-        let base = lines.len();
-        // Seeded mutations: a byte replaced by one of the characters the grammar cares about.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let alphabet = b" :[]<>.-_0123456789aZ\t/";
-        for i in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let src = lines[i % base].as_bytes();
-            if src.is_empty() {
-                continue;
-            }
-            let mut m = src.to_vec();
-            let at = (seed as usize >> 8) % m.len().min(48);
-            m[at] = alphabet[(seed as usize) % alphabet.len()];
-            if let Ok(s) = String::from_utf8(m) {
-                lines.push(s);
-            }
-        }
+        let more = crate::fuzzing::syslog_mutations(&lines, 20_000);
+        lines.extend(more);
         let mut read = 0;
         for l in &lines {
             if let Some(f) = read_line(l) {
