@@ -214,6 +214,14 @@ pub fn load_simulation_file(p: &Path) -> Result<Simulation> {
     }
 }
 
+/// Makes the state directory (`0700`), or tightens an existing one.
+///
+/// # Errors
+/// It cannot be made (named).
+pub fn state_dir(dir: &Path) -> Result<()> {
+    crate::private::dir(dir).with_context(|| format!("state directory `{}`", dir.display()))
+}
+
 /// Opens the store (creating a SQLite store's folder, `0700`, if it is missing).
 ///
 /// # Errors

@@ -16,7 +16,7 @@ pub mod simulation;
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::enforce::{Settings, attach::Mode};
@@ -274,7 +274,7 @@ impl Cli {
     /// The store of `state_dir` (or `--db`), with the state directory made (or tightened) to be
     /// crowd's alone.
     fn store(&self, state_dir: &std::path::Path) -> Result<crate::store::Location> {
-        state(state_dir)?;
+        crate::rules::state_dir(state_dir)?;
         Ok(crate::store::Location::new(state_dir, self.db.as_deref()))
     }
 
@@ -287,14 +287,6 @@ impl Cli {
         }
         s
     }
-}
-
-/// Makes the state directory (`0700`), or tightens an existing one.
-///
-/// # Errors
-/// It cannot be made (named).
-pub fn state(dir: &std::path::Path) -> Result<()> {
-    crate::private::dir(dir).with_context(|| format!("state directory `{}`", dir.display()))
 }
 
 /// Runs the parsed command line.

@@ -44,7 +44,7 @@ pub fn dispatch(state_dir: &Path, cmd: &SimulationCommand, fmt: Format) -> Resul
         SimulationCommand::Status => false,
     };
     if changed {
-        super::state(state_dir)?;
+        crate::rules::state_dir(state_dir)?;
         let p = simulation_path(state_dir);
         crate::private::write(&p, serde_yaml::to_string(&sim)?.as_bytes())
             .with_context(|| format!("writing `{}`", p.display()))?;

@@ -259,14 +259,6 @@ impl Hub {
         d
     }
 
-    /// The parser, postoverflow or scenario files of one folder (`stage`), in path order: its own
-    /// `*.yaml` (an installed CrowdSec's, often symlinks into its hub) and those one level down
-    /// (a hub's `<author>/` folders).
-    #[must_use]
-    pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-        yaml_files(dir.to_owned())
-    }
-
     /// Every postoverflow parser (`postoverflows/<stage>/...`), run on overflows before the
     /// profiles (CDN and crawler whitelists, `ipv6_to_range`), in `env`. With `skip_invalid`, a
     /// file that fails is left out (whole) and its error returned beside what loaded.
@@ -328,7 +320,9 @@ fn is_yaml(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
-/// `dir/*.yaml` and `dir/*/*.yaml` (symlinks followed), sorted by path.
+/// The parser, postoverflow or scenario files of one folder: its own `*.yaml` (an installed
+/// CrowdSec's, often symlinks into its hub) and those one level down (a hub's `<author>/`
+/// folders), symlinks followed, sorted by path.
 fn yaml_files(dir: PathBuf) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -156,8 +156,7 @@ pub fn run(
     let mut maps = BanMaps::open(settings)?;
     maps.refresh_config()?;
     // The maps are a cache of the store: bring them in line before anything else.
-    crate::private::dir(&detect.state_dir)
-        .with_context(|| format!("state directory `{}`", detect.state_dir.display()))?;
+    crate::rules::state_dir(&detect.state_dir)?;
     let mut store = crate::rules::open_store(&detect.store())?;
     match crate::reconcile::reconcile(&mut store, &mut maps, unix_now()) {
         Ok(r) => tracing::info!(added = r.added, removed = r.removed, "maps reconciled with the store"),
