@@ -338,3 +338,17 @@ pub fn issue(dir: &std::path::Path, ca: &str, name: &str, subject: &str, ext: &s
         ],
     );
 }
+
+/// An ssh-bf alert from `source` as a CrowdSec agent pushes it (`POST /v1/alerts` body), carrying
+/// `decisions` (`null`: none, so the API's profiles decide).
+pub fn ssh_bf_alert(source: &str, decisions: Value) -> String {
+    serde_json::json!([{
+        "capacity": 5, "decisions": decisions, "events": [], "events_count": 6, "labels": null,
+        "leakspeed": "10s", "message": format!("Ip {source} performed 'crowdsecurity/ssh-bf'"),
+        "remediation": true, "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "4441dcff",
+        "scenario_version": "0.1", "simulated": false,
+        "source": {"ip": source, "range": "", "scope": "Ip", "value": source},
+        "start_at": "2026-11-28T09:50:32.025353849+01:00", "stop_at": "2026-11-28T09:50:32.055534398+01:00"
+    }])
+    .to_string()
+}

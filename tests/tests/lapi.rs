@@ -197,17 +197,7 @@ fn machines_register_log_in_and_push_alerts_through_profiles(api: &Api) {
     assert_eq!(api.send("GET", "/v1/heartbeat", &h, None).status, 200);
 
     // An alert without decisions goes through the default profile: ban 4h on the Ip.
-    let alert = |ip: &str, decisions: Value| {
-        json!([{
-            "capacity": 5, "decisions": decisions, "events": [], "events_count": 6, "labels": null,
-            "leakspeed": "10s", "message": format!("Ip {ip} performed 'crowdsecurity/ssh-bf'"),
-            "remediation": true, "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "4441dcff",
-            "scenario_version": "0.1", "simulated": false,
-            "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip},
-            "start_at": "2026-11-28T09:50:32.025353849+01:00", "stop_at": "2026-11-28T09:50:32.055534398+01:00"
-        }])
-        .to_string()
-    };
+    let alert = crowd_tests::lapi::ssh_bf_alert;
     let a = api.send("POST", "/v1/alerts", &h, Some(&alert("192.0.2.50", Value::Null)));
     assert_eq!(a.status, 201, "{}", a.body);
     let ids = a.json();

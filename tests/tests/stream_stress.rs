@@ -119,15 +119,7 @@ fn alerted(n: u16, r: u16, j: u16, i: u16) -> String {
 }
 
 fn alert(source: &str, decisions: Vec<Value>) -> String {
-    json!([{
-        "capacity": 5, "decisions": decisions, "events": [], "events_count": 6, "labels": null,
-        "leakspeed": "10s", "message": format!("Ip {source} performed 'crowdsecurity/ssh-bf'"),
-        "remediation": true, "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "4441dcff",
-        "scenario_version": "0.1", "simulated": false,
-        "source": {"ip": source, "range": "", "scope": "Ip", "value": source},
-        "start_at": "2026-11-28T09:50:32.025353849+01:00", "stop_at": "2026-11-28T09:50:32.055534398+01:00"
-    }])
-    .to_string()
+    crowd_tests::lapi::ssh_bf_alert(source, Value::Array(decisions))
 }
 
 /// The value a stream or query item bans, if it is a ban on an address or a range.
