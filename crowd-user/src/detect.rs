@@ -87,6 +87,11 @@ impl Detector {
         }
     }
 
+    /// Counts IPv6 sources of scenarios grouping by `IpPrefix` under networks of `bits` bits.
+    pub fn set_ipv6_prefix(&self, bits: u8) {
+        self.env.set_ipv6_prefix(bits);
+    }
+
     /// Runs every overflow through `postoverflows` (whitelists and source rewrites applied to
     /// alerts before the profiles see them).
     #[must_use]

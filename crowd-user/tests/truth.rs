@@ -54,8 +54,14 @@ fn check(kind: &str, file: &str, log_type: &str, lines: usize) {
         banned.extend(d.feed(line, 0.0).decisions().into_iter().map(|x| x.value));
     }
     banned.extend(d.finish().decisions().into_iter().map(|x| x.value));
-    let missed: Vec<_> = attackers.difference(&banned).collect();
-    let wrong: Vec<_> = benign.intersection(&banned).collect();
+    // A decision bans an address, or a range (an IPv6 /64) and every address inside it.
+    let nets: Vec<ipnet::IpNet> = banned
+        .iter()
+        .filter_map(|v| v.parse().ok().or_else(|| v.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)))
+        .collect();
+    let is_banned = |ip: &String| ip.parse::<std::net::IpAddr>().is_ok_and(|a| nets.iter().any(|n| n.contains(&a)));
+    let missed: Vec<_> = attackers.iter().filter(|a| !is_banned(a)).collect();
+    let wrong: Vec<_> = benign.iter().filter(|b| is_banned(b)).collect();
     assert!(attackers.len() > 20, "the generator made attackers");
     assert!(missed.is_empty(), "missed {} of {} attackers: {missed:?}", missed.len(), attackers.len());
     assert!(wrong.is_empty(), "banned benign sources: {wrong:?}");

@@ -157,14 +157,17 @@ fn accuracy(truth: &Value, out: &Value) -> (usize, usize, usize, Vec<String>) {
             .unwrap_or_default()
     };
     let (att, ben) = (set("attackers"), set("benign"));
-    let banned: HashSet<String> = out["decisions"]
+    // A decision bans an address, or a range (an IPv6 /64) and every address inside it.
+    let banned: Vec<ipnet::IpNet> = out["decisions"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|d| d["value"].as_str().map(str::to_owned))
+        .filter_map(|d| d["value"].as_str())
+        .filter_map(|v| v.parse().ok().or_else(|| v.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)))
         .collect();
-    let missed: Vec<String> = att.difference(&banned).cloned().collect();
-    (att.intersection(&banned).count(), att.len(), ben.intersection(&banned).count(), missed)
+    let is_banned = |ip: &String| ip.parse::<std::net::IpAddr>().is_ok_and(|a| banned.iter().any(|n| n.contains(&a)));
+    let missed: Vec<String> = att.iter().filter(|a| !is_banned(a)).cloned().collect();
+    (att.len() - missed.len(), att.len(), ben.iter().filter(|b| is_banned(b)).count(), missed)
 }
 
 fn parallel(log: &Path, kind: &str, config: Option<&Path>, n: usize) -> f64 {

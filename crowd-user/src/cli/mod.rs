@@ -140,6 +140,9 @@ pub enum Command {
         /// CrowdSec's default profiles).
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// IPv6 prefix length the `IpPrefix` scenarios count sources under (as `crowd run`).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+        ipv6_prefix: u8,
         /// Log files (`-` reads standard input).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -307,8 +310,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Decisions { state_dir, command } => {
             decisions::dispatch(&cli.settings(None), &cli.store(state_dir)?, command, cli.output)
         }
-        Command::Replay { kind, config, profiles, files } => {
-            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), cli.output)
+        Command::Replay { kind, config, profiles, ipv6_prefix, files } => {
+            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), *ipv6_prefix, cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {

@@ -27,6 +27,7 @@ pub fn replay(
     files: &[PathBuf],
     config_dir: Option<&PathBuf>,
     profiles: Option<&PathBuf>,
+    ipv6_prefix: u8,
     fmt: Format,
 ) -> Result<()> {
     let mut prof = crate::rules::profile(config_dir, profiles)?;
@@ -34,6 +35,7 @@ pub fn replay(
         crate::rules::load_simulation_file(&sim)?.apply_to(&mut prof, false);
     }
     let mut d = crate::rules::detector(config_dir, prof)?;
+    d.set_ipv6_prefix(ipv6_prefix);
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;

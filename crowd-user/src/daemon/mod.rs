@@ -64,6 +64,11 @@ pub struct Options {
     /// CrowdSec's default profiles: ban 4h on Ip and Range alerts).
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// IPv6 sources are counted per network of this many bits by the scenarios that group by
+    /// `IpPrefix` (crowd's own do) and banned as that range; IPv4 sources stay per address.
+    /// 128 counts each IPv6 address alone.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
     /// Leave out parser and scenario files that do not load (each is named in a warning)
     /// instead of refusing to start.
     #[arg(long)]

@@ -398,9 +398,16 @@ impl Profile {
         if !a.scope.eq_ignore_ascii_case("ip") && !a.scope.eq_ignore_ascii_case("range") {
             return Err(Skip::Scope);
         }
-        let target: Target = a.value.parse().map_err(|_| Skip::Scope)?;
+        let mut target: Target = a.value.parse().map_err(|_| Skip::Scope)?;
         if let Some(n) = self.protecting(&target) {
-            return Err(Skip::Allowlisted(n.to_string()));
+            // A range that holds a protected address is never banned whole; when the alert knows
+            // the attacking address (a scenario counting an IPv6 /64), that address alone is.
+            match a.ip.parse::<Target>() {
+                Ok(t @ Target::Ip(_)) if matches!(target, Target::Net(_)) && self.protecting(&t).is_none() => {
+                    target = t
+                }
+                _ => return Err(Skip::Allowlisted(n.to_string())),
+            }
         }
         Ok(Decision {
             scenario: a.scenario.clone(),
@@ -436,6 +443,22 @@ mod tests {
         let d = Profile::default().decide(&alert("192.0.2.9", "Ip", true)).unwrap();
         assert_eq!((d.kind.as_str(), d.duration_secs, d.scope.as_str()), ("ban", 4 * 3600, "Ip"));
         assert_eq!(Profile::default().decide(&alert("192.0.2.0/24", "Range", true)).unwrap().scope, "Range");
+    }
+
+    #[test]
+    fn a_prefix_holding_a_protected_address_bans_the_attacking_address_alone() {
+        let mut p = Profile::default();
+        p.protect(["2001:db8:1:2::1".parse().unwrap()]);
+        let a = Alert { ip: "2001:db8:1:2::1e".into(), ..alert("2001:db8:1:2::/64", "Range", true) };
+        let d = p.decide(&a).unwrap();
+        assert_eq!((d.scope.as_str(), d.value.as_str()), ("Ip", "2001:db8:1:2::1e"));
+        // The same prefix without a protected address inside is banned whole.
+        let other = Alert { ip: "2001:db8:9::1e".into(), ..alert("2001:db8:9::/64", "Range", true) };
+        assert_eq!(p.decide(&other).unwrap().value, "2001:db8:9::/64");
+        // A protected attacking address, or a range without a known address, is not banned at all.
+        let own = Alert { ip: "2001:db8:1:2::1".into(), ..a.clone() };
+        assert!(matches!(p.decide(&own), Err(Skip::Allowlisted(_))));
+        assert!(matches!(p.decide(&alert("2001:db8:1:2::/64", "Range", true)), Err(Skip::Allowlisted(_))));
     }
 
     #[test]

@@ -15,6 +15,32 @@ pub struct DataFiles {
     regexes: Arc<std::sync::Mutex<HashMap<String, Arc<Vec<Regex>>>>>,
     /// MaxMind databases for the GeoIP methods (none loaded by default).
     pub geoip: Arc<crate::engine::geoip::GeoIp>,
+    /// The IPv6 prefix length `IpPrefix` groups sources by (`--ipv6-prefix`).
+    pub ipv6_prefix: Ipv6Prefix,
+}
+
+/// The IPv6 prefix length sources are counted under (64 unless configured; 128 counts each
+/// address alone). Shared, so it can be set once the configuration is loaded.
+#[derive(Clone, Debug)]
+pub struct Ipv6Prefix(Arc<std::sync::atomic::AtomicU8>);
+
+impl Default for Ipv6Prefix {
+    fn default() -> Self {
+        Ipv6Prefix(Arc::new(std::sync::atomic::AtomicU8::new(64)))
+    }
+}
+
+impl Ipv6Prefix {
+    /// The length.
+    #[must_use]
+    pub fn get(&self) -> u8 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the length (at most 128).
+    pub fn set(&self, bits: u8) {
+        self.0.store(bits.min(128), std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl DataFiles {

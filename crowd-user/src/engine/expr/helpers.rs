@@ -29,6 +29,24 @@ pub(crate) fn ip_in_range(ip: &str, range: &str) -> bool {
     range.trim().parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&crate::addr::canonical_ip(ip)))
 }
 
+/// `IpPrefix`: an IPv4 address (or IPv4-mapped IPv6 one) as itself, an IPv6 address as its
+/// network of `bits` bits (`2001:db8:1:2::/64`; the address alone at 128), anything else unchanged.
+pub(crate) fn ip_prefix(ip: &str, bits: u8) -> String {
+    match ip.trim().parse::<IpAddr>().map(crate::addr::canonical_ip) {
+        Ok(IpAddr::V4(a)) => a.to_string(),
+        Ok(IpAddr::V6(a)) if bits < 128 => {
+            ipnet::Ipv6Net::new(a, bits).map_or_else(|_| a.to_string(), |n| n.trunc().to_string())
+        }
+        Ok(IpAddr::V6(a)) => a.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// A prefix length written `64` or `/64` (128, the address alone, when unreadable).
+pub(crate) fn prefix_bits(s: &str) -> u8 {
+    s.trim().trim_start_matches('/').parse::<u8>().map_or(128, |b| b.min(128))
+}
+
 pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -100,4 +118,20 @@ pub(crate) fn glob_match(pattern: &str, s: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_prefix_groups_ipv6_by_network_and_leaves_ipv4_alone() {
+        assert_eq!(ip_prefix("2001:db8:1:2::1e", 64), "2001:db8:1:2::/64");
+        assert_eq!(ip_prefix("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::/48");
+        assert_eq!(ip_prefix("2001:db8:1:2::1e", 128), "2001:db8:1:2::1e");
+        assert_eq!(ip_prefix("203.0.113.5", 64), "203.0.113.5");
+        assert_eq!(ip_prefix("::ffff:203.0.113.5", 64), "203.0.113.5", "IPv4-mapped is IPv4");
+        assert_eq!(ip_prefix("not an address", 64), "not an address");
+        assert_eq!((prefix_bits("/56"), prefix_bits("48"), prefix_bits("x"), prefix_bits("200")), (56, 48, 128, 128));
+    }
 }

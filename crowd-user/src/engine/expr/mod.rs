@@ -20,8 +20,8 @@ mod stash;
 
 pub use data::DataFiles;
 pub use helpers::median_interval;
-pub(crate) use helpers::percent_decode;
-use helpers::{arg_str, glob_match, ip_in_range, json_extract};
+use helpers::{arg_str, glob_match, ip_prefix, json_extract, prefix_bits};
+pub(crate) use helpers::{ip_in_range, percent_decode};
 pub(crate) use rewrite::inline_lets;
 use rewrite::{closure_member_shorthand, field_calls, rewrite_negated_ops, zero_value_fields};
 pub use stash::Stash;
@@ -65,6 +65,7 @@ impl Env {
         let data_keep = data.clone();
         let stash = Arc::new(Stash::default());
         let st = stash.clone();
+        let prefix = data.ipv6_prefix.clone();
         let mut env = Environment::new();
         env.add_function("Upper", |c| Ok(arg_str(c.args.first()).to_uppercase().into()));
         env.add_function("Lower", |c| Ok(arg_str(c.args.first()).to_lowercase().into()));
@@ -166,6 +167,13 @@ impl Env {
             }
             .into())
         });
+        // crowd's own: the source a scenario counts under. An IPv4 address is itself; an IPv6
+        // address is its network of `--ipv6-prefix` bits (64 unless configured, or the second
+        // argument), because any IPv6 host holds at least a /64 to rotate through.
+        env.add_function("IpPrefix", move |c| {
+            let bits = c.args.get(1).map_or_else(|| prefix.get(), |b| prefix_bits(&arg_str(Some(b))));
+            Ok(ip_prefix(&arg_str(c.args.first()), bits).into())
+        });
         env.add_function("JsonExtract", |c| {
             Ok(json_extract(&arg_str(c.args.first()), &arg_str(c.args.get(1)), false).into())
         });
@@ -193,6 +201,11 @@ impl Env {
             Ok(fmt.into())
         });
         Env { env, data: data_keep, stash }
+    }
+
+    /// Sets the IPv6 prefix length `IpPrefix` groups sources by.
+    pub fn set_ipv6_prefix(&self, bits: u8) {
+        self.data.ipv6_prefix.set(bits);
     }
 
     /// The parsers' stash.

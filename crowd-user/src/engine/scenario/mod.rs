@@ -214,6 +214,28 @@ impl Scenario {
     }
 }
 
+/// The source of an alert as decisions name it: an `Ip` scope whose value is a network is a
+/// `Range`, a `Range` whose value is one address an `Ip` (a scenario grouping by `IpPrefix`
+/// names IPv4 sources by address and IPv6 ones by prefix). Returns (scope, value, address): an
+/// alert on a range keeps the address of its last event when it lies inside.
+fn named_source(scope: String, value: String, evt: &Event) -> (String, String, String) {
+    let (ip, range) = (scope.eq_ignore_ascii_case("ip"), scope.eq_ignore_ascii_case("range"));
+    if range && value.parse::<std::net::IpAddr>().is_ok() {
+        return ("Ip".into(), value.clone(), value);
+    }
+    if (ip || range) && value.parse::<ipnet::IpNet>().is_ok() {
+        let inside = evt
+            .meta
+            .get("source_ip")
+            .filter(|a| crate::engine::expr::ip_in_range(a, &value))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return ("Range".into(), value, inside);
+    }
+    let ip = if scope == "Ip" { value.clone() } else { String::new() };
+    (scope, value, ip)
+}
+
 /// An overflow: the alert a scenario raises.
 #[derive(Clone, Debug)]
 pub struct Alert {
@@ -251,7 +273,7 @@ impl Alert {
                 value: self.value.clone(),
                 ip: self.ip.clone(),
                 // CrowdSec: the range the enrichment declared (`Meta.SourceRange`).
-                range: if self.ip.is_empty() && self.scope == "Range" {
+                range: if self.scope == "Range" {
                     self.value.clone()
                 } else {
                     last.and_then(|e| e.meta.get("SourceRange").or_else(|| e.enriched.get("SourceRange")))
@@ -496,7 +518,7 @@ impl Buckets {
             ),
             Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
         };
-        let ip = if scope == "Ip" { value.clone() } else { String::new() };
+        let (scope, value, ip) = named_source(scope, value, evt);
         Some(Alert {
             scenario: sc.name.clone(),
             events_count: b.count,

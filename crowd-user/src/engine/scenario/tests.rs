@@ -145,3 +145,35 @@ fn overflows_poured_back_carry_their_alert_not_the_log_lines() {
         "the overflow reaches only the overflow scenario, with its alert's source"
     );
 }
+
+#[test]
+fn ipv6_sources_count_per_configured_prefix_and_alert_as_its_range() {
+    let grouped = "type: leaky\nname: t/bf6\nfilter: evt.Meta.log_type == 'ssh_failed-auth'\ngroupby: IpPrefix(evt.Meta.source_ip)\nscope:\n  type: Range\n  expression: IpPrefix(evt.Meta.source_ip)\ncapacity: 5\nleakspeed: 10s\nlabels:\n  remediation: true\n";
+    let env = env();
+    let mut b = Buckets::new(vec![scenario(grouped)], 1000);
+    // Six addresses of one /64: one bucket, one alert on the /64 that keeps the last address.
+    let mut alerts = Vec::new();
+    for i in 1..=6 {
+        alerts.extend(b.pour(&evt(&format!("2001:db8:1:2::{i:x}"), "u", f64::from(i)), &env));
+    }
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
+    assert_eq!((a.scope.as_str(), a.value.as_str(), a.ip.as_str()), ("Range", "2001:db8:1:2::/64", "2001:db8:1:2::6"));
+    assert_eq!(a.overflow_alert().source.range, "2001:db8:1:2::/64");
+    // IPv4 stays per address and alerts as an Ip.
+    let mut v4 = Vec::new();
+    for i in 1..=6 {
+        v4.extend(b.pour(&evt(&format!("192.0.2.{i}"), "u", f64::from(i)), &env));
+        v4.extend(b.pour(&evt("198.51.100.9", "u", f64::from(i)), &env));
+    }
+    let got: Vec<_> = v4.iter().map(|a| (a.scope.as_str(), a.value.as_str(), a.ip.as_str())).collect();
+    assert_eq!(got, [("Ip", "198.51.100.9", "198.51.100.9")]);
+    // At 128 bits (`--ipv6-prefix 128`) each IPv6 address counts alone.
+    env.set_ipv6_prefix(128);
+    let mut b = Buckets::new(vec![scenario(grouped)], 1000);
+    let mut none = Vec::new();
+    for i in 1..=6 {
+        none.extend(b.pour(&evt(&format!("2001:db8:1:3::{i:x}"), "u", f64::from(i)), &env));
+    }
+    assert!(none.is_empty(), "{none:?}");
+}

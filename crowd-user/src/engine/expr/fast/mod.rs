@@ -17,7 +17,10 @@ use regex::{Regex, RegexSet};
 
 pub use parse::{compile, guard};
 
-use super::{DataFiles, helpers::ip_in_range};
+use super::{
+    DataFiles,
+    helpers::{ip_in_range, ip_prefix},
+};
 use crate::engine::event::Event;
 
 /// A cursor over lexed tokens, for the fast path's parser and the queue conditions' parser.
@@ -56,6 +59,7 @@ pub enum Func {
     IsIpv4,
     IsIpv6,
     IsIp,
+    IpPrefix,
 }
 
 impl Func {
@@ -72,6 +76,7 @@ impl Func {
             "IsIPV4" => Func::IsIpv4,
             "IsIPV6" => Func::IsIpv6,
             "IsIP" => Func::IsIp,
+            "IpPrefix" => Func::IpPrefix,
             _ => return None,
         })
     }
@@ -82,7 +87,10 @@ impl Func {
         }
     }
     fn returns_string(self) -> bool {
-        matches!(self, Func::Lower | Func::Upper | Func::TrimSpace | Func::PathUnescape | Func::QueryUnescape)
+        matches!(
+            self,
+            Func::Lower | Func::Upper | Func::TrimSpace | Func::PathUnescape | Func::QueryUnescape | Func::IpPrefix
+        )
     }
 }
 
@@ -381,6 +389,7 @@ impl Fast {
                     Func::IsIpv4 => bool_str(a(0).parse::<std::net::Ipv4Addr>().is_ok()),
                     Func::IsIpv6 => bool_str(a(0).parse::<std::net::Ipv6Addr>().is_ok()),
                     Func::IsIp => bool_str(a(0).parse::<std::net::IpAddr>().is_ok()),
+                    Func::IpPrefix => Cow::Owned(ip_prefix(&a(0), data.ipv6_prefix.get())),
                 }
             }
             other => bool_str(other.test(evt, data)),

@@ -354,7 +354,10 @@ fn matches_node(left: Fast, right: Fast) -> Option<Fast> {
 /// Folds a helper over literals into its result (`Upper('/a')` is `'/A'`).
 fn fold(call: Fast) -> Fast {
     match &call {
-        Fast::Call(f, args) if f.returns_string() && args.iter().all(|a| matches!(a, Fast::Str(_))) => {
+        // `IpPrefix` reads the configured prefix length: not a constant.
+        Fast::Call(f, args)
+            if f.returns_string() && *f != Func::IpPrefix && args.iter().all(|a| matches!(a, Fast::Str(_))) =>
+        {
             Fast::Str(call.value(&crate::engine::event::Event::default(), &super::DataFiles::default()).into_owned())
         }
         _ => call,
