@@ -220,8 +220,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Source>, AcquisError> {
     Ok(out)
 }
 
-/// The embedded default: the usual log files that exist on this host, and journald for sshd
-/// when the host has no auth log file but has journalctl.
+/// The embedded default: the usual log files that exist on this host (access and error logs of
+/// the web servers, auth and mail logs, database error logs), and journald for sshd and
+/// MariaDB/MySQL when the host has journalctl but not their log files.
 #[must_use]
 pub fn defaults() -> Vec<Source> {
     let labels = crate::engine::event::type_label;
@@ -229,19 +230,35 @@ pub fn defaults() -> Vec<Source> {
         ("/var/log/auth.log", "syslog"),
         ("/var/log/secure", "syslog"),
         ("/var/log/nginx/access.log", "nginx"),
+        ("/var/log/nginx/error.log", "nginx"),
         ("/var/log/apache2/access.log", "apache2"),
+        ("/var/log/apache2/error.log", "apache2"),
         ("/var/log/httpd/access_log", "apache2"),
+        ("/var/log/httpd/error_log", "apache2"),
         ("/var/log/mail.log", "syslog"),
+        ("/var/log/maillog", "syslog"),
+        ("/var/log/dovecot.log", "dovecot"),
         ("/var/log/mysql/error.log", "mysql"),
+        ("/var/log/mysqld.log", "mysql"),
+        ("/var/log/mariadb/mariadb.log", "mysql"),
     ]
     .into_iter()
     .filter(|(p, _)| Path::new(p).exists())
     .map(|(p, t)| Source::File(FileSource { path: p.into(), labels: labels(t) }))
     .collect();
-    let auth_file = out.iter().any(|s| matches!(s, Source::File(f) if f.path.starts_with("/var/log/auth.log") || f.path.starts_with("/var/log/secure")));
-    if !auth_file && journal::available() {
+    let has = |prefixes: &[&str]| {
+        out.iter().any(|s| matches!(s, Source::File(f) if prefixes.iter().any(|p| f.path.starts_with(p))))
+    };
+    let mut units = Vec::new();
+    if !has(&["/var/log/auth.log", "/var/log/secure"]) {
+        units.extend(["ssh.service", "sshd.service"]);
+    }
+    if !has(&["/var/log/mysql", "/var/log/mysqld.log", "/var/log/mariadb"]) {
+        units.extend(["mariadb.service", "mysql.service", "mysqld.service"]);
+    }
+    if !units.is_empty() && journal::available() {
         out.push(Source::Journal(journal::JournalSource {
-            filters: vec!["_SYSTEMD_UNIT=ssh.service".into(), "_SYSTEMD_UNIT=sshd.service".into()],
+            filters: units.into_iter().map(|u| format!("_SYSTEMD_UNIT={u}")).collect(),
             labels: labels("syslog"),
         }));
     }

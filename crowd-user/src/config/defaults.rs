@@ -11,7 +11,7 @@ use crate::engine::{
 };
 
 /// (path inside `scenarios/`, stage, text) of every embedded parser.
-const PARSERS: [(&str, &str, &str); 6] = [
+const PARSERS: [(&str, &str, &str); 7] = [
     (
         "parsers/s00-raw/crowd/syslog.yaml",
         "s00-raw",
@@ -26,6 +26,11 @@ const PARSERS: [(&str, &str, &str); 6] = [
         "parsers/s01-parse/crowd/http-access.yaml",
         "s01-parse",
         include_str!("../../../scenarios/parsers/s01-parse/crowd/http-access.yaml"),
+    ),
+    (
+        "parsers/s01-parse/crowd/http-error.yaml",
+        "s01-parse",
+        include_str!("../../../scenarios/parsers/s01-parse/crowd/http-error.yaml"),
     ),
     (
         "parsers/s01-parse/crowd/mail.yaml",
@@ -91,7 +96,7 @@ mod tests {
     #[test]
     fn the_embedded_configuration_compiles() {
         let (p, _, s) = super::load().unwrap();
-        assert_eq!(p.len(), 9);
+        assert_eq!(p.len(), 11);
         assert!(s.len() >= 8);
     }
 }

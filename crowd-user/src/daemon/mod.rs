@@ -40,8 +40,9 @@ use crate::{
 /// state is, and what it serves.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Options {
-    /// A CrowdSec-format acquisition YAML (default: /var/log/auth.log and the usual web logs
-    /// that exist on this host).
+    /// A CrowdSec-format acquisition YAML (default: the auth, mail, web access and error, and
+    /// database error logs that exist on this host, and journald for sshd and MariaDB when
+    /// their files do not).
     #[arg(long)]
     pub acquis: Option<PathBuf>,
     /// Follow a file as a type, e.g. `--watch /var/log/auth.log=syslog` (repeatable).
