@@ -80,7 +80,7 @@ impl Detector {
             pipeline,
             postoverflows: Pipeline::new(Vec::new()),
             env,
-            buckets: Buckets::new(scenarios, 1_000_000),
+            buckets: Buckets::new(scenarios),
             profile,
             year,
             counts: Counts::default(),
@@ -113,7 +113,7 @@ impl Detector {
             self.counts.whitelisted += 1;
             return Output::default();
         }
-        let alerts = self.buckets.pour(&evt, &self.env);
+        let alerts = self.buckets.pour(evt, &self.env);
         self.decide(alerts)
     }
 
@@ -164,6 +164,17 @@ impl Detector {
     #[must_use]
     pub fn buckets(&self) -> usize {
         self.buckets.len()
+    }
+
+    /// The bucket state (size, evictions).
+    #[must_use]
+    pub fn state(&self) -> &crate::engine::scenario::Buckets {
+        &self.buckets
+    }
+
+    /// Holds the bucket state within about `bytes` (`--max-memory`).
+    pub fn set_memory_budget(&mut self, bytes: usize) {
+        self.buckets.set_budget(bytes);
     }
 }
 

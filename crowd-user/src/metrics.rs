@@ -71,6 +71,12 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Gauge>,
     /// XDP packets by verdict (set when scraped from the kernel's counters).
     pub packets: Family<VerdictLabels, Gauge>,
+    /// Buckets evicted to stay within `--max-memory`, per scenario.
+    pub evictions: Family<ScenarioLabels, Counter>,
+    /// Bytes of detection state (buckets), and live buckets.
+    pub state_bytes: Gauge,
+    /// Live buckets.
+    pub buckets: Gauge,
 }
 
 impl Metrics {
@@ -87,6 +93,9 @@ impl Metrics {
             requests: Family::default(),
             decisions: Family::default(),
             packets: Family::default(),
+            evictions: Family::default(),
+            state_bytes: Gauge::default(),
+            buckets: Gauge::default(),
         };
         r.register("lines_read", "Log lines read, per source", m.lines_read.clone());
         r.register("parser_hits_ok", "Lines a parser took, per source", m.lines_parsed.clone());
@@ -95,6 +104,13 @@ impl Metrics {
         r.register("lapi_route_requests", "Local API requests, per route, method and status", m.requests.clone());
         r.register("active_decisions", "Decisions in force, per origin and type", m.decisions.clone());
         r.register("xdp_packets", "Packets the XDP program saw, per verdict (kernel counters)", m.packets.clone());
+        r.register(
+            "bucket_evictions",
+            "Buckets evicted to stay within --max-memory, per scenario",
+            m.evictions.clone(),
+        );
+        r.register("detection_state_bytes", "Bytes of detection state (buckets)", m.state_bytes.clone());
+        r.register("buckets", "Live buckets", m.buckets.clone());
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;
         }
@@ -117,6 +133,23 @@ impl Metrics {
         self.decisions.clear();
         for (origin, action, n) in rows {
             self.decisions.get_or_create(&DecisionLabels { origin: origin.clone(), action: action.clone() }).set(*n);
+        }
+    }
+
+    /// Sets the detection-state gauges and counts new evictions (`seen`: the totals already
+    /// counted, per scenario).
+    pub fn detection_state(
+        &self,
+        b: &crate::engine::scenario::Buckets,
+        seen: &mut std::collections::HashMap<String, u64>,
+    ) {
+        self.state_bytes.set(i64::try_from(b.bytes()).unwrap_or(i64::MAX));
+        self.buckets.set(i64::try_from(b.len()).unwrap_or(i64::MAX));
+        for (name, n) in b.evictions() {
+            let before = seen.insert(name.to_owned(), n).unwrap_or(0);
+            if n > before {
+                self.evictions.get_or_create(&ScenarioLabels { name: name.to_owned() }).inc_by(n - before);
+            }
         }
     }
 

@@ -218,11 +218,11 @@ fn run_bucket_case(dir: &Path) -> Result<(), String> {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         scenarios.extend(scenarios_from_text(f, &text, &env).map_err(|e| e.to_string())?);
     }
-    let mut buckets = Buckets::new(scenarios, 100_000);
+    let mut buckets = Buckets::new(scenarios);
     let test = read_value(&dir.join("test.json"));
     let mut alerts = Vec::new();
     for l in test["lines"].as_array().cloned().unwrap_or_default() {
-        alerts.extend(buckets.pour(&event_from(&l), &env));
+        alerts.extend(buckets.pour(event_from(&l), &env));
     }
     // CrowdSec's harness waits a few seconds (wall time) for overflows after the last event;
     // counters whose duration ends within that wait report, longer ones do not.

@@ -92,6 +92,8 @@ pub struct Link {
     pub server: Netns,
     /// The protected interface, in `server`.
     pub server_if: String,
+    /// The sending interface, in `client`.
+    pub client_if: String,
 }
 
 /// The server's IPv4 address.
@@ -116,7 +118,7 @@ impl Link {
         server.ip(&["addr", "add", "2001:db8::1/64", "dev", &sif, "nodad"]);
         client.ip(&["link", "set", &cif, "up"]);
         server.ip(&["link", "set", &sif, "up"]);
-        let link = Link { client, server, server_if: sif };
+        let link = Link { client, server, server_if: sif, client_if: cif };
         // Wait until both families answer, so that later failures mean drops, not set-up.
         for src in ["192.0.2.3", "2001:db8::3"] {
             let ok = (0..50).any(|_| {

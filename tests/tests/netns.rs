@@ -279,6 +279,52 @@ fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() 
 }
 
 #[test]
+fn an_ipv6_attacker_is_dropped_with_its_slash_64_but_allowlisted_and_own_neighbours_pass() {
+    let w = World::new();
+    // A second /64 on the client, routed from the server: one the server holds no address in.
+    for a in ["2001:db8:5:6::2/64", "2001:db8:5:6::3/64", "2001:db8:5:6::7/64"] {
+        w.link.client.ip(&["addr", "add", a, "dev", &w.link.client_if, "nodad"]);
+    }
+    w.link.server.ip(&["-6", "route", "add", "2001:db8:5:6::/64", "dev", &w.link.server_if]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("create log");
+    let watch = format!("{}=syslog", log.display());
+    let state = dir.path().join("state");
+    let mut d = w.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
+    w.wait_attached();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.reach("2001:db8:5:6::3"), ALL, "before the attack");
+    w.crowd(&["map", "allow", "add", "2001:db8:5:6::7"]);
+    // Six failed passwords, each from another address of the /64.
+    let lines: Vec<String> = (0..6).flat_map(|i| failed_logins(&format!("2001:db8:5:6::1{i}"), 1)).collect();
+    append(&log, &lines);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.link.ping("2001:db8:5:6::3") {
+        assert!(Instant::now() < deadline, "the /64 was never dropped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(w.reach("2001:db8:5:6::2"), NONE, "another address of the attacking /64");
+    assert_eq!(w.reach("2001:db8:5:6::7"), ALL, "an allowlisted address inside the banned /64");
+    assert_eq!(w.reach("2001:db8::3"), ALL, "another /64");
+    // The server's own /64: the attacking address alone is banned.
+    append(&log, &failed_logins("2001:db8::2", 6));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.link.ping("2001:db8::2") {
+        assert!(Instant::now() < deadline, "the attacker in our own /64 was never dropped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(w.reach("2001:db8::3"), ALL, "a neighbour in our own /64");
+    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+    let _ = d.wait();
+    let list = w.crowd_json(&["map", "list"]);
+    let mut values: Vec<String> =
+        list.as_array().expect("list").iter().filter_map(|e| e["target"].as_str().map(str::to_owned)).collect();
+    values.sort();
+    assert_eq!(values, ["2001:db8::2", "2001:db8:5:6::/64"], "{list}");
+}
+
+#[test]
 fn the_maps_are_a_cache_of_the_store() {
     let w = World::new();
     let dir = tempfile::tempdir().expect("tempdir");

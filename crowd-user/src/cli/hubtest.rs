@@ -66,7 +66,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let labels = std::sync::Arc::new(labels);
     let src: std::sync::Arc<str> = cfg.log_file.as_str().into();
     let scenarios = hub.scenarios(&cfg.scenarios, &env)?;
-    let mut buckets = Buckets::new(scenarios, 1_000_000);
+    let mut buckets = Buckets::new(scenarios).keeping_queues();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut dump = Dump::default();
     for raw in String::from_utf8_lossy(&bytes).lines() {
@@ -77,7 +77,7 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         if let Some(evt) = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump))
             && !evt.whitelisted
         {
-            alerts.extend(buckets.pour(&evt, &env));
+            alerts.extend(buckets.pour(evt, &env));
         }
     }
     alerts.extend(buckets.flush(&env));

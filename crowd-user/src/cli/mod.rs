@@ -65,6 +65,8 @@ pub struct Capacities {
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of its largest variant (the daemon's options) is no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Attach the XDP enforcer to interfaces (pinned: it stays after crowd exits).
     Attach {
@@ -140,6 +142,9 @@ pub enum Command {
         /// CrowdSec's default profiles).
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// Memory for detection state, as `crowd run --max-memory`.
+        #[arg(long, default_value = "256MiB", value_parser = crate::config::byte_size)]
+        max_memory: usize,
         /// IPv6 prefix length the `IpPrefix` scenarios count sources under (as `crowd run`).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
         ipv6_prefix: u8,
@@ -310,8 +315,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Decisions { state_dir, command } => {
             decisions::dispatch(&cli.settings(None), &cli.store(state_dir)?, command, cli.output)
         }
-        Command::Replay { kind, config, profiles, ipv6_prefix, files } => {
-            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), *ipv6_prefix, cli.output)
+        Command::Replay { kind, config, profiles, max_memory, ipv6_prefix, files } => {
+            let tuning = replay::Tuning { ipv6_prefix: *ipv6_prefix, max_memory: *max_memory };
+            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), tuning, cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {

@@ -18,6 +18,15 @@ fn line(raw: &str, src: &Arc<str>, labels: &Labels) -> Line {
     Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() }
 }
 
+/// How a replay's detection is sized (as the daemon's flags).
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// `--ipv6-prefix`.
+    pub ipv6_prefix: u8,
+    /// `--max-memory`, bytes.
+    pub max_memory: usize,
+}
+
 /// `crowd replay --type TYPE FILE...`.
 ///
 /// # Errors
@@ -27,7 +36,7 @@ pub fn replay(
     files: &[PathBuf],
     config_dir: Option<&PathBuf>,
     profiles: Option<&PathBuf>,
-    ipv6_prefix: u8,
+    tuning: Tuning,
     fmt: Format,
 ) -> Result<()> {
     let mut prof = crate::rules::profile(config_dir, profiles)?;
@@ -35,7 +44,8 @@ pub fn replay(
         crate::rules::load_simulation_file(&sim)?.apply_to(&mut prof, false);
     }
     let mut d = crate::rules::detector(config_dir, prof)?;
-    d.set_ipv6_prefix(ipv6_prefix);
+    d.set_ipv6_prefix(tuning.ipv6_prefix);
+    d.set_memory_budget(tuning.max_memory);
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;
@@ -81,9 +91,14 @@ pub fn replay(
         );
     }
     match fmt {
-        Format::Json => output::json(
-            &json!({"decisions": decisions, "counts": d.counts, "seconds": secs, "peak_rss_kib": peak_rss_kib()}),
-        ),
+        Format::Json => {
+            let st = d.state();
+            let evicted: serde_json::Map<String, serde_json::Value> =
+                st.evictions().map(|(s, n)| (s.to_owned(), n.into())).collect();
+            output::json(&json!({"decisions": decisions, "counts": d.counts, "seconds": secs,
+                "peak_rss_kib": peak_rss_kib(),
+                "state": {"bytes": st.bytes(), "keys": st.keys(), "buckets": st.len(), "evicted": evicted}}))
+        }
         Format::Table => {
             output::table(
                 &["SCENARIO", "SCOPE", "VALUE", "DECISION", "DURATION"],

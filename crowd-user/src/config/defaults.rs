@@ -11,7 +11,7 @@ use crate::engine::{
 };
 
 /// (path inside `scenarios/`, stage, text) of every embedded parser.
-const PARSERS: [(&str, &str, &str); 7] = [
+const PARSERS: [(&str, &str, &str); 8] = [
     (
         "parsers/s00-raw/crowd/syslog.yaml",
         "s00-raw",
@@ -41,6 +41,11 @@ const PARSERS: [(&str, &str, &str); 7] = [
         "parsers/s01-parse/crowd/mysql.yaml",
         "s01-parse",
         include_str!("../../../scenarios/parsers/s01-parse/crowd/mysql.yaml"),
+    ),
+    (
+        "parsers/s02-enrich/crowd/source.yaml",
+        "s02-enrich",
+        include_str!("../../../scenarios/parsers/s02-enrich/crowd/source.yaml"),
     ),
     (
         "parsers/s02-enrich/crowd/dateparse.yaml",
@@ -96,7 +101,7 @@ mod tests {
     #[test]
     fn the_embedded_configuration_compiles() {
         let (p, _, s) = super::load().unwrap();
-        assert_eq!(p.len(), 11);
+        assert_eq!(p.len(), 12);
         assert!(s.len() >= 8);
     }
 }

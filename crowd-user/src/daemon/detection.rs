@@ -37,6 +37,7 @@ pub fn start(
     }
     let mut detector = crate::rules::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
     detector.set_ipv6_prefix(args.ipv6_prefix);
+    detector.set_memory_budget(args.max_memory);
     for s in &sources {
         tracing::info!(source = %s.describe(), kind = s.kind(), "reading");
     }
@@ -47,12 +48,17 @@ pub fn start(
     let (record_tx, record_rx) = std::sync::mpsc::channel::<Record>();
     spawn_recorder(settings, &args.store(), record_rx)?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
+        let (mut lines, mut evictions_seen) = (0u64, std::collections::HashMap::new());
         while let Ok((line, now)) = rx.recv() {
             let (src, labels) = (line.src.clone(), line.labels.clone());
             let parsed_before = detector.counts.parsed;
             let out = detector.feed(line, now);
             let kind = labels.get("type").map_or("", String::as_str);
             metrics.line(&src, kind, detector.counts.parsed > parsed_before);
+            lines += 1;
+            if lines.is_multiple_of(1024) {
+                metrics.detection_state(detector.state(), &mut evictions_seen);
+            }
             for r in out.raised {
                 metrics.overflows.get_or_create(&crate::metrics::ScenarioLabels { name: r.alert.scenario.clone() }).inc();
                 if !r.notifications.is_empty() {

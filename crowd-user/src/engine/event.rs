@@ -184,7 +184,14 @@ impl Event {
     #[must_use]
     pub fn new(line: Line, now: f64) -> Event {
         // Room for what the usual parsers set: no regrowth while parsing.
-        Event { line, time: now, parsed: Fields::with_capacity(16), meta: Fields::with_capacity(8), ..Event::default() }
+        Event {
+            line,
+            time: now,
+            parsed: Fields::with_capacity(24),
+            meta: Fields::with_capacity(12),
+            enriched: Fields::with_capacity(4),
+            ..Event::default()
+        }
     }
 
     /// The label `type`, which selects the parsers.

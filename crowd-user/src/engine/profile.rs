@@ -434,6 +434,7 @@ mod tests {
             value: value.into(),
             remediation,
             at: 0.0,
+            first: 0.0,
             ip: String::new(),
         }
     }

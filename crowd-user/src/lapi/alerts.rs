@@ -257,6 +257,7 @@ fn engine_alert(a: &Alert) -> crate::engine::scenario::Alert {
         value: a.source.value.clone(),
         remediation: a.remediation.unwrap_or(false),
         at: crate::clock::unix_now_f64(),
+        first: crate::clock::unix_now_f64(),
         ip: a.source.ip.clone().unwrap_or_default(),
     }
 }

@@ -187,7 +187,7 @@ pub fn local_alert(
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
             .unwrap_or_default()
     };
-    let first = a.events.first().map_or(a.at, |e| e.time);
+    let first = a.first;
     let ip = if a.scope.eq_ignore_ascii_case("ip") { Some(a.value.clone()) } else { None };
     let simulated = decisions.iter().any(|d| d.simulated);
     serde_json::json!({

@@ -31,6 +31,10 @@ pub struct Grok {
     /// A literal every match contains: text without it is refused before the regex runs (most
     /// lines fail most of a parser's patterns; a substring search is far cheaper).
     required: Option<memchr::memmem::Finder<'static>>,
+    /// For a pattern anchored at the start (`^...`): the texts every match starts with (the
+    /// alternatives of its leading literal part). A line that starts with none is refused at
+    /// once: a parser of many anchored patterns costs one comparison per pattern a line is not.
+    starts: Option<Vec<Vec<u8>>>,
     /// For a pattern that ends in a top-level greedy `(?P<g>.*)` (`%{GREEDYDATA:message}`):
     /// the pattern without it and that group's index. The prefix gives the same captures (a
     /// greedy `.*` at the end accepts whatever follows the first prefix match in priority order)
@@ -129,6 +133,7 @@ impl Patterns {
         let fields: Vec<(usize, String)> =
             fields.into_iter().filter_map(|(g, f)| names.get(g.as_str()).map(|i| (*i, f))).collect();
         let required = required_literal(&out).map(|l| memchr::memmem::Finder::new(&l).into_owned());
+        let starts = anchored_starts(&out);
         let tail = greedy_tail(&out).and_then(|(prefix, name)| {
             let group = re.capture_names().position(|n| n == Some(name.as_str()))?;
             Some((Regex::new(&prefix).ok()?, group))
@@ -147,7 +152,7 @@ impl Patterns {
                 syslog_parts.push((name.clone(), part));
             }
         }
-        let mut g = Grok { re, fields, required, tail, syslog: false, syslog_parts };
+        let mut g = Grok { re, fields, required, starts, tail, syslog: false, syslog_parts };
         g.syslog = pattern.trim() == "^%{SYSLOGLINE}" && g.syslog_reader_agrees();
         Ok(g)
     }
@@ -334,6 +339,25 @@ fn required_literal(re: &str) -> Option<Vec<u8>> {
     out.into_iter().filter(|l| l.len() >= 3).max_by_key(Vec::len)
 }
 
+/// For a regex whose every match starts at the start of the text (`^`, not multi-line): the
+/// finite set of texts a match must start with, when there is one and none is empty.
+fn anchored_starts(re: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::{
+        Look,
+        literal::{ExtractKind, Extractor},
+    };
+    let hir = regex_syntax::ParserBuilder::new().utf8(true).build().parse(re).ok()?;
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
 /// RE2 (Go) reads a `{` that starts no valid repetition (`{"ip":`) as a literal; the `regex`
 /// crate refuses it. Escape those, leaving `{n}`, `{n,}` and `{n,m}` alone.
 fn escape_literal_braces(re: &str) -> String {
@@ -439,6 +463,11 @@ impl Grok {
 
     /// [`Grok::captures`] through the regex.
     fn regex_captures(&self, text: &str) -> Option<Vec<(&str, Str)>> {
+        if let Some(starts) = &self.starts
+            && !starts.iter().any(|p| text.as_bytes().starts_with(p))
+        {
+            return None;
+        }
         if let Some(f) = &self.required
             && f.find(text.as_bytes()).is_none()
         {
@@ -521,6 +550,24 @@ mod tests {
         // Not word characters for RE2 (nor for CrowdSec).
         assert!(g.captures("héllo").is_none());
         assert!(p.compile(r"^\d+$", &HashMap::new()).unwrap().captures("١٢").is_none());
+    }
+
+    #[test]
+    fn anchored_patterns_refuse_lines_by_their_start() {
+        let starts = |re: &str| {
+            anchored_starts(re).map(|v| v.into_iter().map(|l| String::from_utf8(l).unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(starts(r"^Failed (?P<a>\w+) for").unwrap(), ["Failed "]);
+        let mut alt = starts(r"^(?:fatal: )?Unable to negotiate with").unwrap();
+        alt.sort();
+        assert_eq!(alt, ["Unable to negotiate with", "fatal: Unable to negotiate with"]);
+        assert_eq!(starts(r"Failed (?P<a>\w+) for"), None, "not anchored");
+        assert_eq!(starts(r"(?m)^Failed"), None, "multi-line");
+        assert_eq!(starts(r"^(?:x)?\d+"), None, "no literal start on every path");
+        let g = lib().compile("^(?:Accepted|Failed) %{WORD:m}", &HashMap::new()).unwrap();
+        assert!(g.captures("Failed password").is_some());
+        assert!(g.captures("Accepted password").is_some());
+        assert!(g.captures("pam_unix(sshd:session): session opened").is_none());
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //! leaky bucket of capacity N, leaking one event every `leakspeed`, overflows on event N+1 that
 //! arrives before it leaked; a trigger overflows on every event; a counter reports how many
 //! events came within `duration`. After an overflow the key is blackholed. Bucket state is
-//! bounded: idle buckets are collected, and past `max_buckets` the oldest are dropped (counted).
+//! bounded (`buckets.rs`): idle buckets are collected, and past the memory budget the buckets
+//! least likely to overflow are evicted (counted).
+mod buckets;
 pub mod spec;
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
-};
+use std::sync::Arc;
 
+pub use self::buckets::{Buckets, DEFAULT_BUDGET};
 use self::spec::ScenarioSpec;
 use super::{
     event::Event,
@@ -243,7 +243,9 @@ pub struct Alert {
     pub scenario: String,
     /// Events poured into the bucket, the overflowing one included.
     pub events_count: usize,
-    /// The events kept (the last capacity + 1, or `cache_size` + 1 when smaller), oldest first.
+    /// The events kept (the last capacity + 1, or `cache_size` + 1 when smaller), oldest first,
+    /// when the scenario reads its queue or the buckets keep every queue (`crowd hubtest`);
+    /// else the overflowing event alone.
     pub events: Vec<Arc<Event>>,
     /// Scope (`Ip`, `Range`, ...).
     pub scope: String,
@@ -253,6 +255,8 @@ pub struct Alert {
     pub remediation: bool,
     /// Time of the overflow (event time, Unix seconds).
     pub at: f64,
+    /// Time of the bucket's first event.
+    pub first: f64,
     /// The address the alert is about, as the events wrote it (kept when a postoverflow turns
     /// the source into its range); empty for scopes other than `Ip`.
     pub ip: String,
@@ -288,308 +292,24 @@ impl Alert {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    last: f64,
-    first: f64,
-    count: usize,
-    events: VecDeque<Arc<Event>>,
-    seen: HashSet<String>,
-}
-
-/// Live bucket state for a set of scenarios.
-pub struct Buckets {
-    scenarios: Vec<Scenario>,
-    live: HashMap<(usize, String), Bucket>,
-    blackholed: HashMap<(usize, String), f64>,
-    /// Buckets dropped because `max_buckets` was reached.
-    pub evicted: u64,
-    max_buckets: usize,
-    pours: u64,
-    has_counters: bool,
-    next_expiry_check: f64,
-}
-
-impl Buckets {
-    /// Buckets for `scenarios`, holding at most `max_buckets` live buckets.
-    #[must_use]
-    pub fn new(scenarios: Vec<Scenario>, max_buckets: usize) -> Buckets {
-        let has_counters = scenarios.iter().any(|s| matches!(s.kind, BucketKind::Counter { .. }));
-        Buckets {
-            scenarios,
-            live: HashMap::new(),
-            blackholed: HashMap::new(),
-            evicted: 0,
-            max_buckets,
-            pours: 0,
-            has_counters,
-            next_expiry_check: f64::NEG_INFINITY,
-        }
-    }
-
-    /// The scenarios.
-    #[must_use]
-    pub fn scenarios(&self) -> &[Scenario] {
-        &self.scenarios
-    }
-
-    /// Live buckets.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    /// True without live buckets.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
-    /// Names of the scenarios an event would pour into (`crowd explain`).
-    #[must_use]
-    pub fn matching(&self, evt: &Event, env: &Env) -> Vec<&str> {
-        self.scenarios.iter().filter(|s| env.test(&s.filter, evt)).map(|s| s.name.as_str()).collect()
-    }
-
-    /// Pours an event (at its own time) into every scenario whose filter it passes; returns the
-    /// alerts raised, counters that ran out first. Overflows of `reprocess` scenarios are poured
-    /// back as events, and what they raise follows.
-    pub fn pour(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
-        let now = evt.time;
-        // Counters are checked at most once a second of event time.
-        let mut out = if self.has_counters && now >= self.next_expiry_check {
-            self.next_expiry_check = now + 1.0;
-            self.expire(now, env)
-        } else {
-            Vec::new()
-        };
-        out.extend(self.pour_one(evt, env));
-        self.reprocess(out, env, 0)
-    }
-
-    /// Pours back the overflows of `reprocess` scenarios among `alerts` (returned with theirs).
-    fn reprocess(&mut self, alerts: Vec<Alert>, env: &Env, depth: u32) -> Vec<Alert> {
-        if depth >= MAX_REPROCESS_DEPTH || !alerts.iter().any(|a| self.reprocessed(a)) {
-            return alerts;
-        }
-        let mut out = Vec::with_capacity(alerts.len() + 1);
-        for a in alerts {
-            if self.reprocessed(&a) {
-                // As CrowdSec's: an overflow event carries its alert and nothing of the log lines
-                // (no `Meta`), so it reaches only scenarios that look for overflows.
-                let ovf = Event { time: a.at, overflow: Some(Box::new(a.overflow_alert())), ..Event::default() };
-                out.push(a);
-                let more = self.pour_one(&ovf, env);
-                out.extend(self.reprocess(more, env, depth + 1));
-            } else {
-                out.push(a);
-            }
-        }
-        out
-    }
-
-    fn reprocessed(&self, a: &Alert) -> bool {
-        self.scenarios.iter().any(|s| s.reprocess && s.name == a.scenario)
-    }
-
-    fn pour_one(&mut self, evt: &Event, env: &Env) -> Vec<Alert> {
-        let now = evt.time;
-        let mut out = Vec::new();
-        let ctx = std::cell::OnceCell::new();
-        let ctx = || ctx.get_or_init(|| EvtContext::new(evt));
-        let shared = std::cell::OnceCell::new();
-        for i in 0..self.scenarios.len() {
-            let sc = &self.scenarios[i];
-            if let Some(c) = &sc.cancel_on
-                && env.test_with(c, evt, ctx)
-            {
-                let key =
-                    sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
-                self.live.remove(&(i, key));
-                continue;
-            }
-            if !env.test_with(&sc.filter, evt, ctx) {
-                continue;
-            }
-            let key = sc.groupby.as_ref().map(|g| env.string_with(g, evt, ctx).unwrap_or_default()).unwrap_or_default();
-            let k = (i, key);
-            if let Some(until) = self.blackholed.get(&k) {
-                if now < *until {
-                    continue;
-                }
-                self.blackholed.remove(&k);
-            }
-            let distinct = sc.distinct.as_ref().map(|d| env.string_with(d, evt, ctx).unwrap_or_default());
-            let kind = sc.kind.clone();
-            let cache = sc.cache_size;
-            let b = self.live.entry(k.clone()).or_insert_with(|| Bucket {
-                tokens: match kind {
-                    BucketKind::Leaky { capacity, .. } => f64::from(capacity),
-                    _ => 0.0,
-                },
-                last: now,
-                first: now,
-                count: 0,
-                events: VecDeque::new(),
-                seen: HashSet::new(),
-            });
-            if let Some(d) = distinct
-                && !b.seen.insert(d)
-            {
-                continue;
-            }
-            let overflow = match kind {
-                BucketKind::Trigger => true,
-                BucketKind::Counter { .. } => false,
-                BucketKind::Leaky { capacity, leak } => {
-                    // An idle bucket has fully leaked: it starts afresh.
-                    if now - b.last >= drain_secs(capacity, leak, b.count) && b.count > 0 {
-                        b.events.clear();
-                        b.count = 0;
-                        b.first = now;
-                        b.seen.clear();
-                    }
-                    b.tokens = (b.tokens + (now - b.last).max(0.0) / leak).min(f64::from(capacity));
-                    b.last = b.last.max(now);
-                    // Tokens accumulate in steps: allow for rounding (1.0 exactly refilled reads 0.999...).
-                    if b.tokens >= 1.0 - 1e-9 {
-                        b.tokens -= 1.0;
-                        false
-                    } else {
-                        true
-                    }
-                }
-            };
-            b.count += 1;
-            b.events.push_back(shared.get_or_init(|| Arc::new(evt.clone())).clone());
-            // As CrowdSec's queues, which hold one event more than their size: the size is the
-            // capacity, or `cache_size` when it is smaller (or the capacity is unbounded).
-            let keep = match kind {
-                BucketKind::Leaky { capacity, .. } if capacity < u32::MAX => {
-                    let cap = capacity as usize;
-                    if cache > 0 && cache <= cap { cache + 1 } else { cap + 1 }
-                }
-                _ if cache > 0 => cache + 1,
-                _ => MAX_QUEUE,
-            };
-            if b.events.len() > keep {
-                b.events.pop_front();
-            }
-            let sc = &self.scenarios[i];
-            let overflow = overflow
-                || match (&sc.native_condition, &sc.condition) {
-                    (Some(q), _) => q.test(&self.live[&k].events, env.data()),
-                    (None, Some(c)) => env.test_in(c, &queue_context(&sc.queue_fields, evt, &self.live[&k])),
-                    (None, None) => false,
-                };
-            if overflow {
-                let b = self.live.remove(&k).expect("present");
-                if self.scenarios[i].blackhole > 0.0 {
-                    self.blackholed.insert(k, now + self.scenarios[i].blackhole);
-                }
-                out.extend(self.overflow(i, b, now, evt, env));
-            }
-        }
-        self.pours += 1;
-        if self.pours.is_multiple_of(4096) || self.live.len() > self.max_buckets {
-            self.collect(now);
-        }
-        out
-    }
-
-    /// The alert of an overflowing bucket, unless its `overflow_filter` discards it.
-    fn overflow(&self, i: usize, b: Bucket, at: f64, evt: &Event, env: &Env) -> Option<Alert> {
-        let sc = &self.scenarios[i];
-        if let Some(f) = &sc.overflow_filter {
-            let ctx = queue_context(&sc.queue_fields, evt, &b).with("signal", signal_value(&sc.name, b.count));
-            if !env.test_in(f, &ctx) {
-                return None;
-            }
-        }
-        let (scope, value) = match &sc.scope {
-            // An overflow poured back has no `Meta`: its alert's source is the overflow's (CrowdSec).
-            Scope::Ip => (
-                "Ip".to_owned(),
-                match (&evt.overflow, evt.meta.get("source_ip")) {
-                    (_, Some(ip)) => ip.to_string(),
-                    (Some(o), None) => o.source.ip.clone(),
-                    (None, None) => String::new(),
-                },
-            ),
-            Scope::Expr { name, expr } => (name.clone(), env.string(expr, evt).unwrap_or_default()),
-        };
-        let (scope, value, ip) = named_source(scope, value, evt);
-        Some(Alert {
-            scenario: sc.name.clone(),
-            events_count: b.count,
-            events: b.events.into_iter().collect(),
-            scope,
-            value,
-            remediation: sc.remediation,
-            at,
-            ip,
-        })
-    }
-
-    /// Reports counters whose duration ended before `now`.
-    pub fn expire(&mut self, now: f64, env: &Env) -> Vec<Alert> {
-        let due: Vec<(usize, String)> = self
-            .live
-            .iter()
-            .filter(|((i, _), b)| matches!(self.scenarios[*i].kind, BucketKind::Counter { duration } if now - b.first >= duration))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut out = Vec::new();
-        for k in due {
-            let b = self.live.remove(&k).expect("present");
-            let last = b.events.back().cloned().unwrap_or_default();
-            out.extend(self.overflow(k.0, b, last.time, &last, env));
-        }
-        out
-    }
-
-    /// Reports every counter still counting (end of a replay).
-    pub fn flush(&mut self, env: &Env) -> Vec<Alert> {
-        let out = self.expire(f64::INFINITY, env);
-        self.reprocess(out, env, 0)
-    }
-
-    /// Drops idle buckets and stale blackholes; past `max_buckets`, the oldest buckets.
-    fn collect(&mut self, now: f64) {
-        let scenarios = &self.scenarios;
-        self.live.retain(|(i, _), b| match scenarios[*i].kind {
-            BucketKind::Leaky { capacity, leak } => now - b.last < drain_secs(capacity, leak, b.count),
-            BucketKind::Trigger => false,
-            BucketKind::Counter { .. } => true,
-        });
-        self.blackholed.retain(|_, until| *until > now);
-        if self.live.len() > self.max_buckets {
-            // Evict down to 90% so that a sustained flood pays for this once per many pours.
-            let mut ages: Vec<((usize, String), f64)> = self.live.iter().map(|(k, b)| (k.clone(), b.last)).collect();
-            ages.sort_by(|a, b| a.1.total_cmp(&b.1));
-            let excess = self.live.len() - self.max_buckets * 9 / 10;
-            for (k, _) in ages.into_iter().take(excess) {
-                self.live.remove(&k);
-                self.evicted += 1;
-            }
-        }
-    }
-}
-
 /// Seconds after its last event when a leaky bucket has surely leaked empty.
 fn drain_secs(capacity: u32, leak: f64, poured: usize) -> f64 {
     f64::from(capacity.min(u32::try_from(poured).unwrap_or(u32::MAX)).max(1)) * leak
 }
 
 /// `queue.Queue` (the bucket's events, oldest first) and `leaky` for bucket expressions.
-fn queue_context(queue_fields: &crate::engine::expr::queue::QueueFields, evt: &Event, b: &Bucket) -> EvtContext {
+fn queue_context(
+    queue_fields: &crate::engine::expr::queue::QueueFields,
+    evt: &Event,
+    b: &buckets::Bucket,
+) -> EvtContext {
     use expr::Value;
     let leaky = Value::Map(indexmap::IndexMap::from([
-        ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count).unwrap_or(i64::MAX))),
-        ("First_ts".to_owned(), Value::Float(b.first)),
+        ("Total_count".to_owned(), Value::Integer(i64::try_from(b.count()).unwrap_or(i64::MAX))),
+        ("First_ts".to_owned(), Value::Float(b.first())),
         ("Last_ts".to_owned(), Value::Float(b.last)),
     ]));
-    crate::engine::expr::queue::context(queue_fields, evt, b.events.iter(), leaky)
+    crate::engine::expr::queue::context(queue_fields, evt, b.queue(), leaky)
 }
 
 fn signal_value(scenario: &str, count: usize) -> expr::Value {
