@@ -188,8 +188,9 @@ impl Event {
             line,
             time: now,
             parsed: Fields::with_capacity(24),
-            meta: Fields::with_capacity(12),
-            enriched: Fields::with_capacity(4),
+            // Most lines are never parsed: these take room at their first field.
+            meta: Fields::default(),
+            enriched: Fields::default(),
             ..Event::default()
         }
     }

@@ -116,6 +116,11 @@ impl Fields {
             // `at` < SMALL_MAX < 255: fits the slot byte.
             None => self.slots[free] = u8::try_from(at + 1).unwrap_or(u8::MAX),
         }
+        if self.entries.capacity() == 0 {
+            // A map made empty takes room for a parsed event's fields at once.
+            self.entries.reserve(12);
+            self.tags.reserve(12);
+        }
         self.tags.push(t);
         self.entries.push((k, v));
         None

@@ -8,6 +8,7 @@
 pub mod event;
 pub mod expr;
 pub mod fields;
+pub mod gate;
 pub mod geoip;
 pub mod grok;
 pub mod parser;

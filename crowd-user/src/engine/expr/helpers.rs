@@ -32,6 +32,10 @@ pub(crate) fn ip_in_range(ip: &str, range: &str) -> bool {
 /// `IpPrefix`: an IPv4 address (or IPv4-mapped IPv6 one) as itself, an IPv6 address as its
 /// network of `bits` bits (`2001:db8:1:2::/64`; the address alone at 128), anything else unchanged.
 pub(crate) fn ip_prefix(ip: &str, bits: u8) -> String {
+    if !ip.contains(':') {
+        // IPv4 (or not an address): itself.
+        return ip.to_owned();
+    }
     match ip.trim().parse::<IpAddr>().map(crate::addr::canonical_ip) {
         Ok(IpAddr::V4(a)) => a.to_string(),
         Ok(IpAddr::V6(a)) if bits < 128 => {

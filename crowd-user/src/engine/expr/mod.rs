@@ -369,6 +369,14 @@ impl Env {
 }
 
 impl Expr {
+    /// The values `field` must hold for this expression to be true, when a few known ones
+    /// (see [`fast::Fast::required_values`]); from its fast form, or the guard the interpreter
+    /// runs behind.
+    #[must_use]
+    pub fn required_values(&self, field: &crate::engine::event::FieldRef) -> Option<Vec<String>> {
+        self.fast.as_ref().or(self.guard.as_ref())?.required_values(field)
+    }
+
     /// The source text.
     #[must_use]
     pub fn source(&self) -> &str {

@@ -9,7 +9,25 @@ pub struct Stash {
     caches: std::sync::Mutex<HashMap<String, StashCache>>,
     /// The time of the event being parsed (Unix seconds), passed in by the pipeline: the stash
     /// reads no clock, so a replay of old logs expires entries as the live daemon would.
-    now: std::sync::Mutex<f64>,
+    now: Clock,
+}
+
+/// The latest event time seen, advanced at every stage of every event: an atomic, not a lock.
+#[derive(Debug, Default)]
+struct Clock(std::sync::atomic::AtomicU64);
+
+impl Clock {
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn advance(&self, now: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Times are not negative: their bits order as they do.
+        if now > 0.0 {
+            self.0.fetch_max(now.to_bits(), Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,14 +62,11 @@ impl Stash {
 
     /// The time of the event being parsed, as the pipeline last said (it never goes back).
     pub fn advance(&self, now: f64) {
-        let mut t = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if now > *t {
-            *t = now;
-        }
+        self.now.advance(now);
     }
 
     fn now(&self) -> f64 {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.now.get()
     }
 }
 

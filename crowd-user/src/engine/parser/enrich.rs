@@ -11,9 +11,9 @@ use crate::engine::event::Event;
 pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
     match name {
         "ParseDate" => {
-            if let Some(t) = parse_date(value, ctx.year) {
-                evt.enriched.insert("MarshaledTime".into(), go_rfc3339_nano(&t).into());
-                evt.time = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
+            if let Some((marshaled, time)) = parse_date_cached(value, ctx.year) {
+                evt.enriched.insert("MarshaledTime".into(), marshaled);
+                evt.time = time;
             }
         }
         "IpToRange" => {
@@ -33,6 +33,28 @@ pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
         }
         _ => {}
     }
+}
+
+/// [`parse_date`] as `ParseDate` writes it (Go's RFC 3339 text, Unix seconds), remembering the
+/// last stamp: consecutive lines of a log mostly share their second.
+fn parse_date_cached(value: &str, year: i32) -> Option<(crate::engine::event::Str, f64)> {
+    use crate::engine::event::Str;
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i32, Str, Str, f64)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((y, input, marshaled, time)) = last.as_ref()
+            && *y == year
+            && input == value
+        {
+            return Some((marshaled.clone(), *time));
+        }
+        let t = parse_date(value, year)?;
+        let out = (Str::from(go_rfc3339_nano(&t)), t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9);
+        *last = Some((year, Str::from(value), out.0.clone(), out.1));
+        Some(out)
+    })
 }
 
 /// Formats like Go's `time.RFC3339Nano`: fractional seconds without trailing zeros, `Z` for UTC.

@@ -28,6 +28,8 @@ pub struct Parser {
 #[derive(Clone, Debug, Default)]
 pub struct Pipeline {
     stages: Vec<(String, Vec<Node>)>,
+    /// Per stage, the nodes a line may pass by the value of one field (see `engine/gate.rs`).
+    gates: Vec<Option<crate::engine::gate::Gate>>,
 }
 
 /// One record of [`Dump`].
@@ -58,7 +60,8 @@ impl Pipeline {
             }
         }
         stages.sort_by(|a, b| a.0.cmp(&b.0));
-        Pipeline { stages }
+        let gates = stages.iter().map(|(_, nodes)| stage_gate(nodes)).collect();
+        Pipeline { stages, gates }
     }
 
     /// Stage names.
@@ -104,12 +107,21 @@ impl Pipeline {
     /// Runs the event through every stage. `None` when it is not parsed (a stage it could not
     /// leave). With `dump`, records every parser's result.
     pub fn process(&self, mut evt: Event, ctx: &Ctx<'_>, mut dump: Option<&mut Dump>) -> Option<Event> {
-        for (stage, nodes) in &self.stages {
+        for ((stage, nodes), gate) in self.stages.iter().zip(&self.gates) {
             evt.stage.clone_from(stage);
             // The stash's clock is the events' (the log's own time once the date is parsed).
             ctx.env.stash().advance(evt.time);
             let mut ok = false;
-            for node in nodes {
+            // A dump records every parser: the gate only serves plain runs.
+            let gate = gate.as_ref().filter(|_| dump.is_none());
+            let mut order: smallvec::SmallVec<[usize; 64]> = match gate {
+                Some(g) => g.candidates(&evt).iter().copied().collect(),
+                None => (0..nodes.len()).collect(),
+            };
+            let mut at = 0;
+            while let Some(&i) = order.get(at) {
+                at += 1;
+                let node = &nodes[i];
                 let success = node.process(&mut evt, ctx);
                 if let Some(d) = dump.as_deref_mut() {
                     d.stages
@@ -124,6 +136,11 @@ impl Pipeline {
                     if node.next_stage {
                         break;
                     }
+                    // The node may have changed the gate's field: the rest is chosen again.
+                    if let Some(g) = gate {
+                        order = g.candidates(&evt).iter().copied().filter(|j| *j > i).collect();
+                        at = 0;
+                    }
                 }
             }
             if !ok {
@@ -132,4 +149,17 @@ impl Pipeline {
         }
         Some(evt)
     }
+}
+
+/// The gate of a stage: over the field (of `program`, the log type label, `log_type`) whose
+/// value lets the most of its nodes be skipped.
+fn stage_gate(nodes: &[Node]) -> Option<crate::engine::gate::Gate> {
+    use crate::engine::event::FieldRef;
+    [FieldRef::Parsed("program".into()), FieldRef::Label("type".into()), FieldRef::Meta("log_type".into())]
+        .into_iter()
+        .filter_map(|f| {
+            let required: Vec<Option<Vec<String>>> = nodes.iter().map(|n| n.gate_values(&f)).collect();
+            crate::engine::gate::Gate::new(f, &required)
+        })
+        .max_by_key(crate::engine::gate::Gate::gated)
 }

@@ -270,6 +270,16 @@ impl Node {
         Ok(Node { name, unmarshal, filter, grok, children, statics, whitelist, stash, next_stage })
     }
 
+    /// The values `field` must hold for this node to pass its filter, when a few known ones
+    /// (`None`: any value may; a node that decodes JSON in its filter is always tried).
+    #[must_use]
+    pub fn gate_values(&self, field: &crate::engine::event::FieldRef) -> Option<Vec<String>> {
+        if !self.unmarshal.is_empty() {
+            return None;
+        }
+        self.filter.as_ref()?.required_values(field)
+    }
+
     /// Processes the event; returns whether the node succeeded.
     pub fn process(&self, evt: &mut Event, ctx: &Ctx<'_>) -> bool {
         if let Some(f) = &self.filter {

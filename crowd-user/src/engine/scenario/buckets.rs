@@ -187,6 +187,8 @@ pub struct Buckets {
     distinct_hasher: std::hash::RandomState,
     /// For each scenario, the first scenario with the same `groupby` text (its key is reused).
     same_groupby: Vec<usize>,
+    /// The scenarios an event may pour into, by its `log_type` (see `engine/gate.rs`).
+    gate: Option<crate::engine::gate::Gate>,
     pours: u64,
     has_counters: bool,
     next_expiry_check: f64,
@@ -199,8 +201,21 @@ impl Buckets {
         let has_counters = scenarios.iter().any(|s| matches!(s.kind, BucketKind::Counter { .. }));
         let text = |i: usize| scenarios[i].groupby.as_ref().map(crate::engine::expr::Expr::source);
         let same_groupby = (0..scenarios.len()).map(|i| (0..=i).find(|j| text(*j) == text(i)).unwrap_or(i)).collect();
+        let log_type = crate::engine::event::FieldRef::Meta("log_type".into());
+        let required: Vec<Option<Vec<String>>> = scenarios
+            .iter()
+            .map(|s| {
+                let mut v = s.filter.required_values(&log_type)?;
+                if let Some(c) = &s.cancel_on {
+                    v.extend(c.required_values(&log_type)?);
+                }
+                Some(v)
+            })
+            .collect();
+        let gate = crate::engine::gate::Gate::new(log_type, &required);
         Buckets {
             same_groupby,
+            gate,
             evicted: vec![0; scenarios.len()],
             scenarios,
             groups: HashMap::new(),
@@ -358,7 +373,11 @@ impl Buckets {
         let ctx = || ctx.get_or_init(|| EvtContext::new(evt));
         // Scenarios usually share their `groupby`: each distinct expression runs once per event.
         let mut keys: SmallVec<[(usize, Str); 2]> = SmallVec::new();
-        for i in 0..self.scenarios.len() {
+        let candidates: SmallVec<[usize; 64]> = match &self.gate {
+            Some(g) => g.candidates(evt).iter().copied().collect(),
+            None => (0..self.scenarios.len()).collect(),
+        };
+        for i in candidates {
             let sc = &self.scenarios[i];
             let cancel = sc.cancel_on.as_ref().is_some_and(|c| env.test_with(c, evt, ctx));
             if !cancel && !env.test_with(&sc.filter, evt, ctx) {

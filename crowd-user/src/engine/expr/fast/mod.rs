@@ -212,6 +212,33 @@ pub enum Fast {
     Bool(bool),
 }
 
+impl Fast {
+    /// The values `field` must hold for this to be true, when there are a few known ones
+    /// (`evt.Meta.log_type == 'x' && ...`, `evt.Parsed.program in [...] || ...`): what lets
+    /// the pipeline and the scenarios skip, by one look-up, the filters an event cannot pass.
+    #[must_use]
+    pub fn required_values(&self, field: &crate::engine::event::FieldRef) -> Option<Vec<String>> {
+        match self {
+            Fast::Eq(a, b, false) => match (&**a, &**b) {
+                (Fast::Field(f), Fast::Str(s)) | (Fast::Str(s), Fast::Field(f)) if f == field => Some(vec![s.clone()]),
+                _ => None,
+            },
+            Fast::In(a, lits, false) => match &**a {
+                Fast::Field(f) if f == field => Some(lits.clone()),
+                _ => None,
+            },
+            Fast::And(a, b) => a.required_values(field).or_else(|| b.required_values(field)),
+            Fast::Or(a, b) => {
+                let mut v = a.required_values(field)?;
+                v.extend(b.required_values(field)?);
+                Some(v)
+            }
+            Fast::Bool(false) => Some(Vec::new()),
+            _ => None,
+        }
+    }
+}
+
 impl PartialEq for Fast {
     /// Structural equality where it is cheap (the parser compares `Upper(#)`); compiled
     /// matchers and regexes compare by pattern.
