@@ -8,7 +8,11 @@
 //!    one core, aggregate lines/s with one replay per core and its ratio to CrowdSec 1.4.6's
 //!    figures, peak RSS (the replay's own `VmHWM`), attackers found against the truth and benign
 //!    sources banned.
-//! 2. Latency: the daemon follows a log in a network namespace; for each trial a burst of failed
+//! 2. Distinct sources (a botnet's flood): a 1M-line auth.log where every line is a failed login
+//!    from an address of its own, and one where 100k addresses send 10 each, over one hour;
+//!    replayed with crowd's rules (default `--max-memory`) and the hub's sshd set. Reported:
+//!    lines/s, peak RSS, bytes of detection state per source, buckets evicted.
+//! 3. Latency: the daemon follows a log in a network namespace; for each trial a burst of failed
 //!    logins from a new address is appended and the ban map polled until the ban is there.
 //!    Reported: p50 and p99 over the trials.
 //!
@@ -43,6 +47,67 @@ fn generate(dir: &Path, lines: usize, kind: &str) -> PathBuf {
         assert!(st.success(), "genlogs failed");
     }
     log
+}
+
+/// A log of `lines` failed logins from `lines / per_source` addresses, each sending
+/// `per_source`, interleaved evenly over one hour of log time (written once).
+fn distinct_sources(dir: &Path, lines: usize, per_source: usize) -> PathBuf {
+    let log = dir.join(format!("sources-{lines}-x{per_source}.log"));
+    if !log.exists() {
+        let sources = (lines / per_source).max(1);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&log).expect("create"));
+        for i in 0..lines {
+            // Round robin: source k sends its events spread over the hour.
+            let k = u32::try_from(i % sources).expect("small");
+            let ip = std::net::Ipv4Addr::from(0x0B00_0000 + k.wrapping_mul(2_654_435_761) % 0x3000_0000);
+            let t = i * 3600 / lines;
+            writeln!(
+                out,
+                "Jan  6 {:02}:{:02}:{:02} edge sshd[{}]: Failed password for invalid user admin from {ip} port {} ssh2",
+                10 + t / 3600,
+                t / 60 % 60,
+                t % 60,
+                1000 + i % 30000,
+                1024 + i % 60000
+            )
+            .expect("write");
+        }
+    }
+    log
+}
+
+/// The distinct-sources cases: (label, log, sources) for each rule set, lines/s, peak RSS,
+/// state bytes per source and evictions.
+fn sources_part(dir: &Path, lines: usize, ordinary: Option<f64>) -> Vec<Value> {
+    println!(
+        "\ndistinct sources ({} lines, one hour of log time)\n{:<26} {:<22} {:>9} {:>10} {:>10} {:>12} {:>10} {:>9}",
+        lines, "log", "rules", "sources", "lines/s", "peak RSS", "state B/src", "evicted", "alerts"
+    );
+    let mut out = Vec::new();
+    for (label, per) in [("1 failure per source", 1), ("10 failures per source", 10)] {
+        let log = distinct_sources(dir, lines, per);
+        let sources = lines / per;
+        for rules in [Rules::Own, Rules::Sshd146] {
+            let hub = (!matches!(rules, Rules::Own)).then(|| hub_folder(dir, rules));
+            let name = if matches!(rules, Rules::Own) { "crowd (own)" } else { "hub sshd (1.4.6 set)" };
+            let r = replay(&log, "syslog", hub.as_deref());
+            let lps = lines as f64 / r.secs;
+            let evicted: u64 =
+                r.out["state"]["evicted"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+            let state = r.out["state"]["peak_bytes"].as_u64().unwrap_or(0);
+            let per_source = state as f64 / sources as f64;
+            let alerts = r.out["counts"]["alerts"].as_u64().unwrap_or(0);
+            println!(
+                "{label:<26} {name:<22} {sources:>9} {lps:>10.0} {:>6} MiB {per_source:>12.0} {evicted:>10} {alerts:>9}",
+                r.rss_kib / 1024
+            );
+            out.push(json!({"log": label, "rules": name, "lines": lines, "sources": sources, "lines_per_sec": lps,
+                "peak_rss_kib": r.rss_kib, "state_peak_bytes": state, "state_bytes_per_source": per_source,
+                "evicted": evicted, "alerts": alerts,
+                "slowdown_vs_ordinary_log": ordinary.filter(|_| matches!(rules, Rules::Own)).map(|o| o / lps)}));
+        }
+    }
+    out
 }
 
 /// Every parser and scenario a hub collection names, following its sub-collections.
@@ -222,7 +287,8 @@ fn latency(trials: usize) -> Value {
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
     let mut ms = Vec::with_capacity(trials);
     for i in 0..trials {
-        let ip: std::net::IpAddr = format!("2001:db8:1::{:x}", i + 1).parse().expect("ip");
+        // A /64 of its own per trial: crowd's scenarios count and ban IPv6 sources by /64.
+        let ip: std::net::IpAddr = format!("2001:db8:1:{:x}::1", i + 1).parse().expect("ip");
         let stamp = chrono::Utc::now().format("%b %e %H:%M:%S");
         let burst: String = (0..6)
             .map(|k| {
@@ -232,7 +298,8 @@ fn latency(trials: usize) -> Value {
         let started = Instant::now();
         f.write_all(burst.as_bytes()).expect("append");
         loop {
-            if maps.lookup(ip).exact.is_some() {
+            let hit = maps.lookup(ip);
+            if hit.exact.is_some() || hit.range.is_some() {
                 ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
@@ -279,7 +346,7 @@ fn main() {
         ("ssh", "syslog", Rules::Debian146, lines),
         ("nginx", "nginx", Rules::Debian146, lines),
     ];
-    let runs = if part == "latency" { &runs[..0] } else { &runs[..] };
+    let runs = if part == "latency" || part == "sources" { &runs[..0] } else { &runs[..] };
     println!(
         "\n{:<5} {:<30} {:>9} {:>10} {:>14} {:>11} {:>10} {:>10} {:>8}",
         "log",
@@ -331,8 +398,15 @@ fn main() {
         "(CrowdSec 1.4.6 here: sshd collection {} lines/s, nginx collection {} lines/s, Debian's set on nginx {} lines/s)",
         crowdsec[0].1, crowdsec[1].1, crowdsec_debian_nginx
     );
-    let lat = if part == "replay" { Value::Null } else { latency(if quick { 100 } else { 1000 }) };
-    let out = json!({"throughput": results, "latency": lat});
+    let ordinary = results.first().and_then(|r| r["lines_per_sec"].as_f64());
+    let sources = if part == "latency" {
+        Vec::new()
+    } else {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/bench/logs-{lines}"));
+        sources_part(&dir, lines, ordinary)
+    };
+    let lat = if part == "replay" || part == "sources" { Value::Null } else { latency(if quick { 100 } else { 1000 }) };
+    let out = json!({"throughput": results, "distinct_sources": sources, "latency": lat});
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/engine.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json")).expect("write");
     println!("\nwrote target/bench/engine.json");

@@ -97,7 +97,8 @@ pub fn replay(
                 st.evictions().map(|(s, n)| (s.to_owned(), n.into())).collect();
             output::json(&json!({"decisions": decisions, "counts": d.counts, "seconds": secs,
                 "peak_rss_kib": peak_rss_kib(),
-                "state": {"bytes": st.bytes(), "keys": st.keys(), "buckets": st.len(), "evicted": evicted}}))
+                "state": {"bytes": st.bytes(), "peak_bytes": st.peak_bytes(), "keys": st.keys(), "buckets": st.len(),
+                    "evicted": evicted}}))
         }
         Format::Table => {
             output::table(

@@ -176,6 +176,8 @@ pub struct Buckets {
     groups: HashMap<Str, Group>,
     /// Heap bytes of the groups beyond their map entries.
     heap: usize,
+    /// The most [`Buckets::bytes`] seen (checked every 256 events and before the table grows).
+    peak: usize,
     /// Live (not blackholed) buckets.
     live: usize,
     budget: usize,
@@ -220,6 +222,7 @@ impl Buckets {
             scenarios,
             groups: HashMap::new(),
             heap: 0,
+            peak: 0,
             live: 0,
             budget: DEFAULT_BUDGET,
             warned: false,
@@ -287,6 +290,12 @@ impl Buckets {
     #[must_use]
     pub fn bytes(&self) -> usize {
         self.groups.allocation_size() + self.heap
+    }
+
+    /// The most bytes the state took (sampled every 256 events and before the table grows).
+    #[must_use]
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.max(self.bytes())
     }
 
     /// Buckets evicted to stay within the budget, per scenario name (scenarios with none left out).
@@ -407,6 +416,9 @@ impl Buckets {
             }
             // A new key in a full table would double it: past the budget, evict instead, to under
             // half the table (so that it is rehashed in place rather than grown).
+            if self.groups.len() == self.groups.capacity() {
+                self.peak = self.peak.max(self.bytes());
+            }
             if self.groups.len() == self.groups.capacity()
                 && 2 * self.groups.allocation_size() + self.heap > self.budget
                 && !self.groups.contains_key(&key)
@@ -517,6 +529,9 @@ impl Buckets {
         self.pours += 1;
         if self.pours.is_multiple_of(4096) {
             self.collect(now);
+        }
+        if self.pours.is_multiple_of(256) {
+            self.peak = self.peak.max(self.bytes());
         }
         if self.pours.is_multiple_of(256) && self.bytes() > self.budget {
             // What the entries hold grew past the budget: evict about the excess and a tenth.
