@@ -10,6 +10,11 @@
 //!    veth); a decision is committed to the store and the edge's ban map polled until it is
 //!    there. p50 and p99 over the trials.
 //!
+//! 5. Burst (crowd only; `CROWD_BENCH_PART=burst` runs it alone): what a fleet does after an
+//!    outage. 50 bouncers pull in full at once, then 500 poll deltas for 10 s. Reported: full
+//!    pull times, the API's peak RSS over the burst, delta polls per second with p50/p99/max
+//!    latency and timeouts (2 s), and its RSS once idle again.
+//!
 //! CrowdSec runs from Debian's `crowdsec` package (installed here if missing, with CAPI
 //! registration disabled: no internet) as `crowdsec -no-cs` with its own config, database and
 //! loopback port. Writes `target/bench/lapi.json`. `CROWD_BENCH_PART=push` runs only the push delay.
@@ -130,6 +135,129 @@ fn crowd_side(dir: &Path, csv: &Path) -> Side {
     let rps_hit = wrk(port, key, "/v1/decisions?ip=10.0.100.1");
     let rps_miss = wrk(port, key, "/v1/decisions?ip=192.0.2.200");
     Side { import_s, pull_s, pull_bytes, rss_kib, rps_hit, rps_miss }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The fleet's burst on `crowd api` over `n` decisions (see the module's notes).
+fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
+    const PULLERS: usize = 50;
+    const POLLERS: usize = 500;
+    let state = dir.join("crowd-burst");
+    let bin = crowd_bin();
+    sh(Command::new(&bin)
+        .args(["--pin-dir", "/sys/fs/bpf/crowd-bench-none", "decisions", "import", "-i"])
+        .arg(csv)
+        .arg("--state-dir")
+        .arg(&state));
+    let key = |role: &str, i: usize| format!("burst-{role}-{i:04}-0123456789abcdef");
+    {
+        let mut store = Store::open_at(&Location::new(&state, None)).expect("store");
+        for i in 0..PULLERS {
+            store.add_bouncer(&format!("pull-{i}"), &crowd::lapi::auth::hash_key(&key("pull", i)), now()).expect("add");
+        }
+        for i in 0..POLLERS {
+            store.add_bouncer(&format!("poll-{i}"), &crowd::lapi::auth::hash_key(&key("poll", i)), now()).expect("add");
+        }
+        // The pollers have pulled before: their next pulls are deltas.
+        for b in store.bouncers().expect("bouncers") {
+            if b.name.starts_with("poll-") {
+                let cursor = crowd::store::Cursor { last_seq: 1 << 40, last_pull: now() };
+                store.set_bouncer_pull(b.id, cursor).expect("cursor");
+            }
+        }
+    }
+    let port = free_port();
+    let api = Killed(
+        Command::new(&bin)
+            .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("crowd api"),
+    );
+    wait_port(port);
+    let pid = api.0.id();
+    let idle_kib = rss_kib(pid);
+    let t = Instant::now();
+    let pulls: Vec<std::thread::JoinHandle<f64>> = (0..PULLERS)
+        .map(|i| {
+            let k = key("pull", i);
+            std::thread::spawn(move || full_pull(port, &k).0)
+        })
+        .collect();
+    let mut pull_s: Vec<f64> = pulls.into_iter().map(|h| h.join().expect("pull")).collect();
+    let burst_s = t.elapsed().as_secs_f64();
+    let after_pulls_kib = hwm_kib(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pollers: Vec<std::thread::JoinHandle<(Vec<f64>, usize)>> = (0..POLLERS)
+        .map(|i| {
+            let (k, stop) = (key("poll", i), stop.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
+                let (mut ms, mut failed) = (Vec::new(), 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = agent
+                        .get(format!("http://127.0.0.1:{port}/v1/decisions/stream"))
+                        .header("X-Api-Key", &k)
+                        .call()
+                        .and_then(|mut r| r.body_mut().read_to_vec());
+                    match r {
+                        Ok(_) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ms, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ms, mut failed) = (Vec::new(), 0);
+    for h in pollers {
+        let (m, f) = h.join().expect("poller");
+        ms.extend(m);
+        failed += f;
+    }
+    let peak_kib = hwm_kib(pid);
+    std::thread::sleep(Duration::from_secs(5));
+    let settled_kib = rss_kib(pid);
+    pull_s.sort_by(f64::total_cmp);
+    ms.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);
+    let rps = ms.len() as f64 / 10.0;
+    println!("\nburst on crowd api over {n} decisions");
+    println!(
+        "  {PULLERS} simultaneous full pulls: all done in {burst_s:.1} s (each p50 {:.1} s, max {:.1} s)",
+        pct(&pull_s, 0.5),
+        pct(&pull_s, 1.0)
+    );
+    println!(
+        "  {POLLERS} delta pollers for 10 s: {rps:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {failed} timeouts/errors",
+        pct(&ms, 0.5),
+        pct(&ms, 0.99),
+        pct(&ms, 1.0)
+    );
+    println!(
+        "  API RSS: {} MiB idle, peak {} MiB (after the pulls {} MiB), {} MiB settled 5 s after",
+        idle_kib / 1024,
+        peak_kib / 1024,
+        after_pulls_kib / 1024,
+        settled_kib / 1024
+    );
+    json!({"decisions": n, "full_pulls": PULLERS, "burst_s": burst_s, "pull_s_p50": pct(&pull_s, 0.5),
+           "pull_s_max": pct(&pull_s, 1.0), "pollers": POLLERS, "polls_per_s": rps, "poll_ms_p50": pct(&ms, 0.5),
+           "poll_ms_p99": pct(&ms, 0.99), "poll_ms_max": pct(&ms, 1.0), "poll_failures": failed,
+           "rss_idle_kib": idle_kib, "rss_peak_kib": peak_kib, "rss_settled_kib": settled_kib})
 }
 
 /// Debian's crowdsec, installed without CAPI registration (the postinst would need internet).
@@ -300,6 +428,13 @@ fn main() {
     let n: u32 = if quick { 100_000 } else { 1_000_000 };
     let dir = tempfile::tempdir().expect("tempdir");
     let file = csv(dir.path(), n);
+    if std::env::var("CROWD_BENCH_PART").as_deref() == Ok("burst") {
+        let b = burst(dir.path(), &file, n);
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+        std::fs::create_dir_all(&target).expect("mkdir");
+        std::fs::write(target.join("lapi-burst.json"), serde_json::to_string_pretty(&b).expect("json")).expect("write");
+        return;
+    }
     println!("Local API, {n} active decisions (same CSV for both)\n");
     let ours = crowd_side(dir.path(), &file);
     let theirs = crowdsec_side(dir.path(), &file);
@@ -322,8 +457,9 @@ fn main() {
         json!({"import_s": s.import_s, "pull_s": s.pull_s, "pull_bytes": s.pull_bytes, "rss_kib": s.rss_kib,
                "rps_hit": s.rps_hit, "rps_miss": s.rps_miss})
     };
+    let b = burst(dir.path(), &file, n);
     let out = json!({"decisions": n, "crowd": side(&ours), "crowdsec": side(&theirs),
-                     "push_ms": {"p50": p50, "p99": p99, "trials": trials}});
+                     "push_ms": {"p50": p50, "p99": p99, "trials": trials}, "burst": b});
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&target).expect("mkdir");
     std::fs::write(target.join("lapi.json"), serde_json::to_string_pretty(&out).expect("json")).expect("write");
