@@ -41,24 +41,26 @@ pub(super) struct Bucket {
     /// Time of the last event (blackholed: when the blackhole ends).
     pub(super) last: f64,
     tokens: f64,
+    /// Kept events and further `distinct` hashes, for the buckets that have them.
+    extra: Option<Box<Extra>>,
     count: u32,
     /// Seconds from the first event to the last.
     span: f32,
     /// The first `distinct` value's keyed hash (0: none yet).
-    seen: u64,
-    /// Kept events and further `distinct` hashes, for the buckets that have them.
-    extra: Option<Box<Extra>>,
+    seen: u32,
+    /// The scenario (its index).
+    scenario: u16,
 }
 
 #[derive(Default)]
 struct Extra {
     /// Kept events, oldest first (scenarios that read their queue, counters, `crowd hubtest`).
     events: VecDeque<Arc<Event>>,
-    seen: HashSet<u64>,
+    seen: HashSet<u32>,
 }
 
 impl Bucket {
-    fn new(kind: &BucketKind, now: f64) -> Bucket {
+    fn new(scenario: u16, kind: &BucketKind, now: f64) -> Bucket {
         Bucket {
             tokens: match kind {
                 BucketKind::Leaky { capacity, .. } => f64::from(*capacity),
@@ -68,12 +70,13 @@ impl Bucket {
             count: 0,
             span: 0.0,
             seen: 0,
+            scenario,
             extra: None,
         }
     }
 
-    fn blackhole(until: f64) -> Bucket {
-        Bucket { tokens: 0.0, last: until, count: BLACKHOLED, span: 0.0, seen: 0, extra: None }
+    fn blackhole(scenario: u16, until: f64) -> Bucket {
+        Bucket { tokens: 0.0, last: until, count: BLACKHOLED, span: 0.0, seen: 0, scenario, extra: None }
     }
 
     fn is_live(&self) -> bool {
@@ -92,7 +95,8 @@ impl Bucket {
 
     /// Adds a `distinct` hash; false when it was there.
     fn see(&mut self, h: u64) -> bool {
-        let h = h.max(1);
+        // 32 bits of a keyed hash: a client cannot aim at a collision it cannot compute.
+        let h = (h as u32).max(1);
         if self.seen == 0 {
             self.seen = h;
             return true;
@@ -145,28 +149,28 @@ impl Bucket {
 /// Every scenario's state for one group key.
 #[derive(Default)]
 struct Group {
-    slots: SmallVec<[(u16, Bucket); 3]>,
+    slots: SmallVec<[Bucket; 3]>,
 }
 
 impl Group {
     fn slot(&mut self, i: u16) -> Option<&mut Bucket> {
-        self.slots.iter_mut().find(|(s, _)| *s == i).map(|(_, b)| b)
+        self.slots.iter_mut().find(|b| b.scenario == i)
     }
 
     fn take(&mut self, i: u16) -> Option<Bucket> {
-        let at = self.slots.iter().position(|(s, _)| *s == i)?;
-        Some(self.slots.remove(at).1)
+        let at = self.slots.iter().position(|b| b.scenario == i)?;
+        Some(self.slots.remove(at))
     }
 
     fn live(&self) -> usize {
-        self.slots.iter().filter(|(_, b)| b.is_live()).count()
+        self.slots.iter().filter(|b| b.is_live()).count()
     }
 
     /// Heap bytes beyond the map entry.
     fn heap(&self, key: &Str) -> usize {
-        let spill = if self.slots.spilled() { self.slots.capacity() * size_of::<(u16, Bucket)>() } else { 0 };
+        let spill = if self.slots.spilled() { self.slots.capacity() * size_of::<Bucket>() } else { 0 };
         let key = if key.is_heap_allocated() { key.len() } else { 0 };
-        spill + key + self.slots.iter().map(|(_, b)| b.heap()).sum::<usize>()
+        spill + key + self.slots.iter().map(Bucket::heap).sum::<usize>()
     }
 }
 
@@ -178,6 +182,8 @@ pub struct Buckets {
     heap: usize,
     /// The most [`Buckets::bytes`] seen (checked every 256 events and before the table grows).
     peak: usize,
+    /// Events since the last sweep of idle buckets.
+    since_collect: usize,
     /// Live (not blackholed) buckets.
     live: usize,
     budget: usize,
@@ -223,6 +229,7 @@ impl Buckets {
             groups: HashMap::new(),
             heap: 0,
             peak: 0,
+            since_collect: 0,
             live: 0,
             budget: DEFAULT_BUDGET,
             warned: false,
@@ -290,6 +297,43 @@ impl Buckets {
     #[must_use]
     pub fn bytes(&self) -> usize {
         self.groups.allocation_size() + self.heap
+    }
+
+    /// The largest table the budget allows, in buckets: a power of two whose table takes at most
+    /// two thirds of the budget (the rest for what entries hold, and for the smaller table beside
+    /// it while it is built).
+    fn max_buckets(&self) -> usize {
+        let per = size_of::<(Str, Group)>() + 1;
+        let mut b: usize = 16;
+        while (b * 2) * per <= self.budget / 3 * 2 {
+            b *= 2;
+        }
+        b
+    }
+
+    /// Before a new key goes into a full table: let it grow within the budget, counting the old
+    /// table beside the new one while it is rebuilt (a small table jumps straight to the largest
+    /// size, so that the rebuild of a big one never doubles the memory); at the largest size,
+    /// evict to under half of it (so that it is rehashed in place rather than grown).
+    fn make_room(&mut self, now: f64) {
+        self.peak = self.peak.max(self.bytes());
+        let per = size_of::<(Str, Group)>() + 1;
+        let buckets = self.groups.allocation_size() / per;
+        let max = self.max_buckets();
+        if buckets < max {
+            let current = self.groups.allocation_size();
+            if current + 2 * buckets * per + self.heap <= self.budget / 8 {
+                return; // doubling a small table: hashbrown's own growth
+            }
+            if current + max * per + self.heap <= self.budget {
+                self.groups.reserve(max / 8 * 7 - self.groups.len());
+                return;
+            }
+        }
+        let keep = (buckets * 7 / 16).saturating_sub(2);
+        if self.groups.len() > keep {
+            self.evict(now, keep);
+        }
     }
 
     /// The most bytes the state took (sampled every 256 events and before the table grows).
@@ -414,20 +458,8 @@ impl Buckets {
                 }
                 continue;
             }
-            // A new key in a full table would double it: past the budget, evict instead, to under
-            // half the table (so that it is rehashed in place rather than grown).
-            if self.groups.len() == self.groups.capacity() {
-                self.peak = self.peak.max(self.bytes());
-            }
-            if self.groups.len() == self.groups.capacity()
-                && 2 * self.groups.allocation_size() + self.heap > self.budget
-                && !self.groups.contains_key(&key)
-            {
-                let buckets = self.groups.allocation_size() / (size_of::<(Str, Group)>() + 1);
-                let keep = (buckets * 7 / 16).saturating_sub(2);
-                if self.groups.len() > keep {
-                    self.evict(now, keep);
-                }
+            if self.groups.len() == self.groups.capacity() && !self.groups.contains_key(&key) {
+                self.make_room(now);
             }
             let sc = &self.scenarios[i];
             let distinct = sc
@@ -445,15 +477,15 @@ impl Buckets {
                 Some(b) if !b.is_live() && now < b.last => continue,
                 Some(b) => {
                     if !b.is_live() {
-                        *b = Bucket::new(kind, now);
+                        *b = Bucket::new(slot, kind, now);
                         self.live += 1;
                     }
                     b
                 }
                 None => {
-                    g.slots.push((slot, Bucket::new(kind, now)));
+                    g.slots.push(Bucket::new(slot, kind, now));
                     self.live += 1;
-                    &mut g.slots.last_mut().expect("pushed").1
+                    g.slots.last_mut().expect("pushed")
                 }
             };
             if let Some(d) = distinct
@@ -521,13 +553,16 @@ impl Buckets {
                 let bh = sc.blackhole;
                 let b = self.remove_slot(&key, slot).expect("the bucket poured into");
                 if bh > 0.0 {
-                    self.groups.entry(key).or_default().slots.push((slot, Bucket::blackhole(now + bh)));
+                    self.groups.entry(key).or_default().slots.push(Bucket::blackhole(slot, now + bh));
                 }
                 out.extend(self.overflow(i, b, now, shared, env));
             }
         }
         self.pours += 1;
-        if self.pours.is_multiple_of(4096) {
+        // A full sweep costs a visit per key: sweep no more often than once per key's worth of
+        // events (and every 4096), so a table of a million keys costs one visit per event.
+        self.since_collect += 1;
+        if self.since_collect >= self.groups.len().max(4096) {
             self.collect(now);
         }
         if self.pours.is_multiple_of(256) {
@@ -588,11 +623,11 @@ impl Buckets {
         let scenarios = &self.scenarios;
         let mut due: Vec<(Str, u16)> = Vec::new();
         for (k, g) in &self.groups {
-            for (i, b) in &g.slots {
+            for b in &g.slots {
                 if b.is_live()
-                    && matches!(scenarios[usize::from(*i)].kind, BucketKind::Counter { duration } if now - b.first() >= duration)
+                    && matches!(scenarios[usize::from(b.scenario)].kind, BucketKind::Counter { duration } if now - b.first() >= duration)
                 {
-                    due.push((k.clone(), *i));
+                    due.push((k.clone(), b.scenario));
                 }
             }
         }
@@ -614,14 +649,15 @@ impl Buckets {
     /// Drops idle buckets and ended blackholes, and gives back the table's room once most of
     /// it is empty (after a flood).
     fn collect(&mut self, now: f64) {
+        self.since_collect = 0;
         let scenarios = &self.scenarios;
         let (mut live, mut heap) = (0, 0);
         self.groups.retain(|k, g| {
-            g.slots.retain(|(i, b)| {
+            g.slots.retain(|b| {
                 if !b.is_live() {
                     return b.last > now;
                 }
-                match scenarios[usize::from(*i)].kind {
+                match scenarios[usize::from(b.scenario)].kind {
                     BucketKind::Leaky { capacity, leak } => now - b.last < super::drain_secs(capacity, leak, b.count()),
                     BucketKind::Trigger => false,
                     BucketKind::Counter { .. } => true,
@@ -650,8 +686,8 @@ impl Buckets {
             let scenarios = &self.scenarios;
             let rank = |g: &Group| -> usize {
                 let (mut fill, mut last) = (0.0_f64, f64::NEG_INFINITY);
-                for (i, b) in &g.slots {
-                    fill = fill.max(b.fill(&scenarios[usize::from(*i)].kind, now));
+                for b in &g.slots {
+                    fill = fill.max(b.fill(&scenarios[usize::from(b.scenario)].kind, now));
                     last = last.max(b.last);
                 }
                 if spare_full && fill >= 0.5 {
@@ -683,10 +719,8 @@ impl Buckets {
                         true
                     });
                 if go {
-                    for (i, b) in &g.slots {
-                        if b.is_live() {
-                            evicted[usize::from(*i)] += 1;
-                        }
+                    for b in g.slots.iter().filter(|b| b.is_live()) {
+                        evicted[usize::from(b.scenario)] += 1;
                     }
                 }
                 !go
@@ -700,5 +734,16 @@ impl Buckets {
                 "detection state reached its memory budget (--max-memory): evicting the buckets least likely to overflow (counted per scenario in crowd_bucket_evictions_total)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_key_with_three_scenarios_fits_in_about_150_bytes() {
+        // What a source that fed three scenarios once costs in the table (no heap).
+        let entry = size_of::<(super::Str, super::Group)>();
+        assert!(entry <= 160, "{entry} bytes per key");
+        assert_eq!(size_of::<super::Bucket>(), 40);
     }
 }
