@@ -311,14 +311,20 @@ impl Buckets {
         b
     }
 
-    /// Before a new key goes into a full table: let it grow within the budget, counting the old
+    /// Before a new key goes into a full table: sweep idle buckets; if that is not enough, let it
+    /// grow within the budget, counting the old
     /// table beside the new one while it is rebuilt (a small table jumps straight to the largest
     /// size, so that the rebuild of a big one never doubles the memory); at the largest size,
     /// evict to under half of it (so that it is rehashed in place rather than grown).
     fn make_room(&mut self, now: f64) {
         self.peak = self.peak.max(self.bytes());
         let per = size_of::<(Str, Group)>() + 1;
+        // Idle buckets go first: a table that is mostly drained is rehashed in place, not grown.
+        self.collect(now);
         let buckets = self.groups.allocation_size() / per;
+        if self.groups.len() < buckets * 7 / 16 {
+            return;
+        }
         let max = self.max_buckets();
         if buckets < max {
             let current = self.groups.allocation_size();
