@@ -112,7 +112,8 @@ fn keys_are_checked_and_stored_hashed(api: &Api) {
 fn stream_startup_deltas_deleted_and_separate_bouncers(api: &Api) {
     let (k1, k2) = (api.bouncer("fw1"), api.bouncer("fw2"));
     api.crowd(&["decisions", "add", "192.0.2.1", "--duration", "1h"]);
-    api.crowd(&["decisions", "add", "192.0.2.2", "--duration", "1s"]);
+    // Long enough to outlive the next pull on a loaded machine, short enough to wait out.
+    api.crowd(&["decisions", "add", "192.0.2.2", "--duration", "3s"]);
 
     let s = api.get("/v1/decisions/stream?startup=true", &k1).json();
     assert_eq!(values(&s["new"]), ["192.0.2.1", "192.0.2.2"]);
@@ -123,7 +124,7 @@ fn stream_startup_deltas_deleted_and_separate_bouncers(api: &Api) {
 
     api.crowd(&["decisions", "add", "192.0.2.3", "--duration", "1h"]);
     api.crowd(&["decisions", "delete", "192.0.2.1"]);
-    std::thread::sleep(std::time::Duration::from_millis(2100)); // 192.0.2.2 expires
+    std::thread::sleep(std::time::Duration::from_millis(3100)); // 192.0.2.2 expires
     let s = api.get("/v1/decisions/stream", &k1).json();
     assert_eq!(values(&s["new"]), ["192.0.2.3"]);
     assert_eq!(values(&s["deleted"]), ["192.0.2.1", "192.0.2.2"], "deleted and expired");

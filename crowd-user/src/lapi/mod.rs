@@ -41,11 +41,21 @@ pub const JWT_SECRET: &str = "jwt";
 /// Body limit for authenticated routes (CrowdSec's).
 pub const BIG_BODY: usize = 50 << 20;
 
-/// A pool of store connections on one database file.
+/// A pool of store connections on one database file. At most [`SHORT_WORKERS`] requests and
+/// [`LONG_WORKERS`] full pulls use the store at once; the others wait their turn (in order)
+/// holding no connection, no thread and no buffer, so a burst of a fleet's requests costs a
+/// bounded number of connections and memory, and a full pull never delays a short request.
 pub struct StorePool {
     loc: Location,
     idle: Mutex<Vec<Store>>,
+    short: tokio::sync::Semaphore,
+    long: tokio::sync::Semaphore,
 }
+
+/// Requests served by the store at once (queries, pushes, delta pulls).
+pub const SHORT_WORKERS: usize = 8;
+/// Full pulls streamed at once.
+pub const LONG_WORKERS: usize = 4;
 
 impl StorePool {
     /// A pool on the store at `loc` (opened and migrated once here).
@@ -54,7 +64,12 @@ impl StorePool {
     /// Store errors.
     pub fn open(loc: &Location) -> Result<Arc<StorePool>, StoreError> {
         let first = Store::open_at(loc)?;
-        Ok(Arc::new(StorePool { loc: loc.clone(), idle: Mutex::new(vec![first]) }))
+        Ok(Arc::new(StorePool {
+            loc: loc.clone(),
+            idle: Mutex::new(vec![first]),
+            short: tokio::sync::Semaphore::new(SHORT_WORKERS),
+            long: tokio::sync::Semaphore::new(LONG_WORKERS),
+        }))
     }
 
     fn take(&self) -> Result<Store, StoreError> {
@@ -67,17 +82,37 @@ impl StorePool {
 
     fn give(&self, s: Store) {
         if let Ok(mut v) = self.idle.lock()
-            && v.len() < 16
+            && v.len() < SHORT_WORKERS + LONG_WORKERS
         {
             v.push(s);
         }
     }
 
-    /// Runs `f` on a connection, on a blocking thread.
+    /// Runs `f` on a connection, on a blocking thread, once one of the [`SHORT_WORKERS`] is free.
     ///
     /// # Errors
     /// [`ApiError::Internal`] for store errors or a panicked job.
     pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.short.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.blocking(f).await
+    }
+
+    /// [`StorePool::run`] for a full pull, on one of the [`LONG_WORKERS`].
+    ///
+    /// # Errors
+    /// As [`StorePool::run`].
+    pub async fn run_long<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.long.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.blocking(f).await
+    }
+
+    async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
