@@ -233,7 +233,10 @@ fn full_pull(st: Arc<ApiState>, bouncer: i64, f: DecisionFilter) -> Response {
         let res = db
             .run_long(move |s| {
                 let mut w = Writer { buf: Vec::new(), tx: Some(tx), first: true, count: 0, now: t, gone: false };
-                let cur = write_pull(s, &mut w, &f, None, t)?;
+                let cur = write_pull(s, &mut w, &f, None, t);
+                // A full pull reads every row: its pages leave this connection's cache.
+                s.release_memory();
+                let cur = cur?;
                 w.flush();
                 if !w.gone {
                     s.set_bouncer_pull(bouncer, cur)?;

@@ -224,6 +224,14 @@ const COLS: &str =
 const CHANNEL: &str = "crowd_changes";
 
 impl Store {
+    /// Gives back the memory SQLite holds for this connection (its page cache), after a long
+    /// read such as a full pull; nothing on PostgreSQL.
+    pub fn release_memory(&mut self) {
+        if let Conn::Lite(c) = &self.conn {
+            let _ = c.execute_batch("PRAGMA shrink_memory");
+        }
+    }
+
     /// Opens (creating) the SQLite database at `path` and migrates it.
     ///
     /// # Errors
