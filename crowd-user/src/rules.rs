@@ -35,6 +35,29 @@ pub fn profile(config_dir: Option<&PathBuf>, profiles: Option<&PathBuf>) -> Resu
     Ok(p)
 }
 
+/// How detection is sized: `crowd run`'s and `crowd replay`'s flags alike.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct Tuning {
+    /// Memory for detection state (buckets): past it, the buckets least likely to overflow are
+    /// evicted (counted per scenario in `crowd_bucket_evictions_total`), never the ones close to
+    /// overflowing. E.g. `256MiB`, `1GiB`.
+    #[arg(long, default_value = "256MiB", value_parser = crate::config::byte_size)]
+    pub max_memory: usize,
+    /// IPv6 sources are counted per network of this many bits by the scenarios that group by
+    /// `IpPrefix` (crowd's own do) and banned as that range; IPv4 sources stay per address.
+    /// 128 counts each IPv6 address alone.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
+}
+
+impl Tuning {
+    /// Sizes `d` so.
+    pub fn apply(&self, d: &mut Detector) {
+        d.set_ipv6_prefix(self.ipv6_prefix);
+        d.set_memory_budget(self.max_memory);
+    }
+}
+
 /// Builds a detector from `--config DIR` (a hub-layout folder) or the embedded defaults.
 ///
 /// # Errors

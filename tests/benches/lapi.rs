@@ -52,12 +52,46 @@ fn wait_port(port: u16) {
     }
 }
 
-fn hwm_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` memory figure (`VmHWM`, `VmRSS`), KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|v| v.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
         .unwrap_or(0)
+}
+
+fn hwm_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM")
+}
+
+/// `crowd decisions import` of `csv` into the store in `state`.
+fn import(csv: &Path, state: &Path) {
+    sh(Command::new(crowd_bin())
+        .args(["--pin-dir", "/sys/fs/bpf/crowd-bench-none", "decisions", "import", "-i"])
+        .arg(csv)
+        .arg("--state-dir")
+        .arg(state));
+}
+
+/// `crowd api` on the store in `state`, on a free loopback port, once it listens.
+fn start_api(state: &Path) -> (Killed, u16) {
+    let port = free_port();
+    let api = Killed(
+        Command::new(crowd_bin())
+            .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("crowd api"),
+    );
+    wait_port(port);
+    (api, port)
 }
 
 /// The CSV both stores import: `n` addresses from 10.0.0.0 up (data only: never sent a packet).
@@ -109,27 +143,12 @@ struct Side {
 
 fn crowd_side(dir: &Path, csv: &Path) -> Side {
     let state = dir.join("crowd");
-    let bin = crowd_bin();
     let t = Instant::now();
-    sh(Command::new(&bin)
-        .args(["--pin-dir", "/sys/fs/bpf/crowd-bench-none", "decisions", "import", "-i"])
-        .arg(csv)
-        .arg("--state-dir")
-        .arg(&state));
+    import(csv, &state);
     let import_s = t.elapsed().as_secs_f64();
     let key = "crowd-bench-key-0123456789";
-    sh(Command::new(&bin).args(["bouncers", "add", "bench", "--key", key, "--state-dir"]).arg(&state));
-    let port = free_port();
-    let api = Killed(
-        Command::new(&bin)
-            .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("crowd api"),
-    );
-    wait_port(port);
+    sh(Command::new(crowd_bin()).args(["bouncers", "add", "bench", "--key", key, "--state-dir"]).arg(&state));
+    let (api, port) = start_api(&state);
     let (pull_s, pull_bytes) = full_pull(port, key);
     let rss_kib = hwm_kib(api.0.id());
     let rps_hit = wrk(port, key, "/v1/decisions?ip=10.0.100.1");
@@ -137,25 +156,12 @@ fn crowd_side(dir: &Path, csv: &Path) -> Side {
     Side { import_s, pull_s, pull_bytes, rss_kib, rps_hit, rps_miss }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 /// The fleet's burst on `crowd api` over `n` decisions (see the module's notes).
 fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     const PULLERS: usize = 50;
     const POLLERS: usize = 500;
     let state = dir.join("crowd-burst");
-    let bin = crowd_bin();
-    sh(Command::new(&bin)
-        .args(["--pin-dir", "/sys/fs/bpf/crowd-bench-none", "decisions", "import", "-i"])
-        .arg(csv)
-        .arg("--state-dir")
-        .arg(&state));
+    import(csv, &state);
     let key = |role: &str, i: usize| format!("burst-{role}-{i:04}-0123456789abcdef");
     {
         let mut store = Store::open_at(&Location::new(&state, None)).expect("store");
@@ -173,19 +179,9 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
             }
         }
     }
-    let port = free_port();
-    let api = Killed(
-        Command::new(&bin)
-            .args(["api", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("crowd api"),
-    );
-    wait_port(port);
+    let (api, port) = start_api(&state);
     let pid = api.0.id();
-    let idle_kib = rss_kib(pid);
+    let idle_kib = status_kib(pid, "VmRSS");
     let t = Instant::now();
     let pulls: Vec<std::thread::JoinHandle<f64>> = (0..PULLERS)
         .map(|i| {
@@ -230,7 +226,7 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     }
     let peak_kib = hwm_kib(pid);
     std::thread::sleep(Duration::from_secs(5));
-    let settled_kib = rss_kib(pid);
+    let settled_kib = status_kib(pid, "VmRSS");
     pull_s.sort_by(f64::total_cmp);
     ms.sort_by(f64::total_cmp);
     let pct = |v: &[f64], p: f64| v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);

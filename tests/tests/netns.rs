@@ -91,6 +91,27 @@ impl World {
             .expect("spawn daemon")
     }
 
+    /// A daemon following an empty syslog auth.log of its own (in `dir`), attached and reading.
+    fn watching(&self, dir: &std::path::Path) -> (std::path::PathBuf, Child) {
+        let log = dir.join("auth.log");
+        std::fs::write(&log, "").expect("create log");
+        let watch = format!("{}=syslog", log.display());
+        let state = dir.join("state");
+        let d = self.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
+        self.wait_attached();
+        std::thread::sleep(Duration::from_millis(300));
+        (log, d)
+    }
+
+    /// Waits (up to 10 s) until pings from `src` go unanswered.
+    fn wait_dropped(&self, src: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.link.ping(src) {
+            assert!(Instant::now() < deadline, "{what} was never dropped");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn wait_attached(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.pins.path().join("links").join(&self.link.server_if).exists() {
@@ -244,14 +265,7 @@ fn failed_logins(ip: &str, n: usize) -> Vec<String> {
 fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() {
     let w = World::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, "").expect("create log");
-    let watch = format!("{}=syslog", log.display());
-    let state = dir.path().join("state");
-    let mut d = w.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
-    let _ = &mut d;
-    w.wait_attached();
-    std::thread::sleep(Duration::from_millis(300));
+    let (log, d) = w.watching(dir.path());
     assert_eq!(w.reach("192.0.2.2"), ALL, "before the attack");
     // Our own address brute-forcing (a misconfigured local client) must never be banned.
     append(&log, &failed_logins("192.0.2.1", 8));
@@ -265,8 +279,7 @@ fn brute_force_in_a_watched_log_gets_the_attacker_dropped_and_never_ourselves() 
             break;
         }
     }
-    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
-    let _ = d.wait();
+    stop(d);
     let after = dropped_after.expect("the attacker was never dropped");
     eprintln!("log line to dropped packet: {} ms (including a 50 ms probe)", after.as_millis());
     assert_eq!(w.reach("192.0.2.3"), ALL, "another source still passes");
@@ -287,36 +300,21 @@ fn an_ipv6_attacker_is_dropped_with_its_slash_64_but_allowlisted_and_own_neighbo
     }
     w.link.server.ip(&["-6", "route", "add", "2001:db8:5:6::/64", "dev", &w.link.server_if]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, "").expect("create log");
-    let watch = format!("{}=syslog", log.display());
-    let state = dir.path().join("state");
-    let mut d = w.daemon_with(&["--watch", &watch, "--state-dir", state.to_str().expect("utf-8")]);
-    w.wait_attached();
-    std::thread::sleep(Duration::from_millis(300));
+    let (log, d) = w.watching(dir.path());
     assert_eq!(w.reach("2001:db8:5:6::3"), ALL, "before the attack");
     w.crowd(&["map", "allow", "add", "2001:db8:5:6::7"]);
     // Six failed passwords, each from another address of the /64.
     let lines: Vec<String> = (0..6).flat_map(|i| failed_logins(&format!("2001:db8:5:6::1{i}"), 1)).collect();
     append(&log, &lines);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while w.link.ping("2001:db8:5:6::3") {
-        assert!(Instant::now() < deadline, "the /64 was never dropped");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.wait_dropped("2001:db8:5:6::3", "the /64");
     assert_eq!(w.reach("2001:db8:5:6::2"), NONE, "another address of the attacking /64");
     assert_eq!(w.reach("2001:db8:5:6::7"), ALL, "an allowlisted address inside the banned /64");
     assert_eq!(w.reach("2001:db8::3"), ALL, "another /64");
     // The server's own /64: the attacking address alone is banned.
     append(&log, &failed_logins("2001:db8::2", 6));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while w.link.ping("2001:db8::2") {
-        assert!(Instant::now() < deadline, "the attacker in our own /64 was never dropped");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.wait_dropped("2001:db8::2", "the attacker in our own /64");
     assert_eq!(w.reach("2001:db8::3"), ALL, "a neighbour in our own /64");
-    let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
-    let _ = d.wait();
+    stop(d);
     let list = w.crowd_json(&["map", "list"]);
     let mut values: Vec<String> =
         list.as_array().expect("list").iter().filter_map(|e| e["target"].as_str().map(str::to_owned)).collect();

@@ -142,12 +142,8 @@ pub enum Command {
         /// CrowdSec's default profiles).
         #[arg(long)]
         profiles: Option<PathBuf>,
-        /// Memory for detection state, as `crowd run --max-memory`.
-        #[arg(long, default_value = "256MiB", value_parser = crate::config::byte_size)]
-        max_memory: usize,
-        /// IPv6 prefix length the `IpPrefix` scenarios count sources under (as `crowd run`).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
-        ipv6_prefix: u8,
+        #[command(flatten)]
+        tuning: crate::rules::Tuning,
         /// Log files (`-` reads standard input).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -315,9 +311,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Decisions { state_dir, command } => {
             decisions::dispatch(&cli.settings(None), &cli.store(state_dir)?, command, cli.output)
         }
-        Command::Replay { kind, config, profiles, max_memory, ipv6_prefix, files } => {
-            let tuning = replay::Tuning { ipv6_prefix: *ipv6_prefix, max_memory: *max_memory };
-            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), tuning, cli.output)
+        Command::Replay { kind, config, profiles, tuning, files } => {
+            replay::replay(kind, files, config.as_ref(), profiles.as_ref(), *tuning, cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
         Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {

@@ -18,15 +18,6 @@ fn line(raw: &str, src: &Arc<str>, labels: &Labels) -> Line {
     Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() }
 }
 
-/// How a replay's detection is sized (as the daemon's flags).
-#[derive(Clone, Copy, Debug)]
-pub struct Tuning {
-    /// `--ipv6-prefix`.
-    pub ipv6_prefix: u8,
-    /// `--max-memory`, bytes.
-    pub max_memory: usize,
-}
-
 /// `crowd replay --type TYPE FILE...`.
 ///
 /// # Errors
@@ -36,7 +27,7 @@ pub fn replay(
     files: &[PathBuf],
     config_dir: Option<&PathBuf>,
     profiles: Option<&PathBuf>,
-    tuning: Tuning,
+    tuning: crate::rules::Tuning,
     fmt: Format,
 ) -> Result<()> {
     let mut prof = crate::rules::profile(config_dir, profiles)?;
@@ -44,8 +35,7 @@ pub fn replay(
         crate::rules::load_simulation_file(&sim)?.apply_to(&mut prof, false);
     }
     let mut d = crate::rules::detector(config_dir, prof)?;
-    d.set_ipv6_prefix(tuning.ipv6_prefix);
-    d.set_memory_budget(tuning.max_memory);
+    tuning.apply(&mut d);
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
     let mut alerts = 0usize;

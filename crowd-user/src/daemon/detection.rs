@@ -36,8 +36,7 @@ pub fn start(
         profile.history = store.decision_counts().unwrap_or_default();
     }
     let mut detector = crate::rules::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
-    detector.set_ipv6_prefix(args.ipv6_prefix);
-    detector.set_memory_budget(args.max_memory);
+    args.tuning.apply(&mut detector);
     for s in &sources {
         tracing::info!(source = %s.describe(), kind = s.kind(), "reading");
     }

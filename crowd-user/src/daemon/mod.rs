@@ -65,16 +65,8 @@ pub struct Options {
     /// CrowdSec's default profiles: ban 4h on Ip and Range alerts).
     #[arg(long)]
     pub profiles: Option<PathBuf>,
-    /// Memory for detection state (buckets): past it, the buckets least likely to overflow are
-    /// evicted (counted per scenario in `crowd_bucket_evictions_total`), never the ones close to
-    /// overflowing. E.g. `256MiB`, `1GiB`.
-    #[arg(long, default_value = "256MiB", value_parser = crate::config::byte_size)]
-    pub max_memory: usize,
-    /// IPv6 sources are counted per network of this many bits by the scenarios that group by
-    /// `IpPrefix` (crowd's own do) and banned as that range; IPv4 sources stay per address.
-    /// 128 counts each IPv6 address alone.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
-    pub ipv6_prefix: u8,
+    #[command(flatten)]
+    pub tuning: crate::rules::Tuning,
     /// Leave out parser and scenario files that do not load (each is named in a warning)
     /// instead of refusing to start.
     #[arg(long)]
