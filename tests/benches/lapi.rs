@@ -13,7 +13,10 @@
 //! 5. Burst (crowd only; `CROWD_BENCH_PART=burst` runs it alone): what a fleet does after an
 //!    outage. 50 bouncers pull in full at once, then 500 poll deltas for 10 s. Reported: full
 //!    pull times, the API's peak RSS over the burst, delta polls per second with p50/p99/max
-//!    latency and timeouts (2 s), and its RSS once idle again.
+//!    latency and timeouts (2 s), and its RSS once idle again. The polls run twice: from 500
+//!    client threads (which compete with the API for this machine's CPUs, so their tail is
+//!    mostly the clients' own scheduling), then from `wrk -c500` (two event-loop threads,
+//!    each request with the next poller's key).
 //!
 //! CrowdSec runs from Debian's `crowdsec` package (installed here if missing, with CAPI
 //! registration disabled: no internet) as `crowdsec -no-cs` with its own config, database and
@@ -160,6 +163,7 @@ fn crowd_side(dir: &Path, csv: &Path) -> Side {
 fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     const PULLERS: usize = 50;
     const POLLERS: usize = 500;
+    const POLLER_AGENT: &str = "crowdsec-firewall-bouncer/v0.0.25";
     let state = dir.join("crowd-burst");
     import(csv, &state);
     let key = |role: &str, i: usize| format!("burst-{role}-{i:04}-0123456789abcdef");
@@ -171,12 +175,15 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
         for i in 0..POLLERS {
             store.add_bouncer(&format!("poll-{i}"), &crowd::lapi::auth::hash_key(&key("poll", i)), now()).expect("add");
         }
-        // The pollers have pulled before: their next pulls are deltas.
-        for b in store.bouncers().expect("bouncers") {
-            if b.name.starts_with("poll-") {
-                let cursor = crowd::store::Cursor { last_seq: 1 << 40, last_pull: now() };
-                store.set_bouncer_pull(b.id, cursor).expect("cursor");
-            }
+        // The pollers have pulled before (their address and agent are known): their next
+        // pulls are deltas.
+        for i in 0..POLLERS {
+            let hash = crowd::lapi::auth::hash_key(&key("poll", i));
+            let b = store.bouncer_for(&hash, "127.0.0.1", now()).expect("bouncer").expect("row");
+            let (kind, version) = POLLER_AGENT.split_once('/').expect("agent");
+            store.set_bouncer_agent(b.id, kind, version).expect("agent");
+            let cursor = crowd::store::Cursor { last_seq: 1 << 40, last_pull: now() };
+            store.set_bouncer_pull(b.id, cursor).expect("cursor");
         }
     }
     let (api, port) = start_api(&state);
@@ -205,6 +212,7 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
                     let r = agent
                         .get(format!("http://127.0.0.1:{port}/v1/decisions/stream"))
                         .header("X-Api-Key", &k)
+                        .header("User-Agent", POLLER_AGENT)
                         .call()
                         .and_then(|mut r| r.body_mut().read_to_vec());
                     match r {
@@ -224,8 +232,46 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
         ms.extend(m);
         failed += f;
     }
+    // The same polls from wrk (two event-loop threads, not 500 client threads competing with
+    // the API for the two CPUs): each request carries the next poller's key.
+    let keys: Vec<String> = (0..POLLERS).map(|i| format!("\"{}\"", key("poll", i))).collect();
+    let script = dir.join("pollers.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local keys = {{{}}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(\"GET\", \"/v1/decisions/stream\", {{[\"X-Api-Key\"] = keys[n % #keys + 1], [\"User-Agent\"] = \"{POLLER_AGENT}\"}})\nend\n",
+            keys.join(",")
+        ),
+    )
+    .expect("wrk script");
+    let out = sh(Command::new("wrk")
+        .args(["-t2", "-c500", "-d10s", "--timeout", "2s", "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/")));
+    let wrk_ms = |label: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|v| {
+                let v = v.trim();
+                let num: f64 = v.trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse().unwrap_or(f64::NAN);
+                if v.ends_with("us") {
+                    num / 1000.0
+                } else if v.ends_with("ms") {
+                    num
+                } else {
+                    num * 1000.0
+                }
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let (wrk_p50, wrk_p99) = (wrk_ms("50%"), wrk_ms("99%"));
+    let wrk_rps: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(f64::NAN);
+    let wrk_errors = out.lines().find(|l| l.contains("Socket errors") || l.contains("Non-2xx")).unwrap_or("no errors");
     let peak_kib = hwm_kib(pid);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(10));
     let settled_kib = status_kib(pid, "VmRSS");
     pull_s.sort_by(f64::total_cmp);
     ms.sort_by(f64::total_cmp);
@@ -244,7 +290,11 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
         pct(&ms, 1.0)
     );
     println!(
-        "  API RSS: {} MiB idle, peak {} MiB (after the pulls {} MiB), {} MiB settled 5 s after",
+        "  the same from wrk -c{POLLERS}: {wrk_rps:.0} req/s, p50 {wrk_p50:.1} ms, p99 {wrk_p99:.1} ms, {}",
+        wrk_errors.trim()
+    );
+    println!(
+        "  API RSS: {} MiB idle, peak {} MiB (after the pulls {} MiB), {} MiB settled 10 s after",
         idle_kib / 1024,
         peak_kib / 1024,
         after_pulls_kib / 1024,
@@ -253,6 +303,7 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     json!({"decisions": n, "full_pulls": PULLERS, "burst_s": burst_s, "pull_s_p50": pct(&pull_s, 0.5),
            "pull_s_max": pct(&pull_s, 1.0), "pollers": POLLERS, "polls_per_s": rps, "poll_ms_p50": pct(&ms, 0.5),
            "poll_ms_p99": pct(&ms, 0.99), "poll_ms_max": pct(&ms, 1.0), "poll_failures": failed,
+           "wrk_polls_per_s": wrk_rps, "wrk_poll_ms_p50": wrk_p50, "wrk_poll_ms_p99": wrk_p99,
            "rss_idle_kib": idle_kib, "rss_peak_kib": peak_kib, "rss_settled_kib": settled_kib})
 }
 

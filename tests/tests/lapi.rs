@@ -32,6 +32,7 @@ on_both_backends!(
     bad_input_gets_a_clear_4xx_and_stores_nothing,
     usage_metrics_are_accepted,
     big_deltas_arrive_whole,
+    full_pulls_share_one_read_gzip_for_who_asks_and_cursors_move_when_all_is_sent,
     alerts_are_served_as_cscli_reads_them,
 );
 use serde_json::{Value, json};
@@ -463,6 +464,75 @@ fn big_deltas_arrive_whole(api: &Api) {
     let s = api.get("/v1/decisions/stream", &key).json();
     assert_eq!(s["deleted"].as_array().map(Vec::len), Some(3000));
     assert_eq!(s["new"], json!([]));
+}
+
+/// A full pull by hand: the response's headers (lower-cased) and its body, de-chunked.
+fn raw_pull(api: &Api, key: &str, gzip: bool) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api.addr).unwrap();
+    let enc = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+    write!(s, "GET /v1/decisions/stream?startup=true HTTP/1.1\r\nHost: x\r\nX-Api-Key: {key}\r\n{enc}Connection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut rest = &raw[split + 4..];
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let mut body = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+        let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+        rest = &rest[eol + 2 + n + 2..];
+    }
+    (head, body)
+}
+
+/// A fleet's simultaneous full pulls are served from one read of the store: the same list to
+/// all, gzip-compressed for the clients that say they take it (Go's and ureq's do), plain for
+/// the others; each bouncer's cursor moves once it has been sent everything, and a pull after
+/// a change sees it (a finished read is not reused once the store moved).
+fn full_pulls_share_one_read_gzip_for_who_asks_and_cursors_move_when_all_is_sent(api: &Api) {
+    let list: String = (0..3000u32).map(|i| format!("{}\n", std::net::Ipv4Addr::from(0xC633_6400 + i))).collect();
+    let file = api.state.join("big.txt");
+    std::fs::write(&file, list).unwrap();
+    api.crowd(&["decisions", "import", "-i", file.to_str().unwrap(), "--duration", "1h"]);
+    let keys: Vec<String> = (0..6).map(|i| api.bouncer(&format!("fw{i}"))).collect();
+    let answers: Vec<(String, Vec<u8>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> =
+            keys.iter().enumerate().map(|(i, k)| sc.spawn(move || raw_pull(api, k, i % 2 == 0))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut lists = Vec::new();
+    for (i, (head, body)) in answers.iter().enumerate() {
+        let json: Vec<u8> = if i % 2 == 0 {
+            assert!(head.contains("content-encoding: gzip"), "asked for gzip: {head}");
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).unwrap();
+            assert!(out.len() > 3 * body.len(), "compressed: {} bytes for {}", body.len(), out.len());
+            out
+        } else {
+            assert!(!head.contains("content-encoding"), "did not ask for gzip: {head}");
+            body.clone()
+        };
+        let v: Value = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("pull {i}: {e}"));
+        assert_eq!(v["new"].as_array().map(Vec::len), Some(3000), "pull {i}");
+        lists.push(values(&v["new"]));
+    }
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "every puller gets the same list");
+    for k in &keys {
+        assert_eq!(api.get("/v1/decisions/stream", k).json(), json!({"new": [], "deleted": []}), "cursor moved");
+    }
+    // A change after the shared read: the next full pull has it.
+    api.crowd(&["decisions", "add", "203.0.113.77", "--duration", "1h"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let late = api.bouncer("late");
+    let s = api.get("/v1/decisions/stream?startup=true", &late).json();
+    assert_eq!(s["new"].as_array().map(Vec::len), Some(3001), "a full pull after a change sees it");
 }
 
 /// What Debian's `cscli` 1.4.6 sends and dereferences: a login with `"scenarios": null`, the

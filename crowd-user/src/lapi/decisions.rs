@@ -2,15 +2,16 @@
 //! (full pull with `startup=true`, else the delta since this bouncer's last pull, kept
 //! server-side), machine deletes, and `POST /v1/usage-metrics`.
 //!
-//! A full pull is written to the client in 64 KiB chunks as the rows come, so a million
-//! decisions never sit in memory as one body. crowd's extension: `wait=DURATION` on a delta pull
+//! A full pull is one read of the store shared by the pulls that arrive together, kept
+//! gzip-compressed and streamed to each at its socket's pace ([`super::snapshot`]), so a
+//! million decisions never sit in memory as one plain body, nor once per bouncer. crowd's extension: `wait=DURATION` on a delta pull
 //! holds the request until something changes (at most 60 s): a long poll that `crowd enforce`
 //! uses to get decisions within milliseconds. Unknown parameters are ignored, as CrowdSec does.
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{Path, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
@@ -20,6 +21,7 @@ use super::{
     ApiError, ApiState,
     auth::{Bouncer, Machine},
     model::WireDecision,
+    snapshot::{self, Compressor},
 };
 use crate::{
     addr::Target,
@@ -118,32 +120,33 @@ pub async fn query(
     Ok(json_response(serde_json::to_vec(&wire).map_err(|e| ApiError::Internal(e.to_string()))?))
 }
 
-/// Writes one stream body, chunk by chunk.
-struct Writer {
+/// Writes one stream body: into memory, or chunk by chunk into a snapshot's compressor.
+struct Writer<'a> {
     buf: Vec<u8>,
-    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    out: Option<&'a mut Compressor>,
     first: bool,
     count: usize,
     now: i64,
-    gone: bool,
+    /// Writing the `new` half.
+    new_part: bool,
 }
 
-impl Writer {
+impl Writer<'_> {
+    fn new(now: i64, out: Option<&mut Compressor>) -> Writer<'_> {
+        Writer { buf: Vec::new(), out, first: true, count: 0, now, new_part: true }
+    }
     fn raw(&mut self, s: &[u8]) {
         self.buf.extend_from_slice(s);
         if self.buf.len() >= CHUNK {
             self.flush();
         }
     }
-    /// Sends what is buffered when streaming; an in-memory answer (no channel) keeps it all.
+    /// Hands what is buffered to the compressor; an in-memory answer keeps it all.
     fn flush(&mut self) {
-        let Some(tx) = &self.tx else { return };
-        if !self.buf.is_empty() && tx.blocking_send(Bytes::from(std::mem::take(&mut self.buf))).is_err() {
-            // The client is gone: stop sending, and do not move its cursor.
-            self.tx = None;
-            self.gone = true;
+        if let Some(c) = &mut self.out {
+            c.write(&self.buf);
+            self.buf.clear();
         }
-        self.buf.clear();
     }
     fn item(&mut self, r: &DecisionRow) {
         if !self.first {
@@ -151,6 +154,9 @@ impl Writer {
         }
         self.first = false;
         self.count += 1;
+        if let (Some(c), true) = (&self.out, self.new_part) {
+            c.lists_until(r.until);
+        }
         let _ = serde_json::to_writer(&mut self.buf, &WireDecision::of(r, self.now));
         if self.buf.len() >= CHUNK {
             self.flush();
@@ -166,11 +172,14 @@ pub async fn stream(
     Bouncer(b): Bouncer,
     State(st): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
+    headers: header::HeaderMap,
 ) -> Result<Response, ApiError> {
     let f = filter(&q, &["ip", "range"])?;
     let startup = truthy(&q, "startup").unwrap_or(false) || b.last_pull.is_none();
     if startup {
-        return Ok(full_pull(st, b.id, f));
+        let gzip =
+            headers.get_all(header::ACCEPT_ENCODING).iter().any(|v| v.to_str().is_ok_and(snapshot::accepts_gzip));
+        return Ok(full_pull(&st, b.id, f, gzip));
     }
     let since = Cursor { last_seq: b.last_seq, last_pull: b.last_pull.unwrap_or(0) };
     let wait = q
@@ -187,7 +196,7 @@ pub async fn stream(
         let (body, count, cursor) = st
             .db
             .run(move |s| {
-                let mut w = Writer { buf: Vec::new(), tx: None, first: true, count: 0, now: t, gone: false };
+                let mut w = Writer::new(t, None);
                 let cur = write_pull(s, &mut w, &f2, Some(since), t)?;
                 Ok((w.buf, w.count, cur))
             })
@@ -219,41 +228,36 @@ fn write_pull(
     let cur = s.stream(f, since, None, t, KEEP_DELETED_SECS, StreamPart::New, |r| w.item(r))?;
     w.raw(b"], \"deleted\": [");
     w.first = true;
+    w.new_part = false;
     s.stream(f, since, Some(cur.last_seq), t, KEEP_DELETED_SECS, StreamPart::Deleted, |r| w.item(r))?;
     w.raw(b"]}");
     Ok(cur)
 }
 
-/// A full pull, streamed as it is read; the bouncer's cursor moves only if all of it was sent.
-fn full_pull(st: Arc<ApiState>, bouncer: i64, f: DecisionFilter) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let db = st.db.clone();
-    tokio::spawn(async move {
+/// A full pull: a shared snapshot of the rows (see [`super::snapshot`]), gzip-compressed if the
+/// client takes it; the bouncer's cursor moves only once all of it was sent.
+fn full_pull(st: &Arc<ApiState>, bouncer: i64, f: DecisionFilter, gzip: bool) -> Response {
+    let t = now();
+    let version = *st.changes.borrow();
+    let snap = st.snapshots.get(&st.db, &f.clone(), version, t, move |s, c| {
         let t = now();
-        let res = db
-            .run_long(move |s| {
-                let mut w = Writer { buf: Vec::new(), tx: Some(tx), first: true, count: 0, now: t, gone: false };
-                let cur = write_pull(s, &mut w, &f, None, t);
-                // A full pull reads every row: its pages leave this connection's cache.
-                s.release_memory();
-                let cur = cur?;
-                w.flush();
-                if !w.gone {
-                    s.set_bouncer_pull(bouncer, cur)?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "streaming decisions");
+        let mut w = Writer::new(t, Some(c));
+        let cur = write_pull(s, &mut w, &f, None, t)?;
+        w.flush();
+        Ok(cur)
+    });
+    let db = st.db.clone();
+    let body = snapshot::body(snap, gzip, move |cur| async move {
+        if let Err(e) = db.run(move |s| s.set_bouncer_pull(bouncer, cur)).await {
+            tracing::error!(error = %e, "saving a bouncer's cursor");
         }
     });
-    let body =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
-        );
-    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], Body::from_stream(body)).into_response()
+    let mut r = ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response();
+    r.headers_mut().insert(header::VARY, header::HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        r.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+    }
+    r
 }
 
 fn deleted_answer(n: usize) -> Json<serde_json::Value> {

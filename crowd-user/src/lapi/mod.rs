@@ -13,7 +13,11 @@ pub mod alerts;
 pub mod auth;
 pub mod decisions;
 pub mod model;
+mod pool;
+pub mod snapshot;
 pub mod tls;
+
+pub use pool::{LONG_WORKERS, StorePool, short_workers};
 
 use std::{
     net::SocketAddr,
@@ -41,96 +45,6 @@ pub const JWT_SECRET: &str = "jwt";
 /// Body limit for authenticated routes (CrowdSec's).
 pub const BIG_BODY: usize = 50 << 20;
 
-/// A pool of store connections on one database file. At most [`SHORT_WORKERS`] requests and
-/// [`LONG_WORKERS`] full pulls use the store at once; the others wait their turn (in order)
-/// holding no connection, no thread and no buffer, so a burst of a fleet's requests costs a
-/// bounded number of connections and memory, and a full pull never delays a short request.
-pub struct StorePool {
-    loc: Location,
-    idle: Mutex<Vec<Store>>,
-    short: tokio::sync::Semaphore,
-    long: tokio::sync::Semaphore,
-}
-
-/// Requests served by the store at once (queries, pushes, delta pulls).
-pub const SHORT_WORKERS: usize = 8;
-/// Full pulls streamed at once.
-pub const LONG_WORKERS: usize = 4;
-
-impl StorePool {
-    /// A pool on the store at `loc` (opened and migrated once here).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn open(loc: &Location) -> Result<Arc<StorePool>, StoreError> {
-        let first = Store::open_at(loc)?;
-        Ok(Arc::new(StorePool {
-            loc: loc.clone(),
-            idle: Mutex::new(vec![first]),
-            short: tokio::sync::Semaphore::new(SHORT_WORKERS),
-            long: tokio::sync::Semaphore::new(LONG_WORKERS),
-        }))
-    }
-
-    fn take(&self) -> Result<Store, StoreError> {
-        let got = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        match got {
-            Some(s) => Ok(s),
-            None => Store::open_at(&self.loc),
-        }
-    }
-
-    fn give(&self, s: Store) {
-        if let Ok(mut v) = self.idle.lock()
-            && v.len() < SHORT_WORKERS + LONG_WORKERS
-        {
-            v.push(s);
-        }
-    }
-
-    /// Runs `f` on a connection, on a blocking thread, once one of the [`SHORT_WORKERS`] is free.
-    ///
-    /// # Errors
-    /// [`ApiError::Internal`] for store errors or a panicked job.
-    pub async fn run<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self.short.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.blocking(f).await
-    }
-
-    /// [`StorePool::run`] for a full pull, on one of the [`LONG_WORKERS`].
-    ///
-    /// # Errors
-    /// As [`StorePool::run`].
-    pub async fn run_long<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self.long.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.blocking(f).await
-    }
-
-    async fn blocking<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut s = db.take()?;
-            let out = f(&mut s);
-            if out.is_ok() {
-                db.give(s);
-            }
-            out
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
-    }
-}
-
 /// What the handlers share.
 pub struct ApiState {
     /// The store.
@@ -147,6 +61,8 @@ pub struct ApiState {
     pub notify: crate::notify::Dispatcher,
     /// Which client-certificate OUs make bouncers and agents.
     pub roles: tls::Roles,
+    /// Full pulls being served (shared by the pulls with the same filter).
+    pub snapshots: Arc<snapshot::Snapshots>,
 }
 
 /// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
@@ -207,9 +123,8 @@ impl ApiState {
         roles: tls::Roles,
     ) -> Result<Arc<ApiState>, StoreError> {
         let db = StorePool::open(loc)?;
-        let mut s = db.take()?;
-        let key = Arc::new(RwLock::new(s.secret(JWT_SECRET, auth::random_token)?.into_bytes()));
-        db.give(s);
+        let key = Store::open_at(loc)?.secret(JWT_SECRET, auth::random_token)?;
+        let key = Arc::new(RwLock::new(key.into_bytes()));
         // A rotated key takes effect at the next change: tokens signed with the old one fail.
         let (jwt_key, mut rx, keys) = (key.clone(), changes.clone(), db.clone());
         tokio::spawn(async move {
@@ -223,7 +138,16 @@ impl ApiState {
                 }
             }
         });
-        Ok(Arc::new(ApiState { db, profile: Mutex::new(profile), jwt_key: key, changes, metrics, notify, roles }))
+        Ok(Arc::new(ApiState {
+            db,
+            profile: Mutex::new(profile),
+            jwt_key: key,
+            changes,
+            metrics,
+            notify,
+            roles,
+            snapshots: Arc::default(),
+        }))
     }
 }
 
