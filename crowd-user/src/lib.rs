@@ -9,6 +9,7 @@ pub mod acquisition;
 pub mod addr;
 pub mod cli;
 pub mod clock;
+pub mod community;
 pub mod config;
 pub mod daemon;
 pub mod detect;

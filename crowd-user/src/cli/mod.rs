@@ -4,6 +4,7 @@
 //! work straight on the pinned kernel maps and need no running daemon.
 pub mod alerts;
 pub mod attach;
+pub mod community;
 pub mod decisions;
 pub mod enforce;
 pub mod hubtest;
@@ -199,6 +200,18 @@ pub enum Command {
         #[command(subcommand)]
         command: lapi::BouncersCommand,
     },
+    /// The community server and its operator's commands.
+    Community {
+        /// State directory (its store; `community.yaml` beside it by default).
+        #[arg(long, default_value = "/var/lib/crowd-community")]
+        state_dir: PathBuf,
+        /// The server's configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: community::CommunityCommand,
+    },
     /// Machines (agents) allowed to push alerts.
     Machines {
         /// Where the store lives.
@@ -329,6 +342,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Simulation { state_dir, command } => simulation::dispatch(state_dir, command, cli.output),
         Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir)?, command, cli.output),
+        Command::Community { state_dir, config, command } => {
+            let cfg = config.clone().unwrap_or_else(|| community::default_config(state_dir));
+            community::dispatch(&cli.store(state_dir)?, &cfg, command, cli.output)
+        }
         Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir)?, command, cli.output),
     }
 }

@@ -12,6 +12,7 @@ mod alerts;
 mod auth;
 mod backend;
 pub mod changes;
+mod community;
 mod decisions;
 mod schema;
 
@@ -22,6 +23,7 @@ use schema::MIGRATIONS;
 
 pub use alerts::{AlertFilter, AlertRow};
 pub use auth::{BouncerRow, MachineRow};
+pub use community::{EntryRow, MemberRow, NewSignal, OrgRow, Publish};
 pub use decisions::{AddrMatch, Cursor, DecisionFilter, StreamPart};
 
 /// Store errors.

@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 4] = [
+pub const MIGRATIONS: [&str; 5] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -86,6 +86,63 @@ pub const MIGRATIONS: [&str; 4] = [
     // one (CrowdSec's ids are never reused; a noted `cscli alerts inspect N` must not change).
     "
     ALTER TABLE alerts ADD COLUMN deleted_at INTEGER;
+    ",
+    // The community server (`crowd community serve`): organisations and their enrollment keys,
+    // member machines (egress kept only as a prefix and ASN), signals as received, the published
+    // lists with their own commit-ordered change numbers, and the operator's allowlist.
+    "
+    CREATE TABLE cm_orgs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX cm_orgs_key ON cm_orgs(key_hash);
+    CREATE TABLE cm_machines (
+        id INTEGER PRIMARY KEY,
+        machine_id TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        org TEXT NOT NULL,
+        sensor INTEGER NOT NULL DEFAULT 0,
+        egress_prefix TEXT NOT NULL DEFAULT '',
+        asn INTEGER NOT NULL DEFAULT 0,
+        scenarios TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        last_login INTEGER,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_pull INTEGER
+    );
+    CREATE TABLE cm_signals (
+        id INTEGER PRIMARY KEY,
+        machine_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        value TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        context TEXT
+    );
+    CREATE INDEX cm_signals_received ON cm_signals(received_at);
+    CREATE TABLE cm_entries (
+        id INTEGER PRIMARY KEY,
+        list TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        value TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL,
+        changed_at INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (list, value)
+    );
+    CREATE INDEX cm_entries_seq ON cm_entries(seq);
+    CREATE TABLE cm_seq (n INTEGER NOT NULL);
+    INSERT INTO cm_seq (n) VALUES (0);
+    CREATE TABLE cm_allow (
+        value TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
     ",
 ];
 

@@ -1,0 +1,1756 @@
+//! Community consensus engine: decides which reported addresses the hub publishes.
+//!
+//! Owns the reporters' identities (machine → organisation, egress prefix, ASN), the per-address
+//! report sets, per-organisation trust, the canary/never-list, the operator allowlist and the
+//! published list with its changes. It sits between the hub's signal intake (which has already
+//! checked the scenario hashes) and the CAPI decision stream. It is pure: no I/O, no clock reads,
+//! no threads; time comes in as Unix seconds and every result is deterministic.
+//!
+//! It implements algorithms A, B and C of `reference/community.md` §2.3:
+//! - **A, diverse quorum**: an address qualifies when, within `window_secs`, at least
+//!   `quorum_orgs` eligible organisations reported it from at least `quorum_prefixes` egress
+//!   prefixes (/24, /48) in at least `quorum_asns` ASNs. An organisation is eligible once warmed
+//!   up (account age, accepted signals, distinct UTC days), while not suspended and while its
+//!   trust is at least `min_trust`.
+//! - **B, Beta trust**: every organisation has `(alpha, beta)`; `score = Σ trust · 2^(-age/half_life)`
+//!   with one term per egress prefix (the strongest organisation behind it), so many
+//!   organisations behind one /24 weigh as one. Listing also needs `score >= list_score`.
+//! - **C, canaries**: bogons are refused without penalty; resolvers, every member's egress
+//!   address and the operator never-list are canaries: a report costs `canary_penalty`, zeroes the
+//!   organisation for `suspend_secs`, and a second hit within 30 days suspends it until
+//!   [`Consensus::lift_suspension`].
+//!
+//! Choices where the reference is silent:
+//! - Duplicates: one *counted* report per (organisation, address, `window_secs`); a duplicate only
+//!   refreshes the time the organisation last saw the address (used for windows and score).
+//! - Trust state starts at the prior with an organisation's first accepted report, not at
+//!   registration, so idle accounts do not drift from the pessimistic prior to (1, 1).
+//! - Decay is continuous (`lambda^(days)`, floor 1 per component), applied lazily; with a floor
+//!   this is exactly the same as applying it once a day.
+//! - Resolution after `trust_horizon_secs`: *agreement* (`alpha += 1`) when, at some report of the
+//!   address within the horizon, the eligible organisations other than this one met the quorum
+//!   counts of A, or a sensor saw it; *contradiction* (`beta += 1`) when no other
+//!   non-suspended organisation from another egress prefix reported it; otherwise neutral.
+//!   Reports made while the organisation was warming up resolve the same way.
+//! - Hits are kept `max(2·W, keep_secs, H)` so pending trust resolutions can still be decided.
+//! - Trust and warm-up changes of an organisation take effect at the next evaluation of an
+//!   address (a report, a scheduled re-check or a re-announcement); a canary hit re-evaluates at
+//!   once every address the organisation reported recently, so what only it supported goes.
+//! - Repeating the same canary address within `window_secs` is one hit, not two.
+//! - A zeroed or suspended organisation's reports are answered [`Outcome::Suspended`] and not
+//!   stored; reports of allowlisted addresses are answered [`Outcome::Allowed`], without penalty.
+//! - Sensors (operator honeypots) skip warm-up and have trust 1; with `sensor_alone` one sensor
+//!   report lists an address; canaries and the allowlist still apply.
+//! - Withdrawal (hysteresis): a listed address stays while it still qualifies, or while at least
+//!   `quorum_orgs - 1` eligible organisations (counted at most once per prefix) reported it within
+//!   `keep_secs` and the score over that window is at least `keep_score`.
+//! - The published list is the top `max_entries` qualifying entries by the score at their last
+//!   evaluation; an entry pushed out by a better one is announced as withdrawn.
+//! - /24 aggregation (algorithm D) is not implemented: every entry is [`Scope::Ip`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Seconds in a day; UTC days for warm-up and the unit of trust decay.
+pub const DAY: i64 = 86_400;
+/// How far in the future a report's timestamp may be (clock skew of the reporter).
+pub const FUTURE_SKEW_SECS: i64 = 300;
+/// Two canary hits within this period suspend an organisation.
+pub const CANARY_MEMORY_SECS: i64 = 30 * DAY;
+/// Trust components never decay below this.
+const TRUST_FLOOR: f64 = 1.0;
+
+/// Tunables of the engine; [`Params::default`] gives the values of `community.md` §2.3.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// K: distinct organisations needed (3).
+    pub quorum_orgs: u32,
+    /// Distinct reporter egress prefixes (/24 v4, /48 v6) needed (3).
+    pub quorum_prefixes: u32,
+    /// A: distinct reporter ASNs needed (2).
+    pub quorum_asns: u32,
+    /// W: reports older than this stop counting towards listing (24 h).
+    pub window_secs: i64,
+    /// An organisation counts only once its oldest machine is this old (7 days)...
+    pub warmup_secs: i64,
+    /// ...and it has this many accepted reports (10)...
+    pub warmup_signals: u32,
+    /// ...on this many distinct UTC days (3); 0/0/0 disables warm-up.
+    pub warmup_days: u32,
+    /// Beta prior `(alpha, beta)` of a new organisation ((1, 2): trust 1/3).
+    pub trust_prior: (f64, f64),
+    /// Daily multiplicative decay of alpha and beta (0.98), floor 1 each.
+    pub trust_decay_per_day: f64,
+    /// H: a report resolves into agreement or contradiction after this (72 h).
+    pub trust_horizon_secs: i64,
+    /// Added to beta on a canary report (5).
+    pub canary_penalty: f64,
+    /// An organisation that reported a canary counts for nothing this long (7 days).
+    pub suspend_secs: i64,
+    /// Organisations with trust below this do not count (0.2).
+    pub min_trust: f64,
+    /// Duration an entry is announced with (48 h).
+    pub list_secs: i64,
+    /// Hysteresis window: a listed entry stays while `quorum_orgs - 1` organisations reported it
+    /// within this window (48 h) with a score of at least `keep_score`.
+    pub keep_secs: i64,
+    /// Cap of the published list, highest score first (15,000).
+    pub max_entries: usize,
+    /// Operator sensors (honeypots) may list an address alone (true).
+    pub sensor_alone: bool,
+    /// θ: minimum score to list (1.5).
+    pub list_score: f64,
+    /// Score below which a listed entry is withdrawn (0.75).
+    pub keep_score: f64,
+    /// Half-life of a report's weight in the score (24 h).
+    pub half_life_secs: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            quorum_orgs: 3,
+            quorum_prefixes: 3,
+            quorum_asns: 2,
+            window_secs: DAY,
+            warmup_secs: 7 * DAY,
+            warmup_signals: 10,
+            warmup_days: 3,
+            trust_prior: (1.0, 2.0),
+            trust_decay_per_day: 0.98,
+            trust_horizon_secs: 3 * DAY,
+            canary_penalty: 5.0,
+            suspend_secs: 7 * DAY,
+            min_trust: 0.2,
+            list_secs: 2 * DAY,
+            keep_secs: 2 * DAY,
+            max_entries: 15_000,
+            sensor_alone: true,
+            list_score: 1.5,
+            keep_score: 0.75,
+            half_life_secs: DAY,
+        }
+    }
+}
+
+impl Params {
+    /// How long a hit is kept: long enough for the keep window and for trust resolution.
+    fn retain_secs(&self) -> i64 {
+        (2 * self.window_secs).max(self.keep_secs).max(self.trust_horizon_secs)
+    }
+}
+
+/// Scope of a published entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// One address.
+    Ip,
+    /// A /24 (v4) or /48 (v6); reserved for aggregation, not produced yet.
+    Range,
+}
+
+/// A registered machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reporter {
+    /// Machine id (login).
+    pub machine: String,
+    /// Organisation (enrollment) the machine belongs to.
+    pub org: String,
+    /// Address it connects from; the engine keeps its /24 (/48) and makes the address a canary.
+    pub egress: IpAddr,
+    /// ASN of the egress address.
+    pub asn: u32,
+    /// Registration time (Unix seconds).
+    pub registered_at: i64,
+    /// An operator sensor (honeypot).
+    pub sensor: bool,
+}
+
+/// One signal: `machine` saw `ip` trigger `scenario` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Reporting machine id.
+    pub machine: String,
+    /// Reported (attacking) address.
+    pub ip: IpAddr,
+    /// Certified scenario name.
+    pub scenario: String,
+    /// Time of the event (Unix seconds).
+    pub at: i64,
+}
+
+/// What [`Consensus::report`] did with a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Stored and counted.
+    Counted,
+    /// The organisation already has a counted report of this address in the window.
+    Duplicate,
+    /// The machine is not registered.
+    Unknown,
+    /// A bogon (private, shared, loopback, link-local, multicast, reserved): refused, no penalty.
+    NotPublic,
+    /// A canary (resolver, member egress, operator never-list): refused, the organisation is
+    /// penalised and zeroed.
+    Canary,
+    /// The address is on the operator allowlist: refused, no penalty.
+    Allowed,
+    /// Older than the window or more than [`FUTURE_SKEW_SECS`] in the future.
+    Stale,
+    /// The organisation is zeroed after a canary hit or suspended.
+    Suspended,
+}
+
+/// Built-in bogons plus canaries (resolvers, member egress addresses, operator never-list).
+#[derive(Debug, Clone)]
+pub struct Canaries {
+    bogons: PrefixSet,
+    canaries: PrefixSet,
+}
+
+/// How the never-list classifies an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Bogon,
+    Canary,
+}
+
+const BOGONS_V4: [(Ipv4Addr, u8); 9] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8),
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(100, 64, 0, 0), 10),
+    (Ipv4Addr::new(127, 0, 0, 0), 8),
+    (Ipv4Addr::new(169, 254, 0, 0), 16),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+    (Ipv4Addr::new(224, 0, 0, 0), 4),
+    (Ipv4Addr::new(240, 0, 0, 0), 4), // includes 255.255.255.255
+];
+
+const BOGONS_V6: [(Ipv6Addr, u8); 5] = [
+    (Ipv6Addr::UNSPECIFIED, 128),
+    (Ipv6Addr::LOCALHOST, 128),
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+];
+
+const RESOLVERS: [IpAddr; 7] = [
+    IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)),
+    IpAddr::V4(Ipv4Addr::new(1, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
+    IpAddr::V4(Ipv4Addr::new(8, 8, 4, 4)),
+    IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9)),
+    IpAddr::V6(Ipv6Addr::new(0x2606, 0x4700, 0x4700, 0, 0, 0, 0, 0x1111)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888)),
+];
+
+impl Canaries {
+    /// The built-in bogons and resolvers plus the operator's never-list prefixes.
+    /// Documentation ranges are not built in; add them here if wanted.
+    pub fn new(never: Vec<(IpAddr, u8)>) -> Self {
+        let mut bogons = PrefixSet::default();
+        for (ip, len) in BOGONS_V4 {
+            bogons.insert((IpAddr::V4(ip), len));
+        }
+        for (ip, len) in BOGONS_V6 {
+            bogons.insert((IpAddr::V6(ip), len));
+        }
+        let mut canaries = PrefixSet::default();
+        for ip in RESOLVERS {
+            canaries.insert((ip, 128));
+        }
+        for prefix in never {
+            canaries.insert(prefix);
+        }
+        Self { bogons, canaries }
+    }
+
+    /// Adds a canary prefix `(address, length)`; a length past the family's width means one address.
+    pub fn add(&mut self, prefix: (IpAddr, u8)) {
+        self.canaries.insert(prefix);
+    }
+
+    /// Whether `ip` must never be listed (bogon or canary).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.class(ip).is_some()
+    }
+
+    /// Whether `ip` is in a built-in bogon class.
+    pub fn is_bogon(&self, ip: IpAddr) -> bool {
+        self.bogons.contains(normalise(ip))
+    }
+
+    fn class(&self, ip: IpAddr) -> Option<Class> {
+        let ip = normalise(ip);
+        if self.bogons.contains(ip) {
+            Some(Class::Bogon)
+        } else if self.canaries.contains(ip) {
+            Some(Class::Canary)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for Canaries {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+/// One published (or withdrawn) entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Address or range.
+    pub scope: Scope,
+    /// `"203.0.113.7"` or `"203.0.113.0/24"`.
+    pub value: String,
+    /// Most reported scenario.
+    pub scenario: String,
+    /// Announced end of the decision (Unix seconds).
+    pub until: i64,
+    /// Score at the last evaluation.
+    pub score: f64,
+}
+
+/// What a [`Consensus::tick`] changed in the published list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Newly listed or re-announced entries (with their new `until`).
+    pub listed: Vec<Entry>,
+    /// Entries to delete.
+    pub withdrawn: Vec<Entry>,
+}
+
+impl Changes {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty() && self.withdrawn.is_empty()
+    }
+}
+
+/// Why an address is or is not listed; never names reporters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// In the published list.
+    pub listed: bool,
+    /// Eligible organisations within the window.
+    pub orgs: u32,
+    /// Their distinct egress prefixes.
+    pub prefixes: u32,
+    /// Their distinct ASNs.
+    pub asns: u32,
+    /// Trust-weighted score within the window.
+    pub score: f64,
+    /// A bogon or canary.
+    pub canary: bool,
+    /// Human-readable reason, e.g. `"2 of 3 organisations"`.
+    pub reason: String,
+}
+
+/// Trust of an organisation as exported by [`Consensus::org_trust`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrgTrust {
+    /// Agreements (decayed, with the prior).
+    pub alpha: f64,
+    /// Contradictions (decayed, with the prior).
+    pub beta: f64,
+    /// Zeroed after a canary hit until this time.
+    pub zeroed_until: i64,
+    /// Suspended until the operator lifts it.
+    pub suspended: bool,
+}
+
+/// The consensus engine; see the module documentation.
+#[derive(Debug)]
+pub struct Consensus {
+    params: Params,
+    canaries: Canaries,
+    allow: PrefixSet,
+    pending_allow: Vec<(IpAddr, u8)>,
+    machines: HashMap<String, Machine>,
+    orgs: Vec<Org>,
+    org_ids: HashMap<String, u32>,
+    scenarios: Vec<String>,
+    scenario_ids: HashMap<String, u32>,
+    ips: HashMap<IpAddr, IpState>,
+    queue: BinaryHeap<Reverse<(i64, IpAddr)>>,
+    dirty: BTreeSet<IpAddr>,
+    entries: BTreeMap<IpAddr, Entry>,
+    published: BTreeSet<(u64, IpAddr)>,
+    waiting: BTreeSet<(u64, IpAddr)>,
+    clock: i64,
+    examined: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Machine {
+    org: u32,
+    prefix: IpAddr,
+    asn: u32,
+    sensor: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Trust {
+    alpha: f64,
+    beta: f64,
+    at: i64,
+}
+
+impl Trust {
+    fn decayed(&self, now: i64, lambda: f64) -> (f64, f64) {
+        let days = now.saturating_sub(self.at).max(0) as f64 / DAY as f64;
+        let f = lambda.powf(days);
+        ((self.alpha * f).max(TRUST_FLOOR), (self.beta * f).max(TRUST_FLOOR))
+    }
+
+    fn add(&mut self, now: i64, lambda: f64, da: f64, db: f64) {
+        let (a, b) = self.decayed(now, lambda);
+        self.alpha = a + da;
+        self.beta = b + db;
+        self.at = self.at.max(now);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Org {
+    registered_at: i64,
+    trust: Option<Trust>,
+    signals: u32,
+    days: Vec<i64>,
+    zeroed_until: i64,
+    suspended: bool,
+    canary_hits: Vec<(i64, IpAddr)>,
+    recent: VecDeque<(i64, IpAddr)>,
+}
+
+/// One counted report per (organisation, sensor flag, address, window).
+#[derive(Debug, Clone)]
+struct Hit {
+    org: u32,
+    prefix: IpAddr,
+    asn: u32,
+    sensor: bool,
+    scenario: u32,
+    first: i64,
+    last: i64,
+    resolved: bool,
+    agreed: bool,
+    corroborated: bool,
+}
+
+#[derive(Debug, Default)]
+struct IpState {
+    hits: Vec<Hit>,
+    wake: Option<i64>,
+}
+
+/// One organisation's latest contribution to an address within a window.
+#[derive(Debug, Clone, Copy)]
+struct Support {
+    org: u32,
+    prefix: IpAddr,
+    asn: u32,
+    sensor: bool,
+    last: i64,
+    trust: f64,
+    eligible: bool,
+}
+
+/// Quorum counts of a support set.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    orgs: u32,
+    prefixes: u32,
+    asns: u32,
+    sensor: bool,
+}
+
+/// Bookkeeping of one tick, turned into [`Changes`] at its end.
+#[derive(Debug, Default)]
+struct TickLog {
+    was_published: BTreeMap<IpAddr, bool>,
+    announced: HashSet<IpAddr>,
+    gone: HashMap<IpAddr, Entry>,
+}
+
+impl Consensus {
+    /// An empty engine.
+    pub fn new(params: Params, canaries: Canaries) -> Self {
+        Self {
+            params,
+            canaries,
+            allow: PrefixSet::default(),
+            pending_allow: Vec::new(),
+            machines: HashMap::new(),
+            orgs: Vec::new(),
+            org_ids: HashMap::new(),
+            scenarios: Vec::new(),
+            scenario_ids: HashMap::new(),
+            ips: HashMap::new(),
+            queue: BinaryHeap::new(),
+            dirty: BTreeSet::new(),
+            entries: BTreeMap::new(),
+            published: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            clock: i64::MIN,
+            examined: 0,
+        }
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Registers (or re-registers) a machine; its egress address becomes a canary at once and is
+    /// withdrawn at the next tick if it was listed.
+    pub fn add_reporter(&mut self, r: Reporter) {
+        let egress = normalise(r.egress);
+        let org = self.org_id(&r.org, r.registered_at);
+        if let Some(o) = self.orgs.get_mut(org as usize) {
+            o.registered_at = o.registered_at.min(r.registered_at);
+        }
+        self.canaries.add((egress, 128));
+        self.dirty.insert(egress);
+        self.machines.insert(r.machine, Machine { org, prefix: egress_prefix(egress), asn: r.asn, sensor: r.sensor });
+    }
+
+    /// Forgets a machine; its past reports keep counting and its egress stays a canary.
+    pub fn remove_reporter(&mut self, machine: &str) {
+        self.machines.remove(machine);
+    }
+
+    /// Ingests one report received at `now`. Work is proportional to the reports of that address.
+    pub fn report(&mut self, r: &Report, now: i64) -> Outcome {
+        self.clock = self.clock.max(now);
+        let Some(m) = self.machines.get(&r.machine) else {
+            return Outcome::Unknown;
+        };
+        let (org, prefix, asn, sensor) = (m.org, m.prefix, m.asn, m.sensor);
+        if self.org(org).is_none_or(|o| o.suspended) {
+            return Outcome::Suspended;
+        }
+        if r.at <= now - self.params.window_secs || r.at > now + FUTURE_SKEW_SECS {
+            return Outcome::Stale;
+        }
+        let ip = normalise(r.ip);
+        match self.canaries.class(ip) {
+            Some(Class::Bogon) => return Outcome::NotPublic,
+            Some(Class::Canary) => {
+                self.canary_hit(org, ip, now);
+                return Outcome::Canary;
+            }
+            None => {}
+        }
+        if self.org(org).is_some_and(|o| o.zeroed_until > now) {
+            return Outcome::Suspended;
+        }
+        if self.allow.contains(ip) {
+            return Outcome::Allowed;
+        }
+        let window = self.params.window_secs;
+        let scenario = self.scenario_id(&r.scenario);
+        let state = self.ips.entry(ip).or_default();
+        if let Some(h) =
+            state.hits.iter_mut().find(|h| h.org == org && h.sensor == sensor && (r.at - h.first).abs() < window)
+        {
+            h.last = h.last.max(r.at);
+            self.dirty.insert(ip);
+            return Outcome::Duplicate;
+        }
+        state.hits.push(Hit {
+            org,
+            prefix,
+            asn,
+            sensor,
+            scenario,
+            first: r.at,
+            last: r.at,
+            resolved: sensor,
+            agreed: false,
+            corroborated: false,
+        });
+        self.note_signal(org, ip, r.at, now);
+        self.update_agreement(ip, now);
+        self.dirty.insert(ip);
+        Outcome::Counted
+    }
+
+    /// Advances to `now`: resolves trust of reports past their horizon, drops old reports,
+    /// evaluates the addresses touched since the last tick or due for a re-check, and returns
+    /// what changed in the published list. Work is proportional to those addresses only.
+    pub fn tick(&mut self, now: i64) -> Changes {
+        self.clock = self.clock.max(now);
+        self.examined = 0;
+        for prefix in std::mem::take(&mut self.pending_allow) {
+            let (lo, hi) = prefix_range(prefix);
+            self.dirty.extend(self.entries.range(lo..=hi).map(|(ip, _)| *ip));
+        }
+        while let Some(&Reverse((t, ip))) = self.queue.peek()
+            && t <= now
+        {
+            self.queue.pop();
+            if self.ips.get(&ip).is_some_and(|s| s.wake == Some(t)) {
+                self.dirty.insert(ip);
+            }
+        }
+        let mut log = TickLog::default();
+        for ip in std::mem::take(&mut self.dirty) {
+            self.process(ip, now, &mut log);
+        }
+        self.rebalance(&mut log);
+        self.changes(log)
+    }
+
+    /// Why `ip` is or is not listed at `now`, without naming reporters.
+    pub fn explain(&self, ip: IpAddr, now: i64) -> Explanation {
+        let ip = normalise(ip);
+        let p = &self.params;
+        let listed = self.is_published(ip);
+        let canary = self.canaries.contains(ip);
+        let allowed = self.allow.contains(ip);
+        let support = self.ips.get(&ip).map(|s| self.support(&s.hits, now, p.window_secs)).unwrap_or_default();
+        let c = counts(&support, None);
+        let score = self.score(&support, now);
+        let mut missing = Vec::new();
+        if c.orgs < p.quorum_orgs {
+            missing.push(format!("{} of {} organisations", c.orgs, p.quorum_orgs));
+        }
+        if c.prefixes < p.quorum_prefixes {
+            missing.push(format!("{} of {} egress prefixes", c.prefixes, p.quorum_prefixes));
+        }
+        if c.asns < p.quorum_asns {
+            missing.push(format!("{} of {} ASNs", c.asns, p.quorum_asns));
+        }
+        if score < p.list_score {
+            missing.push(format!("score {score:.2} of {:.2}", p.list_score));
+        }
+        let reason = if canary {
+            "never listed: bogon or canary".to_owned()
+        } else if allowed {
+            "never listed: operator allowlist".to_owned()
+        } else if c.sensor && p.sensor_alone {
+            "seen by an operator sensor".to_owned()
+        } else if missing.is_empty() {
+            format!("{} organisations, {} prefixes, {} ASNs, score {score:.2}", c.orgs, c.prefixes, c.asns)
+        } else if listed {
+            format!("kept by hysteresis; for a new listing: {}", missing.join(", "))
+        } else {
+            missing.join(", ")
+        };
+        Explanation { listed, orgs: c.orgs, prefixes: c.prefixes, asns: c.asns, score, canary, reason }
+    }
+
+    /// The published list, highest score first, at most `max_entries` entries.
+    pub fn listed(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.published.iter().rev().filter_map(|(_, ip)| self.entries.get(ip))
+    }
+
+    /// Trust `alpha / (alpha + beta)` of `org` at the latest time seen; the prior's mean if the
+    /// organisation has no accepted report yet, 0 while it is zeroed or suspended.
+    pub fn trust(&self, org: &str) -> f64 {
+        self.org_ids.get(org).map_or_else(|| self.prior_mean(), |&id| self.effective_trust(id, self.clock))
+    }
+
+    /// Raw trust state of `org` at the latest time seen, for persistence and operators.
+    pub fn org_trust(&self, org: &str) -> Option<OrgTrust> {
+        let o = self.org(*self.org_ids.get(org)?)?;
+        let (alpha, beta) =
+            o.trust.map_or(self.params.trust_prior, |t| t.decayed(self.clock, self.params.trust_decay_per_day));
+        Some(OrgTrust { alpha, beta, zeroed_until: o.zeroed_until, suspended: o.suspended })
+    }
+
+    /// Restores persisted or operator-assigned trust `(alpha, beta)` of `org` as of `at`.
+    /// Unknown organisations are created (registered at `at`).
+    pub fn set_trust(&mut self, org: &str, alpha: f64, beta: f64, at: i64) {
+        let id = self.org_id(org, at);
+        if let Some(o) = self.orgs.get_mut(id as usize) {
+            o.trust = Some(Trust { alpha: alpha.max(TRUST_FLOOR), beta: beta.max(TRUST_FLOOR), at });
+        }
+    }
+
+    /// Lifts a zeroing or suspension of `org`; returns whether it was zeroed or suspended.
+    pub fn lift_suspension(&mut self, org: &str) -> bool {
+        let Some(o) = self.org_ids.get(org).and_then(|&id| self.orgs.get_mut(id as usize)) else {
+            return false;
+        };
+        let was = o.suspended || o.zeroed_until > self.clock;
+        o.suspended = false;
+        o.zeroed_until = i64::MIN;
+        o.canary_hits.clear();
+        was
+    }
+
+    /// Operator allowlist: matching entries are withdrawn at the next tick and never listed
+    /// again; reports of them are refused without penalty.
+    pub fn allow(&mut self, prefix: (IpAddr, u8)) {
+        self.allow.insert(prefix);
+        self.pending_allow.push(prefix);
+    }
+
+    /// Removes a prefix added with [`Consensus::allow`]; returns whether it was there.
+    pub fn disallow(&mut self, prefix: (IpAddr, u8)) -> bool {
+        self.allow.remove(prefix)
+    }
+
+    /// Scenarios reported for `ip` among the kept reports, most reported first.
+    pub fn scenarios_of(&self, ip: IpAddr) -> Vec<(&str, u32)> {
+        let Some(state) = self.ips.get(&normalise(ip)) else {
+            return Vec::new();
+        };
+        let mut n: BTreeMap<u32, u32> = BTreeMap::new();
+        for h in &state.hits {
+            *n.entry(h.scenario).or_default() += 1;
+        }
+        let mut v: Vec<(&str, u32)> =
+            n.into_iter().filter_map(|(s, c)| Some((self.scenarios.get(s as usize)?.as_str(), c))).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+
+    /// Addresses evaluated by the last tick (a measure of its work).
+    pub fn last_tick_work(&self) -> usize {
+        self.examined
+    }
+
+    /// Addresses with kept reports (a measure of memory).
+    pub fn tracked_addresses(&self) -> usize {
+        self.ips.len()
+    }
+
+    // ---- organisations and trust ----
+
+    fn org(&self, id: u32) -> Option<&Org> {
+        self.orgs.get(id as usize)
+    }
+
+    fn org_id(&mut self, name: &str, registered_at: i64) -> u32 {
+        if let Some(&id) = self.org_ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.orgs.len()).unwrap_or(u32::MAX);
+        self.orgs.push(Org {
+            registered_at,
+            trust: None,
+            signals: 0,
+            days: Vec::new(),
+            zeroed_until: i64::MIN,
+            suspended: false,
+            canary_hits: Vec::new(),
+            recent: VecDeque::new(),
+        });
+        self.org_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn scenario_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.scenario_ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.scenarios.len()).unwrap_or(u32::MAX);
+        self.scenarios.push(name.to_owned());
+        self.scenario_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn prior_mean(&self) -> f64 {
+        let (a, b) = self.params.trust_prior;
+        a / (a + b)
+    }
+
+    /// Trust as a weight at `now`: 0 while zeroed or suspended.
+    fn effective_trust(&self, id: u32, now: i64) -> f64 {
+        let Some(o) = self.org(id) else { return 0.0 };
+        if o.suspended || o.zeroed_until > now {
+            return 0.0;
+        }
+        o.trust.map_or_else(
+            || self.prior_mean(),
+            |t| {
+                let (a, b) = t.decayed(now, self.params.trust_decay_per_day);
+                a / (a + b)
+            },
+        )
+    }
+
+    fn warmed_up(&self, o: &Org, now: i64) -> bool {
+        let p = &self.params;
+        now - o.registered_at >= p.warmup_secs
+            && o.signals >= p.warmup_signals
+            && o.days.len() >= p.warmup_days as usize
+    }
+
+    fn adjust_trust(&mut self, id: u32, now: i64, da: f64, db: f64) {
+        let (prior, lambda) = (self.params.trust_prior, self.params.trust_decay_per_day);
+        if let Some(o) = self.orgs.get_mut(id as usize) {
+            o.trust.get_or_insert(Trust { alpha: prior.0, beta: prior.1, at: now }).add(now, lambda, da, db);
+        }
+    }
+
+    /// Accepted report bookkeeping: warm-up counters, trust start, recent addresses.
+    fn note_signal(&mut self, id: u32, ip: IpAddr, at: i64, now: i64) {
+        let (prior, warmup_days, retain) =
+            (self.params.trust_prior, self.params.warmup_days as usize, self.params.retain_secs());
+        let Some(o) = self.orgs.get_mut(id as usize) else { return };
+        o.signals = o.signals.saturating_add(1);
+        let day = at.div_euclid(DAY);
+        if o.days.len() < warmup_days && !o.days.contains(&day) {
+            o.days.push(day);
+        }
+        o.trust.get_or_insert(Trust { alpha: prior.0, beta: prior.1, at: now });
+        while o.recent.front().is_some_and(|&(t, _)| t + retain <= now) {
+            o.recent.pop_front();
+        }
+        o.recent.push_back((now, ip));
+    }
+
+    fn canary_hit(&mut self, id: u32, ip: IpAddr, now: i64) {
+        let (window, penalty, suspend) =
+            (self.params.window_secs, self.params.canary_penalty, self.params.suspend_secs);
+        let Some(o) = self.orgs.get_mut(id as usize) else { return };
+        o.canary_hits.retain(|&(t, _)| t + CANARY_MEMORY_SECS > now);
+        if o.canary_hits.iter().any(|&(t, c)| c == ip && now - t < window) {
+            return;
+        }
+        o.canary_hits.push((now, ip));
+        o.zeroed_until = o.zeroed_until.max(now + suspend);
+        if o.canary_hits.len() >= 2 {
+            o.suspended = true;
+        }
+        let recent: Vec<IpAddr> = o.recent.iter().map(|&(_, ip)| ip).collect();
+        self.dirty.extend(recent);
+        self.adjust_trust(id, now, 0.0, penalty);
+    }
+
+    // ---- evaluation ----
+
+    /// Latest contribution per (organisation, sensor flag) within `(now - window, now]`, from
+    /// organisations that are neither zeroed nor suspended.
+    fn support(&self, hits: &[Hit], now: i64, window: i64) -> Vec<Support> {
+        let mut latest: Vec<&Hit> =
+            hits.iter().filter(|h| h.last > now - window && h.last <= now + FUTURE_SKEW_SECS).collect();
+        // Latest hit first within each (organisation, sensor) group, then keep the first of each.
+        latest.sort_unstable_by_key(|h| (h.org, h.sensor, Reverse(h.last)));
+        latest.dedup_by_key(|h| (h.org, h.sensor));
+        let mut out: Vec<Support> = Vec::with_capacity(latest.len());
+        for h in latest {
+            let Some(o) = self.org(h.org) else { continue };
+            if o.suspended || o.zeroed_until > now {
+                continue;
+            }
+            let (trust, eligible) = if h.sensor {
+                (1.0, true)
+            } else {
+                let t = self.effective_trust(h.org, now);
+                (t, t >= self.params.min_trust && self.warmed_up(o, now))
+            };
+            out.push(Support {
+                org: h.org,
+                prefix: h.prefix,
+                asn: h.asn,
+                sensor: h.sensor,
+                last: h.last,
+                trust,
+                eligible,
+            });
+        }
+        out
+    }
+
+    /// Trust-weighted score: per egress prefix the strongest eligible term, summed.
+    fn score(&self, support: &[Support], now: i64) -> f64 {
+        let half_life = self.params.half_life_secs.max(1) as f64;
+        let mut best: BTreeMap<IpAddr, f64> = BTreeMap::new();
+        for s in support.iter().filter(|s| s.eligible) {
+            let age = (now - s.last).max(0) as f64;
+            let term = s.trust.min(1.0) * (-age / half_life).exp2();
+            let b = best.entry(s.prefix).or_default();
+            *b = b.max(term);
+        }
+        // Not `sum()`: an empty f64 sum is -0.0.
+        best.values().fold(0.0, |acc, v| acc + v)
+    }
+
+    fn meets_quorum(&self, c: Counts) -> bool {
+        let p = &self.params;
+        c.orgs >= p.quorum_orgs && c.prefixes >= p.quorum_prefixes && c.asns >= p.quorum_asns
+    }
+
+    /// After a counted report of `ip`: mark pending reports of other organisations agreed
+    /// (quorum without them, or a sensor) or corroborated (another org from another prefix).
+    fn update_agreement(&mut self, ip: IpAddr, now: i64) {
+        let horizon = self.params.trust_horizon_secs;
+        let Some(state) = self.ips.get(&ip) else { return };
+        let support = self.support(&state.hits, now, self.params.window_secs);
+        let tally = Tally::new(&support);
+        // Without a quorum of all, there is none without one organisation: skip the recount.
+        let possible = self.meets_quorum(tally.counts_without(u32::MAX));
+        let mut marks = Vec::new();
+        for (i, h) in state.hits.iter().enumerate() {
+            if h.resolved || (h.agreed && h.corroborated) || now > h.first + horizon {
+                continue;
+            }
+            let without = tally.counts_without(h.org);
+            let agreed = without.sensor || (possible && self.meets_quorum(without));
+            marks.push((i, agreed, tally.corroborated(h.org, h.prefix)));
+        }
+        if let Some(state) = self.ips.get_mut(&ip) {
+            for (i, agreed, corroborated) in marks {
+                if let Some(h) = state.hits.get_mut(i) {
+                    h.agreed |= agreed;
+                    h.corroborated |= corroborated;
+                }
+            }
+        }
+    }
+
+    /// Resolves, prunes, (re)lists or withdraws one address and schedules its next wake-up.
+    fn process(&mut self, ip: IpAddr, now: i64, log: &mut TickLog) {
+        self.examined += 1;
+        let Some(mut state) = self.ips.remove(&ip) else {
+            self.withdraw(ip, log);
+            return;
+        };
+        let p = self.params;
+        let retain = p.retain_secs();
+        // Trust resolution of reports past their horizon.
+        let mut resolutions = Vec::new();
+        for h in state.hits.iter_mut().filter(|h| !h.resolved && h.first + p.trust_horizon_secs <= now) {
+            h.resolved = true;
+            if h.agreed {
+                resolutions.push((h.org, 1.0, 0.0));
+            } else if !h.corroborated {
+                resolutions.push((h.org, 0.0, 1.0));
+            }
+        }
+        for (org, da, db) in resolutions {
+            if self.org(org).is_some_and(|o| !o.suspended) {
+                self.adjust_trust(org, now, da, db);
+            }
+        }
+        state.hits.retain(|h| !h.resolved || h.last + retain > now);
+
+        let blocked = self.canaries.contains(ip) || self.allow.contains(ip);
+        let window = self.support(&state.hits, now, p.window_secs);
+        let wc = counts(&window, None);
+        let qualifies = !blocked
+            && ((self.meets_quorum(wc) && self.score(&window, now) >= p.list_score) || (p.sensor_alone && wc.sensor));
+        let keep_support = self.support(&state.hits, now, p.keep_secs);
+        let kc = counts(&keep_support, None);
+        let keep_score = self.score(&keep_support, now);
+        let mut until = None;
+        if let Some(e) = self.entries.get(&ip) {
+            let keep = !blocked
+                && (qualifies
+                    || (kc.orgs.min(kc.prefixes) >= p.quorum_orgs.saturating_sub(1).max(1)
+                        && keep_score >= p.keep_score)
+                    || (p.sensor_alone && kc.sensor));
+            if keep {
+                let reannounce = e.until - now <= p.list_secs / 2;
+                let new_until = if reannounce { now + p.list_secs } else { e.until };
+                self.upsert(ip, new_until, keep_score, &state, reannounce, log);
+                until = Some(new_until);
+            } else {
+                self.withdraw(ip, log);
+            }
+        } else if qualifies {
+            self.upsert(ip, now + p.list_secs, keep_score, &state, true, log);
+            until = Some(now + p.list_secs);
+        }
+
+        // Next wake-up: pending resolution, pruning, and for listed entries re-announcement and
+        // the next change of their support.
+        let mut wake = i64::MAX;
+        for h in &state.hits {
+            wake = wake.min(if h.resolved { h.last + retain } else { h.first + p.trust_horizon_secs });
+        }
+        if let Some(until) = until {
+            wake = wake.min(until - p.list_secs / 2);
+            for s in &keep_support {
+                wake = wake.min(s.last + p.keep_secs);
+            }
+            if keep_score > p.keep_score {
+                let secs = (keep_score / p.keep_score).log2() * p.half_life_secs as f64;
+                wake = wake.min(now.saturating_add(secs.ceil() as i64));
+            }
+        }
+        if state.hits.is_empty() && until.is_none() {
+            return;
+        }
+        let wake = wake.max(now + 1);
+        if state.wake != Some(wake) {
+            state.wake = Some(wake);
+            self.queue.push(Reverse((wake, ip)));
+        }
+        self.ips.insert(ip, state);
+    }
+
+    fn top_scenario(&self, state: &IpState) -> String {
+        let mut n: BTreeMap<&str, u32> = BTreeMap::new();
+        for h in &state.hits {
+            if let Some(s) = self.scenarios.get(h.scenario as usize) {
+                *n.entry(s.as_str()).or_default() += 1;
+            }
+        }
+        // max_by_key keeps the last maximum; iterate in reverse so ties go to the smallest name.
+        n.into_iter().rev().max_by_key(|&(_, c)| c).map(|(s, _)| s.to_owned()).unwrap_or_default()
+    }
+
+    // ---- the published list ----
+
+    fn is_published(&self, ip: IpAddr) -> bool {
+        self.entries.get(&ip).is_some_and(|e| self.published.contains(&(score_key(e.score), ip)))
+    }
+
+    /// Takes `ip` out of the ranking, remembering whether it was published before this tick.
+    fn unrank(&mut self, ip: IpAddr, log: &mut TickLog) {
+        if let Some(e) = self.entries.get(&ip) {
+            let key = (score_key(e.score), ip);
+            let was = self.published.remove(&key);
+            self.waiting.remove(&key);
+            log.was_published.entry(ip).or_insert(was);
+        } else {
+            log.was_published.entry(ip).or_insert(false);
+        }
+    }
+
+    fn upsert(&mut self, ip: IpAddr, until: i64, score: f64, state: &IpState, announced: bool, log: &mut TickLog) {
+        self.unrank(ip, log);
+        let entry = Entry { scope: Scope::Ip, value: ip.to_string(), scenario: self.top_scenario(state), until, score };
+        self.waiting.insert((score_key(score), ip));
+        self.entries.insert(ip, entry);
+        if announced {
+            log.announced.insert(ip);
+        }
+    }
+
+    fn withdraw(&mut self, ip: IpAddr, log: &mut TickLog) {
+        if self.entries.contains_key(&ip) {
+            self.unrank(ip, log);
+            if let Some(e) = self.entries.remove(&ip) {
+                log.gone.insert(ip, e);
+            }
+        }
+    }
+
+    /// Restores "published = the `max_entries` best entries" after this tick's updates.
+    fn rebalance(&mut self, log: &mut TickLog) {
+        let cap = self.params.max_entries;
+        while self.published.len() > cap {
+            let Some(k) = self.published.pop_first() else { break };
+            log.was_published.entry(k.1).or_insert(true);
+            self.waiting.insert(k);
+        }
+        while let Some(&best) = self.waiting.last() {
+            if self.published.len() < cap {
+                self.waiting.remove(&best);
+                log.was_published.entry(best.1).or_insert(false);
+                self.published.insert(best);
+                continue;
+            }
+            match self.published.first() {
+                Some(&worst) if worst < best => {
+                    self.published.remove(&worst);
+                    log.was_published.entry(worst.1).or_insert(true);
+                    self.waiting.insert(worst);
+                    self.waiting.remove(&best);
+                    log.was_published.entry(best.1).or_insert(false);
+                    self.published.insert(best);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn changes(&self, mut log: TickLog) -> Changes {
+        let mut changes = Changes::default();
+        for (ip, was) in log.was_published {
+            let now = self.is_published(ip);
+            match (was, now) {
+                (false, true) => changes.listed.extend(self.entries.get(&ip).cloned()),
+                (true, true) if log.announced.contains(&ip) => changes.listed.extend(self.entries.get(&ip).cloned()),
+                (true, false) => {
+                    changes.withdrawn.extend(self.entries.get(&ip).cloned().or_else(|| log.gone.remove(&ip)))
+                }
+                _ => {}
+            }
+        }
+        changes
+    }
+}
+
+/// Distinct organisations, prefixes and ASNs among eligible support, optionally without one org.
+fn counts(support: &[Support], without: Option<u32>) -> Counts {
+    let mut orgs = BTreeSet::new();
+    let mut prefixes = BTreeSet::new();
+    let mut asns = BTreeSet::new();
+    let mut sensor = false;
+    for s in support.iter().filter(|s| s.eligible && Some(s.org) != without) {
+        orgs.insert(s.org);
+        prefixes.insert(s.prefix);
+        asns.insert(s.asn);
+        sensor |= s.sensor;
+    }
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    Counts { orgs: n(orgs.len()), prefixes: n(prefixes.len()), asns: n(asns.len()), sensor }
+}
+
+/// Who supports an address, indexed so that "the quorum without organisation o" costs O(log n).
+#[derive(Debug, Default)]
+struct Tally {
+    /// Eligible organisations per prefix and per ASN, and eligible sensor organisations.
+    orgs: BTreeMap<u32, Vec<(IpAddr, u32)>>,
+    prefix_orgs: BTreeMap<IpAddr, BTreeSet<u32>>,
+    asn_orgs: BTreeMap<u32, BTreeSet<u32>>,
+    sensors: BTreeSet<u32>,
+    /// All (also ineligible) organisations per prefix, for corroboration.
+    any_prefix_orgs: BTreeMap<IpAddr, BTreeSet<u32>>,
+}
+
+impl Tally {
+    fn new(support: &[Support]) -> Self {
+        let mut t = Self::default();
+        for s in support {
+            t.any_prefix_orgs.entry(s.prefix).or_default().insert(s.org);
+            if !s.eligible {
+                continue;
+            }
+            t.orgs.entry(s.org).or_default().push((s.prefix, s.asn));
+            t.prefix_orgs.entry(s.prefix).or_default().insert(s.org);
+            t.asn_orgs.entry(s.asn).or_default().insert(s.org);
+            if s.sensor {
+                t.sensors.insert(s.org);
+            }
+        }
+        t
+    }
+
+    /// Quorum counts of the eligible support without `org` (`u32::MAX`: all of it).
+    fn counts_without(&self, org: u32) -> Counts {
+        let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        let only = |set: Option<&BTreeSet<u32>>| set.is_some_and(|s| s.len() == 1 && s.contains(&org));
+        let mine = self.orgs.get(&org).map_or(&[][..], Vec::as_slice);
+        // An organisation has at most two entries (member and sensor): count each prefix/ASN once.
+        let lost_prefixes = mine
+            .iter()
+            .enumerate()
+            .filter(|&(i, &(p, _))| !mine[..i].iter().any(|&(q, _)| q == p) && only(self.prefix_orgs.get(&p)))
+            .count();
+        let lost_asns = mine
+            .iter()
+            .enumerate()
+            .filter(|&(i, &(_, a))| !mine[..i].iter().any(|&(_, b)| b == a) && only(self.asn_orgs.get(&a)))
+            .count();
+        Counts {
+            orgs: n(self.orgs.len() - usize::from(!mine.is_empty())),
+            prefixes: n(self.prefix_orgs.len() - lost_prefixes),
+            asns: n(self.asn_orgs.len() - lost_asns),
+            sensor: self.sensors.iter().any(|&o| o != org),
+        }
+    }
+
+    /// Whether an organisation other than `org`, from a prefix other than `prefix`, supports it.
+    fn corroborated(&self, org: u32, prefix: IpAddr) -> bool {
+        self.any_prefix_orgs.iter().any(|(p, orgs)| *p != prefix && orgs.iter().any(|&o| o != org))
+    }
+}
+
+/// Order-preserving key of a non-negative score.
+fn score_key(score: f64) -> u64 {
+    score.max(0.0).to_bits()
+}
+
+/// IPv4-mapped IPv6 addresses become IPv4.
+pub fn normalise(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The reporter-identity prefix of an egress address: /24 (v4) or /48 (v6).
+pub fn egress_prefix(ip: IpAddr) -> IpAddr {
+    match normalise(ip) {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask4(24))),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask6(48))),
+    }
+}
+
+fn mask4(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
+}
+
+fn mask6(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0)
+}
+
+/// A normalised prefix: the family's bits, masked, and the clamped length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Net {
+    V4(u32, u8),
+    V6(u128, u8),
+}
+
+fn net(ip: IpAddr, len: u8) -> Net {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && len >= 96 => net(normalise(ip), len - 96),
+        IpAddr::V6(v6) => {
+            let len = len.min(128);
+            Net::V6(u128::from(v6) & mask6(len), len)
+        }
+        IpAddr::V4(v4) => {
+            let len = len.min(32);
+            Net::V4(u32::from(v4) & mask4(len), len)
+        }
+    }
+}
+
+/// First and last address of a prefix (after normalisation).
+fn prefix_range((ip, len): (IpAddr, u8)) -> (IpAddr, IpAddr) {
+    match net(ip, len) {
+        Net::V4(bits, len) => (IpAddr::V4(Ipv4Addr::from(bits)), IpAddr::V4(Ipv4Addr::from(bits | !mask4(len)))),
+        Net::V6(bits, len) => (IpAddr::V6(Ipv6Addr::from(bits)), IpAddr::V6(Ipv6Addr::from(bits | !mask6(len)))),
+    }
+}
+
+/// A set of prefixes with lookups in O(number of distinct lengths).
+#[derive(Debug, Clone, Default)]
+struct PrefixSet {
+    v4: BTreeMap<u8, HashSet<u32>>,
+    v6: BTreeMap<u8, HashSet<u128>>,
+}
+
+impl PrefixSet {
+    fn insert(&mut self, (ip, len): (IpAddr, u8)) {
+        match net(ip, len) {
+            Net::V4(bits, len) => self.v4.entry(len).or_default().insert(bits),
+            Net::V6(bits, len) => self.v6.entry(len).or_default().insert(bits),
+        };
+    }
+
+    fn remove(&mut self, (ip, len): (IpAddr, u8)) -> bool {
+        match net(ip, len) {
+            Net::V4(bits, len) => self.v4.get_mut(&len).is_some_and(|s| s.remove(&bits)),
+            Net::V6(bits, len) => self.v6.get_mut(&len).is_some_and(|s| s.remove(&bits)),
+        }
+    }
+
+    /// Whether a normalised address is inside one of the prefixes.
+    fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                self.v4.iter().any(|(&len, set)| set.contains(&(bits & mask4(len))))
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                self.v6.iter().any(|(&len, set)| set.contains(&(bits & mask6(len))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000;
+    const HOUR: i64 = 3_600;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    /// Default parameters without warm-up.
+    fn open() -> Params {
+        Params { warmup_secs: 0, warmup_signals: 0, warmup_days: 0, ..Params::default() }
+    }
+
+    /// One organisation `o{i}` with machine `m{i}` per `(third octet, asn)`, trust 0.75.
+    fn engine(params: Params, orgs: &[(u8, u32)]) -> Consensus {
+        let mut c = Consensus::new(params, Canaries::default());
+        for (i, &(net, asn)) in orgs.iter().enumerate() {
+            c.add_reporter(Reporter {
+                machine: format!("m{i}"),
+                org: format!("o{i}"),
+                egress: IpAddr::V4(Ipv4Addr::new(20, 0, net, 10 + i as u8)),
+                asn,
+                registered_at: T0 - 30 * DAY,
+                sensor: false,
+            });
+            c.set_trust(&format!("o{i}"), 3.0, 1.0, T0);
+        }
+        c
+    }
+
+    fn diverse(n: u8) -> Vec<(u8, u32)> {
+        (0..n).map(|i| (i + 1, 100 + u32::from(i))).collect()
+    }
+
+    fn rep(m: usize, addr: &str, at: i64) -> Report {
+        Report { machine: format!("m{m}"), ip: ip(addr), scenario: "crowdsecurity/ssh-bf".into(), at }
+    }
+
+    fn values(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.value.as_str()).collect()
+    }
+
+    fn listed(c: &Consensus) -> Vec<String> {
+        c.listed().map(|e| e.value.clone()).collect()
+    }
+
+    #[test]
+    fn three_diverse_orgs_list_at_next_tick() {
+        let mut c = engine(open(), &diverse(3));
+        assert_eq!(c.report(&rep(0, "203.0.113.7", T0), T0), Outcome::Counted);
+        assert_eq!(c.report(&rep(1, "203.0.113.7", T0 + 10), T0 + 10), Outcome::Counted);
+        assert!(c.tick(T0 + 20).is_empty());
+        assert_eq!(
+            c.explain(ip("203.0.113.7"), T0 + 20).reason,
+            "2 of 3 organisations, 2 of 3 egress prefixes, score 1.50 of 1.50"
+        );
+        assert_eq!(c.report(&rep(2, "203.0.113.7", T0 + 30), T0 + 30), Outcome::Counted);
+        let ch = c.tick(T0 + 40);
+        assert_eq!(values(&ch.listed), ["203.0.113.7"]);
+        let e = &ch.listed[0];
+        assert_eq!((e.scope, e.until, e.scenario.as_str()), (Scope::Ip, T0 + 40 + 2 * DAY, "crowdsecurity/ssh-bf"));
+        assert!(e.score > 2.2 && e.score <= 2.25, "{}", e.score);
+        assert_eq!(listed(&c), ["203.0.113.7"]);
+        let x = c.explain(ip("203.0.113.7"), T0 + 40);
+        assert!(x.listed && x.orgs == 3 && x.prefixes == 3 && x.asns == 3 && !x.canary);
+        assert!(!x.reason.contains("o0") && !x.reason.contains("m0"), "{}", x.reason);
+    }
+
+    #[test]
+    fn three_orgs_behind_one_prefix_do_not_list() {
+        let mut c = engine(open(), &[(1, 100), (1, 200), (1, 300)]);
+        for m in 0..3 {
+            assert_eq!(c.report(&rep(m, "203.0.113.7", T0), T0), Outcome::Counted);
+        }
+        assert!(c.tick(T0 + 1).is_empty());
+        let x = c.explain(ip("203.0.113.7"), T0 + 1);
+        assert_eq!((x.orgs, x.prefixes), (3, 1));
+        assert!(x.score < 0.8, "one prefix weighs as one org: {}", x.score);
+    }
+
+    #[test]
+    fn three_prefixes_in_one_asn_do_not_list() {
+        let mut c = engine(open(), &[(1, 100), (2, 100), (3, 100)]);
+        for m in 0..3 {
+            c.report(&rep(m, "203.0.113.7", T0), T0);
+        }
+        assert!(c.tick(T0 + 1).is_empty());
+        assert_eq!(c.explain(ip("203.0.113.7"), T0 + 1).reason, "1 of 2 ASNs");
+    }
+
+    #[test]
+    fn one_org_with_many_machines_counts_once() {
+        let mut c = engine(open(), &[]);
+        for i in 0..100u8 {
+            c.add_reporter(Reporter {
+                machine: format!("s{i}"),
+                org: "sybil".into(),
+                egress: IpAddr::V4(Ipv4Addr::new(30, i, 0, 1)),
+                asn: 1000 + u32::from(i),
+                registered_at: T0 - 60 * DAY,
+                sensor: false,
+            });
+        }
+        c.set_trust("sybil", 50.0, 1.0, T0);
+        let mut outcomes = Vec::new();
+        for i in 0..100u8 {
+            let r = Report { machine: format!("s{i}"), ip: ip("203.0.113.7"), scenario: "x".into(), at: T0 };
+            outcomes.push(c.report(&r, T0));
+        }
+        assert_eq!(outcomes.iter().filter(|&&o| o == Outcome::Counted).count(), 1);
+        assert!(c.tick(T0 + 1).is_empty());
+        assert_eq!(c.explain(ip("203.0.113.7"), T0 + 1).orgs, 1);
+    }
+
+    #[test]
+    fn duplicates_within_the_window() {
+        let mut c = engine(open(), &diverse(1));
+        c.add_reporter(Reporter {
+            machine: "m0b".into(),
+            org: "o0".into(),
+            egress: ip("20.0.9.9"),
+            asn: 999,
+            registered_at: T0,
+            sensor: false,
+        });
+        assert_eq!(c.report(&rep(0, "203.0.113.7", T0), T0), Outcome::Counted);
+        assert_eq!(c.report(&rep(0, "203.0.113.7", T0 + HOUR), T0 + HOUR), Outcome::Duplicate);
+        let other = Report { machine: "m0b".into(), ..rep(0, "203.0.113.7", T0 + HOUR) };
+        assert_eq!(c.report(&other, T0 + HOUR), Outcome::Duplicate);
+        assert_eq!(c.report(&rep(0, "203.0.113.8", T0 + HOUR), T0 + HOUR), Outcome::Counted);
+        assert_eq!(c.report(&rep(0, "203.0.113.7", T0 + DAY), T0 + DAY), Outcome::Counted);
+    }
+
+    #[test]
+    fn stale_future_and_unknown_reports() {
+        let mut c = engine(open(), &diverse(1));
+        let now = T0 + 10 * DAY;
+        assert_eq!(c.report(&rep(0, "203.0.113.7", now - DAY), now), Outcome::Stale);
+        assert_eq!(c.report(&rep(0, "203.0.113.7", now + 301), now), Outcome::Stale);
+        assert_eq!(c.report(&rep(0, "203.0.113.7", now + 300), now), Outcome::Counted);
+        assert_eq!(c.report(&rep(0, "203.0.113.8", now - DAY + 1), now), Outcome::Counted);
+        assert_eq!(c.report(&rep(7, "203.0.113.9", now), now), Outcome::Unknown);
+        c.remove_reporter("m0");
+        assert_eq!(c.report(&rep(0, "203.0.113.9", now), now), Outcome::Unknown);
+    }
+
+    #[test]
+    fn canary_penalty_zeroing_and_suspension() {
+        let mut c = engine(open(), &diverse(2));
+        let before = c.trust("o0");
+        assert_eq!(c.report(&rep(0, "8.8.8.8", T0), T0), Outcome::Canary);
+        // (3, 1) + 5 on beta: weight 0 while zeroed, 3/9 afterwards.
+        assert_eq!(c.trust("o0"), 0.0);
+        let t = c.org_trust("o0").expect("known org");
+        assert!((t.beta - 6.0).abs() < 1e-9 && !t.suspended && t.zeroed_until == T0 + 7 * DAY);
+        assert_eq!(c.report(&rep(0, "203.0.113.7", T0 + 60), T0 + 60), Outcome::Suspended);
+        // The same canary again the same day is one hit.
+        assert_eq!(c.report(&rep(0, "8.8.8.8", T0 + 120), T0 + 120), Outcome::Canary);
+        assert!(!c.org_trust("o0").is_some_and(|t| t.suspended));
+        let later = T0 + 8 * DAY;
+        assert_eq!(c.report(&rep(0, "203.0.113.7", later), later), Outcome::Counted);
+        assert!(c.trust("o0") < before);
+        // Second hit within 30 days: suspended until lifted, even after the 7 days.
+        assert_eq!(c.report(&rep(0, "2606:4700:4700::1111", later + 60), later + 60), Outcome::Canary);
+        let much_later = later + 20 * DAY;
+        assert_eq!(c.report(&rep(0, "203.0.113.8", much_later), much_later), Outcome::Suspended);
+        assert!(c.org_trust("o0").is_some_and(|t| t.suspended));
+        assert!(c.lift_suspension("o0"));
+        assert_eq!(c.report(&rep(0, "203.0.113.8", much_later), much_later), Outcome::Counted);
+        // Other organisations are unaffected.
+        assert_eq!(c.report(&rep(1, "203.0.113.8", much_later), much_later), Outcome::Counted);
+    }
+
+    #[test]
+    fn canary_hits_withdraw_what_only_those_orgs_supported() {
+        let mut c = engine(open(), &diverse(3));
+        for m in 0..3 {
+            c.report(&rep(m, "203.0.113.7", T0), T0);
+        }
+        assert_eq!(values(&c.tick(T0 + 1).listed), ["203.0.113.7"]);
+        c.report(&rep(0, "1.1.1.1", T0 + 2), T0 + 2);
+        assert!(c.tick(T0 + 3).is_empty(), "two orgs keep it (hysteresis)");
+        c.report(&rep(1, "9.9.9.9", T0 + 4), T0 + 4);
+        assert_eq!(values(&c.tick(T0 + 5).withdrawn), ["203.0.113.7"]);
+        assert!(listed(&c).is_empty());
+    }
+
+    #[test]
+    fn member_egress_addresses_are_canaries() {
+        let mut c = engine(open(), &diverse(4));
+        // 198.51.100.20 is listed before it becomes a member's egress address.
+        for m in 0..3 {
+            c.report(&rep(m, "198.51.100.20", T0), T0);
+        }
+        assert_eq!(values(&c.tick(T0 + 1).listed), ["198.51.100.20"]);
+        c.add_reporter(Reporter {
+            machine: "new".into(),
+            org: "newcomer".into(),
+            egress: ip("::ffff:198.51.100.20"),
+            asn: 7,
+            registered_at: T0,
+            sensor: false,
+        });
+        assert_eq!(values(&c.tick(T0 + 2).withdrawn), ["198.51.100.20"]);
+        assert_eq!(c.report(&rep(3, "198.51.100.20", T0 + 3), T0 + 3), Outcome::Canary);
+        assert_eq!(c.report(&rep(3, "20.0.1.10", T0 + 3), T0 + 3), Outcome::Canary, "o0's egress");
+        assert!(c.explain(ip("20.0.1.10"), T0 + 3).canary);
+    }
+
+    #[test]
+    fn bogons_are_refused_without_penalty_and_documentation_ranges_are_public() {
+        let mut c = engine(open(), &diverse(1));
+        let t = c.org_trust("o0");
+        for bogon in [
+            "0.1.2.3",
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "172.16.5.5",
+            "192.168.1.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert_eq!(c.report(&rep(0, bogon, T0), T0), Outcome::NotPublic, "{bogon}");
+            assert!(c.explain(ip(bogon), T0).canary);
+        }
+        assert_eq!(c.org_trust("o0"), t);
+        for public in ["192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1", "8.8.8.9"] {
+            assert_eq!(c.report(&rep(0, public, T0), T0), Outcome::Counted, "{public}");
+        }
+        let mut never = Canaries::new(vec![(ip("192.0.2.0"), 24), (ip("2001:db8::"), 32)]);
+        never.add((ip("198.51.100.0"), 24));
+        assert!(never.contains(ip("192.0.2.55")) && never.contains(ip("2001:db8:1::5")));
+        assert!(never.contains(ip("198.51.100.1")) && !never.contains(ip("203.0.113.1")));
+        assert!(never.is_bogon(ip("::ffff:192.168.0.1")) && !never.is_bogon(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn operator_allowlist_withdraws_at_next_tick_and_blocks_relisting() {
+        let mut c = engine(open(), &diverse(3));
+        for addr in ["203.0.113.7", "203.0.113.8", "198.51.100.1"] {
+            for m in 0..3 {
+                c.report(&rep(m, addr, T0), T0);
+            }
+        }
+        assert_eq!(c.tick(T0 + 1).listed.len(), 3);
+        c.allow((ip("203.0.113.0"), 24));
+        let ch = c.tick(T0 + 2);
+        assert_eq!(values(&ch.withdrawn), ["203.0.113.7", "203.0.113.8"]);
+        assert_eq!(listed(&c), ["198.51.100.1"]);
+        assert_eq!(c.report(&rep(0, "203.0.113.9", T0 + DAY), T0 + DAY), Outcome::Allowed);
+        assert_eq!(c.org_trust("o0").map(|t| t.beta), Some(1.0), "no penalty");
+        assert!(c.disallow((ip("203.0.113.0"), 24)));
+        for m in 0..3 {
+            assert_eq!(c.report(&rep(m, "203.0.113.7", T0 + DAY + 1), T0 + DAY + 1), Outcome::Counted);
+        }
+        // 198.51.100.1 is re-announced at the same tick (half of its 48 h are left).
+        assert_eq!(values(&c.tick(T0 + DAY + 2).listed), ["198.51.100.1", "203.0.113.7"]);
+    }
+
+    #[test]
+    fn withdrawn_with_hysteresis_after_the_window() {
+        let mut c = engine(open(), &diverse(3));
+        for m in 0..3 {
+            c.report(&rep(m, "203.0.113.7", T0), T0);
+        }
+        assert_eq!(c.tick(T0).listed.len(), 1);
+        // Score 2.25 halves every day (and trust decays a little): still >= 0.75 after W, below it
+        // after about log2(3) days.
+        let mut withdrawn_at = None;
+        for h in 1..=72 {
+            let ch = c.tick(T0 + h * HOUR);
+            if !ch.withdrawn.is_empty() {
+                withdrawn_at = Some(h);
+                break;
+            }
+        }
+        assert_eq!(withdrawn_at, Some(38), "log2(2.25 / 0.75) days = 38.04 h, a bit less with decay");
+        assert!(listed(&c).is_empty());
+        assert!(!c.explain(ip("203.0.113.7"), T0 + 40 * HOUR).listed);
+    }
+
+    #[test]
+    fn reannounced_before_it_lapses_while_it_qualifies() {
+        let mut c = engine(open(), &diverse(3));
+        let mut until = None;
+        for h in 0..(5 * 24) {
+            let now = T0 + h * HOUR;
+            if h % 6 == 0 {
+                for m in 0..3 {
+                    c.report(&rep(m, "203.0.113.7", now), now);
+                }
+            }
+            let ch = c.tick(now);
+            if let Some(e) = ch.listed.first() {
+                until = Some(e.until);
+            }
+            assert!(ch.withdrawn.is_empty());
+            let u = until.expect("listed at the first tick");
+            assert!(u - now > DAY - HOUR, "hour {h}: until {u} too close");
+        }
+        assert_eq!(c.listed().count(), 1);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_normalised() {
+        let mut c = engine(open(), &diverse(3));
+        for m in 0..3 {
+            c.report(&rep(m, "::ffff:203.0.113.9", T0), T0);
+        }
+        assert_eq!(values(&c.tick(T0 + 1).listed), ["203.0.113.9"]);
+        assert!(c.explain(ip("203.0.113.9"), T0 + 1).listed);
+        assert!(c.explain(ip("::ffff:203.0.113.9"), T0 + 1).listed);
+        assert_eq!(normalise(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(egress_prefix(ip("2001:db8:1:2::5")), ip("2001:db8:1::"));
+        assert_eq!(egress_prefix(ip("::ffff:198.51.100.77")), ip("198.51.100.0"));
+    }
+
+    #[test]
+    fn ipv6_reporters_use_48_prefixes() {
+        let mut c = engine(open(), &[]);
+        for (i, egress) in ["2001:db8:1:1::1", "2001:db8:1:2::1", "2001:db8:2::1"].iter().enumerate() {
+            c.add_reporter(Reporter {
+                machine: format!("m{i}"),
+                org: format!("o{i}"),
+                egress: ip(egress),
+                asn: 100 + i as u32,
+                registered_at: T0 - 30 * DAY,
+                sensor: false,
+            });
+            c.set_trust(&format!("o{i}"), 3.0, 1.0, T0);
+        }
+        for m in 0..3 {
+            c.report(&rep(m, "2001:db8:99::7", T0), T0);
+        }
+        assert!(c.tick(T0 + 1).is_empty(), "two of the orgs share 2001:db8:1::/48");
+        assert_eq!(c.explain(ip("2001:db8:99::7"), T0 + 1).prefixes, 2);
+    }
+
+    #[test]
+    fn warm_up_keeps_new_orgs_out() {
+        let mut c = engine(Params::default(), &diverse(3));
+        for m in 0..3 {
+            c.report(&rep(m, "203.0.113.7", T0), T0);
+        }
+        assert!(c.tick(T0 + 1).is_empty());
+        assert_eq!(c.explain(ip("203.0.113.7"), T0 + 1).orgs, 0);
+        // Ten signals on three days, then they count.
+        for day in 1..=3 {
+            for k in 0..4 {
+                for m in 0..3 {
+                    let now = T0 + day * DAY + k;
+                    c.report(&rep(m, &format!("198.51.100.{}", 10 * day + k), now), now);
+                }
+            }
+        }
+        let now = T0 + 3 * DAY + 10;
+        for m in 0..3 {
+            c.report(&rep(m, "203.0.113.8", now), now);
+        }
+        assert!(c.tick(now).listed.iter().any(|e| e.value == "203.0.113.8"));
+    }
+
+    #[test]
+    fn trust_resolves_after_the_horizon() {
+        let mut c = engine(open(), &diverse(5));
+        for m in 0..4 {
+            c.report(&rep(m, "203.0.113.7", T0), T0);
+        }
+        c.report(&rep(4, "198.51.100.66", T0), T0);
+        c.tick(T0 + 1);
+        c.tick(T0 + 3 * DAY - 1);
+        let t0 = c.org_trust("o0").expect("o0");
+        assert!(t0.alpha < 3.0 && t0.beta == 1.0, "only decay before the horizon: {t0:?}");
+        c.tick(T0 + 3 * DAY);
+        let t0 = c.org_trust("o0").expect("o0");
+        let t4 = c.org_trust("o4").expect("o4");
+        let decay = 0.98f64.powi(3);
+        assert!((t0.alpha - (3.0 * decay + 1.0)).abs() < 1e-9, "agreement: {t0:?}");
+        assert!((t4.beta - 2.0).abs() < 1e-9, "contradiction: {t4:?}");
+        assert!(c.trust("o0") > 0.75 && c.trust("o4") < 0.75);
+    }
+
+    #[test]
+    fn sensors_list_alone_but_not_canaries() {
+        let mut c = engine(open(), &[]);
+        c.add_reporter(Reporter {
+            machine: "pot".into(),
+            org: "operator".into(),
+            egress: ip("198.18.0.1"),
+            asn: 1,
+            registered_at: T0,
+            sensor: true,
+        });
+        let r = |addr: &str| Report { machine: "pot".into(), ip: ip(addr), scenario: "honeypot".into(), at: T0 };
+        assert_eq!(c.report(&r("203.0.113.50"), T0), Outcome::Counted);
+        let ch = c.tick(T0 + 1);
+        assert_eq!(values(&ch.listed), ["203.0.113.50"]);
+        assert_eq!(ch.listed[0].scenario, "honeypot");
+        // A sensor that reports a canary is zeroed like any reporter: what it listed goes.
+        assert_eq!(c.report(&r("8.8.4.4"), T0), Outcome::Canary);
+        assert_eq!(values(&c.tick(T0 + 2).withdrawn), ["203.0.113.50"]);
+        let mut quiet = engine(Params { sensor_alone: false, ..open() }, &[]);
+        quiet.add_reporter(Reporter {
+            machine: "pot".into(),
+            org: "operator".into(),
+            egress: ip("198.18.0.1"),
+            asn: 1,
+            registered_at: T0,
+            sensor: true,
+        });
+        quiet.report(&r("203.0.113.50"), T0);
+        assert!(quiet.tick(T0 + 1).is_empty());
+    }
+
+    #[test]
+    fn published_list_is_capped_by_score() {
+        let mut c = engine(Params { max_entries: 2, ..open() }, &diverse(5));
+        // Scores grow with the number of orgs: .51 has 5, .52 has 4, .53 has 3.
+        for (addr, n) in [("203.0.113.53", 3), ("203.0.113.52", 4), ("203.0.113.51", 5)] {
+            for m in 0..n {
+                c.report(&rep(m, addr, T0), T0);
+            }
+        }
+        let ch = c.tick(T0 + 1);
+        assert_eq!(values(&ch.listed), ["203.0.113.51", "203.0.113.52"]);
+        assert_eq!(listed(&c), ["203.0.113.51", "203.0.113.52"]);
+        c.allow((ip("203.0.113.51"), 32));
+        let ch = c.tick(T0 + 2);
+        assert_eq!(values(&ch.withdrawn), ["203.0.113.51"]);
+        assert_eq!(values(&ch.listed), ["203.0.113.53"], "the waiting entry moves up");
+        assert_eq!(listed(&c), ["203.0.113.52", "203.0.113.53"]);
+    }
+
+    #[test]
+    fn idle_ticks_do_no_work_and_old_reports_are_dropped() {
+        let mut c = engine(open(), &diverse(1));
+        c.tick(T0);
+        for i in 0..100_000u32 {
+            let addr = IpAddr::V4(Ipv4Addr::from(0x2d00_0000 + i));
+            let r = Report { machine: "m0".into(), ip: addr, scenario: "x".into(), at: T0 };
+            assert_eq!(c.report(&r, T0), Outcome::Counted);
+        }
+        assert!(c.tick(T0 + 1).is_empty());
+        assert_eq!(c.last_tick_work(), 100_000, "every touched address once");
+        for k in 2..50 {
+            assert!(c.tick(T0 + k * 60).is_empty());
+            assert_eq!(c.last_tick_work(), 0, "nothing touched, nothing due");
+        }
+        assert_eq!(c.tracked_addresses(), 100_000);
+        // Trust resolution (H) and pruning (max(2W, H)) are due at T0 + 3 days.
+        assert!(c.tick(T0 + 3 * DAY).is_empty());
+        assert_eq!(c.last_tick_work(), 100_000);
+        assert_eq!(c.tracked_addresses(), 0);
+        assert!(c.org_trust("o0").is_some_and(|t| t.beta > 1000.0), "100k uncorroborated reports");
+    }
+
+    #[test]
+    fn ingest_ten_thousand_reports_timing() {
+        let mut c = engine(open(), &diverse(4));
+        let start = std::time::Instant::now();
+        for i in 0..10_000u32 {
+            let addr = IpAddr::V4(Ipv4Addr::from(0x2d00_0000 + i / 3));
+            let m = (i % 3) as usize + usize::from(i % 7 == 0);
+            let r = Report { machine: format!("m{m}"), ip: addr, scenario: "x".into(), at: T0 + i64::from(i) };
+            c.report(&r, T0 + i64::from(i));
+        }
+        let ingest = start.elapsed();
+        let ch = c.tick(T0 + 10_000);
+        println!(
+            "10,000 reports in {ingest:?}, tick in {:?}: {} listed, {} addresses",
+            start.elapsed() - ingest,
+            ch.listed.len(),
+            c.last_tick_work()
+        );
+        assert!(!ch.listed.is_empty());
+    }
+
+    #[test]
+    fn scenarios_are_counted_per_address() {
+        let mut c = engine(open(), &diverse(3));
+        for (m, s) in [(0, "b"), (1, "a"), (2, "b")] {
+            let r = Report { scenario: s.into(), ..rep(m, "203.0.113.7", T0) };
+            c.report(&r, T0);
+        }
+        assert_eq!(c.scenarios_of(ip("203.0.113.7")), [("b", 2), ("a", 1)]);
+        assert_eq!(c.tick(T0 + 1).listed[0].scenario, "b");
+    }
+}

@@ -1,0 +1,321 @@
+//! The server's engine task: the one owner of the [`Consensus`]. Routes hand it checked signals
+//! and members' logins through a bounded channel (they answer at once; the engine does the
+//! work); it stores the signals in batches, feeds them to the consensus, publishes each
+//! organisation's own reports to its private list at once (quorum 1 inside an organisation),
+//! and every [`TICK`] applies the consensus' changes to the community list in the store, then
+//! bumps a `watch` so waiting pulls answer. On start it rebuilds the consensus from the
+//! signals still in the window, and publishes only what differs from the stored list.
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    config::HubConfig,
+    consensus::{Canaries, Consensus, Outcome, Report, Reporter},
+};
+use crate::{
+    clock::unix_now,
+    lapi::StorePool,
+    store::{MemberRow, NewSignal, Publish, StoreError},
+};
+
+/// How often the consensus' changes are published.
+pub const TICK: Duration = Duration::from_millis(200);
+/// The stored allowlist is read every this many ticks (an operator's change is in the next
+/// delta within about a second).
+const ALLOW_EVERY: u64 = 5;
+/// Signal batches waiting for the engine before new ones are shed (and counted).
+pub const QUEUE: usize = 4096;
+
+/// What the routes tell the engine.
+#[derive(Debug)]
+pub enum Msg {
+    /// A member logged in from `egress` (or was loaded at start).
+    Member(Reporter),
+    /// A member was deleted.
+    Forget(String),
+    /// Checked signals, reported by their `machine_id`.
+    Signals(Vec<NewSignal>),
+    /// The operator's allowlist gained (true) or lost (false) a prefix.
+    Allow((IpAddr, u8), bool),
+}
+
+/// Counters the server exports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Signals accepted into the queue.
+    pub accepted: AtomicU64,
+    /// Items skipped as invalid.
+    pub skipped: AtomicU64,
+    /// Batches shed because the engine was behind.
+    pub shed: AtomicU64,
+    /// Reports by consensus outcome: counted, duplicate, refused (bogon, canary, allowed,
+    /// stale, suspended, unknown).
+    pub counted: AtomicU64,
+    /// Reports refused by the consensus.
+    pub refused: AtomicU64,
+    /// Canary reports.
+    pub canaries: AtomicU64,
+    /// Entries published (listed or re-announced).
+    pub published: AtomicU64,
+    /// Entries withdrawn.
+    pub withdrawn: AtomicU64,
+}
+
+/// The handle routes use.
+#[derive(Clone)]
+pub struct EngineHandle {
+    /// To the engine.
+    pub tx: mpsc::Sender<Msg>,
+    /// The last published change number.
+    pub published: watch::Receiver<i64>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A reporter as the consensus knows it, from a stored member (its egress is only a prefix).
+#[must_use]
+pub fn reporter_of(m: &MemberRow) -> Option<Reporter> {
+    let egress = m.egress_prefix.split('/').next()?.parse::<IpAddr>().ok()?;
+    Some(Reporter {
+        machine: m.machine_id.clone(),
+        org: m.org.clone(),
+        egress,
+        asn: u32::try_from(m.asn).unwrap_or(0),
+        registered_at: m.created_at,
+        sensor: m.sensor,
+    })
+}
+
+/// A consensus with the operator's settings, its members and allowlist.
+#[must_use]
+pub fn consensus(cfg: &HubConfig, members: &[MemberRow], allow: &[(IpAddr, u8)]) -> Consensus {
+    let mut c = Consensus::new(cfg.params, Canaries::new(cfg.never.clone()));
+    for m in members {
+        if let Some(r) = reporter_of(m) {
+            c.add_reporter(r);
+        }
+    }
+    for a in allow {
+        c.allow(*a);
+    }
+    c
+}
+
+/// Feeds the stored signals received since `since` into `c`, in order, ticking as time passes.
+///
+/// # Errors
+/// Store errors.
+pub fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) -> Result<(), StoreError> {
+    let mut last_tick = since;
+    store.each_signal(since, |s, received| {
+        if s.scope == "Ip"
+            && let Some(ip) = super::wire::ip_value(&s.value)
+        {
+            c.report(&Report { machine: s.machine_id, ip, scenario: s.scenario, at: s.at }, received);
+        }
+        if received - last_tick >= 60 {
+            c.tick(received);
+            last_tick = received;
+        }
+        Ok(())
+    })
+}
+
+fn publish_of(e: &super::consensus::Entry) -> Publish {
+    let scope = match e.scope {
+        super::consensus::Scope::Ip => "Ip",
+        super::consensus::Scope::Range => "Range",
+    };
+    Publish { scope: scope.into(), value: e.value.clone(), scenario: e.scenario.clone(), until: e.until }
+}
+
+struct Engine {
+    db: Arc<StorePool>,
+    cfg: Arc<HubConfig>,
+    consensus: Consensus,
+    org_of: HashMap<String, String>,
+    counters: Arc<Counters>,
+    published: watch::Sender<i64>,
+    /// The operator's allowlist as last read from the store (`crowd community allow` writes
+    /// it from another process).
+    allowed: HashSet<(IpAddr, u8)>,
+}
+
+/// The operator's allowlist in the store, as prefixes.
+fn allowlist(st: &mut crate::store::Store) -> Result<HashSet<(IpAddr, u8)>, StoreError> {
+    Ok(st
+        .cm_allowlist()?
+        .iter()
+        .filter_map(|(v, _)| {
+            super::wire::range_value(v)
+                .or_else(|| super::wire::ip_value(v).map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 })))
+        })
+        .collect())
+}
+
+impl Engine {
+    /// Applies what changed in the stored allowlist.
+    async fn reload_allowlist(&mut self) {
+        let Ok(now) = self.db.run(allowlist).await else { return };
+        for p in now.difference(&self.allowed) {
+            self.consensus.allow(*p);
+        }
+        for p in self.allowed.difference(&now) {
+            self.consensus.disallow(*p);
+        }
+        self.allowed = now;
+    }
+
+    async fn signals(&mut self, batch: Vec<NewSignal>) {
+        let now = unix_now();
+        let mut org_lists: HashMap<String, Vec<Publish>> = HashMap::new();
+        let until = now + i64::try_from(self.cfg.org_list_duration.as_secs()).unwrap_or(86400);
+        for s in &batch {
+            let Some(ip) = (s.scope == "Ip").then(|| super::wire::ip_value(&s.value)).flatten() else { continue };
+            let r = Report { machine: s.machine_id.clone(), ip, scenario: s.scenario.clone(), at: s.at };
+            let outcome = self.consensus.report(&r, now);
+            let c = &self.counters;
+            match outcome {
+                Outcome::Counted | Outcome::Duplicate => {
+                    c.counted.fetch_add(1, Ordering::Relaxed);
+                    // Inside an organisation one report is enough.
+                    if let Some(org) = self.org_of.get(&s.machine_id) {
+                        org_lists.entry(org.clone()).or_default().push(Publish {
+                            scope: "Ip".into(),
+                            value: ip.to_string(),
+                            scenario: s.scenario.clone(),
+                            until,
+                        });
+                    }
+                }
+                Outcome::Canary => {
+                    c.canaries.fetch_add(1, Ordering::Relaxed);
+                    c.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    c.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let db = self.db.clone();
+        let res = db
+            .run(move |st| {
+                st.add_signals(&batch, now)?;
+                let mut seq = 0;
+                for (org, entries) in org_lists {
+                    seq = seq.max(st.apply_list(&org, &entries, &[], now)?);
+                }
+                Ok(seq)
+            })
+            .await;
+        match res {
+            Ok(seq) if seq > 0 => {
+                self.published.send_if_modified(|p| {
+                    let moved = seq > *p;
+                    *p = (*p).max(seq);
+                    moved
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "storing signals"),
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = unix_now();
+        let changes = self.consensus.tick(now);
+        if changes.is_empty() {
+            return;
+        }
+        let listed: Vec<Publish> = changes.listed.iter().map(publish_of).collect();
+        let withdrawn: Vec<String> = changes.withdrawn.iter().map(|e| e.value.clone()).collect();
+        self.counters.published.fetch_add(listed.len() as u64, Ordering::Relaxed);
+        self.counters.withdrawn.fetch_add(withdrawn.len() as u64, Ordering::Relaxed);
+        match self.db.run(move |st| st.apply_list("", &listed, &withdrawn, now)).await {
+            Ok(seq) => {
+                self.published.send_replace(seq);
+            }
+            Err(e) => tracing::error!(error = %e, "publishing the community list"),
+        }
+    }
+}
+
+/// Starts the engine over `db`: rebuilds the consensus from the stored signals, reconciles the
+/// stored community list with it, and runs until every handle is gone.
+///
+/// # Errors
+/// Store errors while rebuilding.
+pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHandle, crate::lapi::ApiError> {
+    let now = unix_now();
+    let c2 = cfg.clone();
+    let (consensus, org_of, seq, allowed) = db
+        .run(move |st| {
+            let members = st.members()?;
+            let allowed = allowlist(st)?;
+            let allow: Vec<(IpAddr, u8)> = allowed.iter().copied().collect();
+            let mut c = consensus(&c2, &members, &allow);
+            let since = now - 2 * c2.params.window_secs.max(c2.params.keep_secs).max(c2.params.trust_horizon_secs);
+            replay(&mut c, st, since)?;
+            c.tick(now);
+            // Publish only the difference with what is stored.
+            let stored: HashSet<String> = st.list_entries("", now)?.into_iter().map(|e| e.value).collect();
+            let current: Vec<Publish> = c.listed().map(publish_of).collect();
+            let keep: HashSet<&str> = current.iter().map(|p| p.value.as_str()).collect();
+            let withdrawn: Vec<String> = stored.iter().filter(|v| !keep.contains(v.as_str())).cloned().collect();
+            let fresh: Vec<Publish> = current.iter().filter(|p| !stored.contains(&p.value)).cloned().collect();
+            let seq = st.apply_list("", &fresh, &withdrawn, now)?;
+            let org_of = members.into_iter().map(|m| (m.machine_id, m.org)).collect();
+            Ok((c, org_of, seq, allowed))
+        })
+        .await?;
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let (published, published_rx) = watch::channel(seq);
+    let counters = Arc::new(Counters::default());
+    let mut engine = Engine { db, cfg, consensus, org_of, counters: counters.clone(), published, allowed };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(Msg::Signals(batch)) => engine.signals(batch).await,
+                    Some(Msg::Member(r)) => {
+                        engine.org_of.insert(r.machine.clone(), r.org.clone());
+                        engine.consensus.add_reporter(r);
+                    }
+                    Some(Msg::Forget(m)) => {
+                        engine.org_of.remove(&m);
+                        engine.consensus.remove_reporter(&m);
+                    }
+                    Some(Msg::Allow(p, true)) => {
+                        engine.allowed.insert(p);
+                        engine.consensus.allow(p);
+                    }
+                    Some(Msg::Allow(p, false)) => {
+                        engine.allowed.remove(&p);
+                        engine.consensus.disallow(p);
+                    }
+                },
+                _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks.is_multiple_of(ALLOW_EVERY) {
+                        engine.reload_allowlist().await;
+                    }
+                    engine.tick().await;
+                }
+            }
+        }
+    });
+    Ok(EngineHandle { tx, published: published_rx, counters })
+}

@@ -1,0 +1,341 @@
+//! The community server's contract (`crowd community serve`) on loopback: registration with an
+//! enrollment key, logins and their JWTs, signals (gzip, one bad item skipped), the quorum
+//! over organisations, prefixes and ASNs (members' addresses come through a trusted proxy's
+//! `X-Forwarded-For`, documentation ranges standing in for public addresses), canaries, the
+//! operator allowlist, organisation lists inline (`/v2`) and as links (`/v3`).
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crowd_tests::{Killed, crowd_bin, lapi::free_port};
+use serde_json::{Value, json};
+
+struct Hub {
+    addr: SocketAddr,
+    state: PathBuf,
+    _child: Killed,
+    _dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+const CONFIG: &str = "consensus:
+  quorum_orgs: 3
+  quorum_prefixes: 3
+  quorum_asns: 2
+  warmup: 0
+  warmup_signals: 0
+  warmup_days: 0
+  list_score: 0.9
+trusted_proxies: [127.0.0.0/8]
+asns: {198.51.100.0/24: 64500, 203.0.113.0/24: 64501}
+never: [192.0.2.250]
+";
+
+struct Answer {
+    status: u16,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Hub {
+    fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_owned();
+        std::fs::write(state.join("community.yaml"), CONFIG).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(crowd_bin())
+            .args(["community", "--state-dir"])
+            .arg(&state)
+            .args(["serve", "--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("crowd community serve");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "the server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Hub { addr, state, _child: Killed(child), _dir: dir, agent }
+    }
+
+    fn crowd(&self, args: &[&str]) -> String {
+        let out =
+            Command::new(crowd_bin()).args(["community", "--state-dir"]).arg(&self.state).args(args).output().unwrap();
+        assert!(out.status.success(), "crowd community {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Answer {
+        let mut req = ureq::http::Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req = req.header("content-type", "application/json");
+        }
+        let mut resp = self.agent.run(req.body(body.unwrap_or_default()).unwrap()).expect("request");
+        let headers =
+            resp.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        Answer { status: resp.status().as_u16(), body, headers }
+    }
+
+    /// Logs `machine` in from `from` (through the trusted proxy); the token.
+    fn login(&self, v: &str, machine: &str, password: &str, from: &str) -> String {
+        let body = json!({"machine_id": machine, "password": password, "scenarios": ["crowdsecurity/ssh-bf"]});
+        let a = self.send(
+            "POST",
+            &format!("/{v}/watchers/login"),
+            &[("X-Forwarded-For", from)],
+            Some(body.to_string().into_bytes()),
+        );
+        assert_eq!(a.status, 200, "login {machine}: {}", a.body);
+        let j = a.json();
+        assert!(chrono::DateTime::parse_from_rfc3339(j["expire"].as_str().unwrap()).is_ok(), "RFC 3339 expire: {j}");
+        j["token"].as_str().unwrap().to_owned()
+    }
+
+    fn signal(&self, v: &str, token: &str, items: &Value, gzip: bool) -> Answer {
+        let auth = format!("Bearer {token}");
+        let raw = items.to_string().into_bytes();
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(&raw).unwrap();
+            let body = enc.finish().unwrap();
+            self.send(
+                "POST",
+                &format!("/{v}/signals"),
+                &[("Authorization", &auth), ("Content-Encoding", "gzip")],
+                Some(body),
+            )
+        } else {
+            self.send("POST", &format!("/{v}/signals"), &[("Authorization", &auth)], Some(raw))
+        }
+    }
+
+    fn pull(&self, v: &str, token: &str, startup: bool) -> Value {
+        let auth = format!("Bearer {token}");
+        let q = if startup { "?startup=true" } else { "" };
+        let a = self.send("GET", &format!("/{v}/decisions/stream{q}"), &[("Authorization", &auth)], None);
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    }
+}
+
+fn ssh_bf(ip: &str) -> Value {
+    let now = chrono::Utc::now().to_rfc3339();
+    json!({"scenario": "crowdsecurity/ssh-bf", "scenario_hash": "abc", "scenario_version": "0.1", "scenario_trust": "certified",
+           "message": "ssh-bf", "source": {"scope": "Ip", "value": ip, "ip": ip}, "start_at": now, "stop_at": now,
+           "created_at": now, "machine_id": "local-agent-name"})
+}
+
+/// Values of a `/v2` list.
+fn v2_values(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list.as_array().unwrap().iter().map(|d| d["value"].as_str().unwrap().to_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn registration_and_logins_follow_capi_and_tokens_carry_no_organisation() {
+    let hub = Hub::start();
+    let key = hub.crowd(&["-o", "json", "orgs", "add", "acme"]);
+    let key: Value = serde_json::from_str(&key).unwrap();
+    let key = key["enroll_key"].as_str().unwrap();
+    let reg = |id: &str, k: &str| {
+        let body = json!({"machine_id": id, "password": "a-long-password", "registration_token": k});
+        hub.send("POST", "/v3/watchers", &[], Some(body.to_string().into_bytes()))
+    };
+    assert_eq!(reg("m1", key).status, 201);
+    assert_eq!(reg("m1", key).status, 409, "a taken id");
+    assert_eq!(reg("m2", "not-a-key").status, 403, "an unknown enrollment key");
+    assert_eq!(reg("m3", "").status, 403, "registration is closed without a key");
+    let a = hub.send(
+        "POST",
+        "/v2/watchers/login",
+        &[],
+        Some(br#"{"machine_id":"m1","password":"wrong","scenarios":[]}"#.to_vec()),
+    );
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["message"], "The machine_id or password is incorrect");
+    let a = hub.send("POST", "/v2/watchers/login", &[], Some(b"{not json".to_vec()));
+    assert_eq!(a.status, 400);
+    let token = hub.login("v2", "m1", "a-long-password", "198.51.100.10");
+    let claims = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "m1");
+    assert!(claims["exp"].is_u64(), "numeric exp: {claims}");
+    assert!(claims.get("organization_id").is_none(), "no organization_id (CrowdSec would start PAPI): {claims}");
+    // Forged and missing tokens.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    for auth in [format!("Bearer {forged}"), "Bearer ".to_owned(), String::new()] {
+        let a = hub.send("GET", "/v3/decisions/stream", &[("Authorization", &auth)], None);
+        assert_eq!(a.status, 401, "{auth:?}: {}", a.body);
+    }
+    // Metrics with and without the trailing slash, usage metrics, enrollment.
+    let auth = format!("Bearer {token}");
+    for p in ["/v2/metrics", "/v2/metrics/", "/v3/metrics/", "/v3/usage-metrics"] {
+        let a = hub.send(
+            "POST",
+            p,
+            &[("Authorization", &auth)],
+            Some(br#"{"apil_version":"v1.4.6","machines":[],"bouncers":[]}"#.to_vec()),
+        );
+        assert!((200..300).contains(&a.status), "{p}: {} {}", a.status, a.body);
+    }
+    let enroll = |k: &str| {
+        hub.send(
+            "POST",
+            "/v3/watchers/enroll",
+            &[("Authorization", &auth)],
+            Some(json!({"attachment_key": k, "name": "x", "tags": [], "overwrite": false}).to_string().into_bytes()),
+        )
+    };
+    assert_eq!(enroll("nope").status, 403);
+    assert_eq!(enroll(key).status, 200, "already in that organisation");
+    let other: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "other"])).unwrap();
+    assert_eq!(enroll(other["enroll_key"].as_str().unwrap()).status, 201);
+    let machines: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "machines", "list"])).unwrap();
+    assert_eq!(machines[0]["org"], "other");
+    assert_eq!(machines[0]["egress_prefix"], "198.51.100.0/24", "only the prefix is kept");
+    assert_eq!(machines[0]["asn"], 64500);
+}
+
+#[test]
+fn a_quorum_of_diverse_organisations_lists_an_attacker_and_nothing_less_does() {
+    let hub = Hub::start();
+    // Three honest organisations behind distinct /24s in two known ASNs, a Sybil organisation
+    // of three machines behind one /24, and a framer.
+    let members = [
+        ("a1", "orgA", "198.51.100.10"),
+        ("b1", "orgB", "203.0.113.20"),
+        ("c1", "orgC", "192.0.2.30"),
+        ("s1", "sybil", "192.0.2.91"),
+        ("s2", "sybil", "192.0.2.92"),
+        ("s3", "sybil", "192.0.2.93"),
+        ("f1", "framer", "203.0.113.140"),
+    ];
+    let mut tokens = std::collections::HashMap::new();
+    for (id, org, from) in members {
+        hub.crowd(&["machines", "add", id, "--org", org, "--password", "pw-123456"]);
+        tokens.insert(id, hub.login(if id.ends_with('1') { "v2" } else { "v3" }, id, "pw-123456", from));
+    }
+    hub.pull("v2", &tokens["s1"], true);
+    // The Sybils frame a victim: one organisation, never listed. The framer reports the
+    // operator's never-list and a member's own address: canaries.
+    for s in ["s1", "s2", "s3"] {
+        assert_eq!(hub.signal("v3", &tokens[s], &json!([ssh_bf("198.51.100.77")]), false).status, 200);
+    }
+    hub.signal("v2", &tokens["f1"], &json!([ssh_bf("192.0.2.250"), ssh_bf("198.51.100.10")]), false);
+    // Two honest organisations: below quorum. One bad item in a batch is skipped, not the batch.
+    let bad =
+        json!({"scenario": "x", "source": {"scope": "Ip", "value": "999.1.1.1"}, "stop_at": "2026-01-01T00:00:00Z"});
+    let user =
+        json!({"scenario": "x", "source": {"scope": "username", "value": "root"}, "stop_at": "2026-01-01T00:00:00Z"});
+    let a = hub.signal("v2", &tokens["a1"], &json!([ssh_bf("203.0.113.66"), bad, user, ssh_bf("10.0.0.1")]), true);
+    assert_eq!((a.status, a.json()), (200, json!({"message": "OK"})));
+    hub.signal("v2", &tokens["b1"], &json!([ssh_bf("203.0.113.66")]), false);
+    std::thread::sleep(Duration::from_millis(600));
+    let full = hub.pull("v2", &tokens["a1"], true);
+    let capi: Vec<&Value> = full["new"].as_array().unwrap().iter().filter(|d| d["origin"] == "CAPI").collect();
+    assert!(capi.is_empty(), "two organisations and a Sybil flood list nothing: {full}");
+    assert_eq!(full["new"][0]["origin"], "lists", "orgA's own report is in its own list: {full}");
+    let explain: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "explain", "203.0.113.66"])).unwrap();
+    assert_eq!((explain["listed"].as_bool(), explain["organisations"].as_u64()), (Some(false), Some(2)), "{explain}");
+    // The third organisation: listed in the next delta of every member, v2 and v3.
+    let t = Instant::now();
+    hub.signal("v2", &tokens["c1"], &json!([ssh_bf("203.0.113.66")]), false);
+    let capi = |d: &Value| -> Value {
+        let keep = |k: &str| -> Vec<Value> {
+            d[k].as_array().unwrap().iter().filter(|x| x["origin"] == "CAPI").cloned().collect()
+        };
+        json!({"new": keep("new"), "deleted": keep("deleted")})
+    };
+    let delta = loop {
+        let d = capi(&hub.pull("v2", &tokens["s1"], false));
+        if !d["new"].as_array().unwrap().is_empty() || t.elapsed() > Duration::from_secs(5) {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = t.elapsed();
+    eprintln!("K-th organisation's signal to the member's delta: {} ms", took.as_millis());
+    assert_eq!(v2_values(&delta["new"]), ["203.0.113.66"], "{delta}");
+    assert_eq!(delta["new"][0]["origin"], "CAPI");
+    assert_eq!(delta["new"][0]["scope"], "Ip");
+    assert_eq!(delta["new"][0]["type"], "ban");
+    assert!(delta["new"][0]["duration"].as_str().unwrap().ends_with('s'), "a Go duration: {delta}");
+    assert!(took < Duration::from_secs(2), "listed within a delta: {took:?}");
+    let v3 = hub.pull("v3", &tokens["b1"], true);
+    assert_eq!(v3["new"][0]["scenario"], "crowdsecurity/ssh-bf", "{v3}");
+    assert_eq!(v3["new"][0]["scope"], "Ip");
+    assert_eq!(v3["new"][0]["decisions"][0]["value"], "203.0.113.66");
+    // Never listed: the canaries, the bogon, the Sybils' victim.
+    let all = hub.crowd(&["-o", "json", "list"]);
+    for never in ["198.51.100.10", "192.0.2.250", "10.0.0.1", "198.51.100.77"] {
+        assert!(!all.contains(never), "{never} listed: {all}");
+    }
+    // The operator's allowlist withdraws it at the next delta.
+    hub.crowd(&["allow", "add", "203.0.113.0/24", "--reason", "our partner"]);
+    let t = Instant::now();
+    let delta = loop {
+        let d = capi(&hub.pull("v2", &tokens["s1"], false));
+        if !d["deleted"].as_array().unwrap().is_empty() || t.elapsed() > Duration::from_secs(10) {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v2_values(&delta["deleted"]), ["203.0.113.66"], "{delta}");
+    let metrics = hub.send("GET", "/metrics", &[], None).body;
+    assert!(metrics.contains("crowd_community_signals_total{result=\"skipped\"} 2"), "{metrics}");
+}
+
+#[test]
+fn an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3() {
+    let hub = Hub::start();
+    hub.crowd(&["machines", "add", "web1", "--org", "acme", "--password", "pw-123456"]);
+    hub.crowd(&["machines", "add", "web2", "--org", "acme", "--password", "pw-123456"]);
+    hub.crowd(&["machines", "add", "other", "--org", "zeta", "--password", "pw-123456"]);
+    let t1 = hub.login("v2", "web1", "pw-123456", "198.51.100.10");
+    let t2 = hub.login("v3", "web2", "pw-123456", "203.0.113.20");
+    let t3 = hub.login("v2", "other", "pw-123456", "192.0.2.40");
+    hub.pull("v2", &t1, true);
+    hub.signal("v3", &t2, &json!([ssh_bf("203.0.113.77")]), false);
+    std::thread::sleep(Duration::from_millis(500));
+    let d = hub.pull("v2", &t1, false);
+    assert_eq!(v2_values(&d["new"]), ["203.0.113.77"], "{d}");
+    assert_eq!((d["new"][0]["origin"].as_str(), d["new"][0]["scenario"].as_str()), (Some("lists"), Some("org-acme")));
+    assert_eq!(hub.pull("v2", &t3, true)["new"], json!([]), "not shared outside the organisation below quorum");
+    // v3: the list is a link, fetched without credentials, with If-Modified-Since.
+    let v3 = hub.pull("v3", &t2, true);
+    let link = &v3["links"]["blocklists"][0];
+    assert_eq!(
+        (link["name"].as_str(), link["remediation"].as_str(), link["scope"].as_str()),
+        (Some("org-acme"), Some("ban"), Some("ip"))
+    );
+    let url = link["url"].as_str().unwrap();
+    let path = &url[url.find("/v3/").unwrap()..];
+    let a = hub.send("GET", path, &[], None);
+    assert_eq!((a.status, a.body.as_str()), (200, "203.0.113.77\n"));
+    let modified = a.header("last-modified").unwrap().to_owned();
+    assert_eq!(hub.send("GET", path, &[("If-Modified-Since", &modified)], None).status, 304);
+    let forged = path.replace("token=", "token=0");
+    assert_eq!(hub.send("GET", &forged, &[], None).status, 403);
+}
