@@ -34,7 +34,8 @@ pub fn pg_server() -> String {
     std::env::var("CROWD_TEST_PG").unwrap_or_else(|_| "postgres://crowd:crowd@127.0.0.1:5432".into())
 }
 
-fn pg_admin() -> postgres::Client {
+/// A connection to the test server's `postgres` database (to make and drop test databases).
+pub fn pg_admin() -> postgres::Client {
     let url = format!("{}/postgres", pg_server());
     postgres::Client::connect(&url, postgres::NoTls)
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e} (`cargo xtask setup` starts it)"))

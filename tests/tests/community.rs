@@ -2,7 +2,8 @@
 //! enrollment key, logins and their JWTs, signals (gzip, one bad item skipped), the quorum
 //! over organisations, prefixes and ASNs (members' addresses come through a trusted proxy's
 //! `X-Forwarded-For`, documentation ranges standing in for public addresses), canaries, the
-//! operator allowlist, organisation lists inline (`/v2`) and as links (`/v3`).
+//! operator allowlist, organisation lists inline (`/v2`) and as links (`/v3`). Every case runs
+//! on SQLite and on a PostgreSQL database of its own.
 use std::{
     io::Write,
     net::SocketAddr,
@@ -17,10 +18,45 @@ use serde_json::{Value, json};
 struct Hub {
     addr: SocketAddr,
     state: PathBuf,
+    db: Vec<String>,
+    pg_name: Option<String>,
     _child: Killed,
     _dir: tempfile::TempDir,
     agent: ureq::Agent,
 }
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self._child.0.kill();
+        let _ = self._child.0.wait();
+        if let Some(name) = &self.pg_name {
+            let _ =
+                crowd_tests::lapi::pg_admin().batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// One `#[test]` per store for each case.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        $(mod $case {
+            #[test]
+            fn sqlite() {
+                super::$case(&super::Hub::start(false));
+            }
+            #[test]
+            fn postgres() {
+                super::$case(&super::Hub::start(true));
+            }
+        })*
+    };
+}
+
+on_both_stores!(
+    registration_and_logins_follow_capi_and_tokens_carry_no_organisation,
+    a_quorum_of_diverse_organisations_lists_an_attacker_and_nothing_less_does,
+    an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3,
+);
 
 const CONFIG: &str = "consensus:
   quorum_orgs: 3
@@ -51,12 +87,21 @@ impl Answer {
 }
 
 impl Hub {
-    fn start() -> Hub {
+    fn start(pg: bool) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().to_owned();
+        let pg_name = pg.then(|| crowd_tests::unique("crowd_cm_").to_lowercase());
+        if let Some(name) = &pg_name {
+            crowd_tests::lapi::pg_admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+        }
+        let db: Vec<String> = pg_name
+            .iter()
+            .flat_map(|n| ["--db".to_owned(), format!("{}/{n}", crowd_tests::lapi::pg_server())])
+            .collect();
         std::fs::write(state.join("community.yaml"), CONFIG).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(crowd_bin())
+            .args(&db)
             .args(["community", "--state-dir"])
             .arg(&state)
             .args(["serve", "--listen", &addr.to_string()])
@@ -69,12 +114,17 @@ impl Hub {
             std::thread::sleep(Duration::from_millis(20));
         }
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Hub { addr, state, _child: Killed(child), _dir: dir, agent }
+        Hub { addr, state, db, pg_name, _child: Killed(child), _dir: dir, agent }
     }
 
     fn crowd(&self, args: &[&str]) -> String {
-        let out =
-            Command::new(crowd_bin()).args(["community", "--state-dir"]).arg(&self.state).args(args).output().unwrap();
+        let out = Command::new(crowd_bin())
+            .args(&self.db)
+            .args(["community", "--state-dir"])
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "crowd community {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
@@ -150,9 +200,7 @@ fn v2_values(list: &Value) -> Vec<String> {
     v
 }
 
-#[test]
-fn registration_and_logins_follow_capi_and_tokens_carry_no_organisation() {
-    let hub = Hub::start();
+fn registration_and_logins_follow_capi_and_tokens_carry_no_organisation(hub: &Hub) {
     let key = hub.crowd(&["-o", "json", "orgs", "add", "acme"]);
     let key: Value = serde_json::from_str(&key).unwrap();
     let key = key["enroll_key"].as_str().unwrap();
@@ -218,9 +266,7 @@ fn registration_and_logins_follow_capi_and_tokens_carry_no_organisation() {
     assert_eq!(machines[0]["asn"], 64500);
 }
 
-#[test]
-fn a_quorum_of_diverse_organisations_lists_an_attacker_and_nothing_less_does() {
-    let hub = Hub::start();
+fn a_quorum_of_diverse_organisations_lists_an_attacker_and_nothing_less_does(hub: &Hub) {
     // Three honest organisations behind distinct /24s in two known ASNs, a Sybil organisation
     // of three machines behind one /24, and a framer.
     let members = [
@@ -307,9 +353,7 @@ fn a_quorum_of_diverse_organisations_lists_an_attacker_and_nothing_less_does() {
     assert!(metrics.contains("crowd_community_signals_total{result=\"skipped\"} 2"), "{metrics}");
 }
 
-#[test]
-fn an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3() {
-    let hub = Hub::start();
+fn an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3(hub: &Hub) {
     hub.crowd(&["machines", "add", "web1", "--org", "acme", "--password", "pw-123456"]);
     hub.crowd(&["machines", "add", "web2", "--org", "acme", "--password", "pw-123456"]);
     hub.crowd(&["machines", "add", "other", "--org", "zeta", "--password", "pw-123456"]);

@@ -295,8 +295,12 @@ fn serve(listen: SocketAddr, loc: &Location, cfg: HubConfig) -> Result<()> {
             }
         };
         let l = loc.clone();
-        tokio::task::spawn_blocking(move || crate::rules::open_store(&l).map(drop)).await??;
-        let db = crate::lapi::StorePool::open(loc)?;
+        // Opening a store blocks (PostgreSQL's client runs its own runtime): not on this one.
+        let db = tokio::task::spawn_blocking(move || {
+            drop(crate::rules::open_store(&l)?);
+            Ok::<_, anyhow::Error>(crate::lapi::StorePool::open(&l)?)
+        })
+        .await??;
         let hub = crate::community::server::Hub::new(db, cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
         tracing::info!(%listen, "community server listening");
