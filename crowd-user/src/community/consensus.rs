@@ -363,6 +363,28 @@ pub struct OrgTrust {
     pub suspended: bool,
 }
 
+/// What of an organisation outlives a restart of the server ([`Consensus::org_states`],
+/// [`Consensus::restore_org`]): its trust, warm-up progress and canary record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgState {
+    /// The organisation.
+    pub org: String,
+    /// When its oldest machine registered.
+    pub registered_at: i64,
+    /// `(alpha, beta, as of)`, once it has an accepted report.
+    pub trust: Option<(f64, f64, i64)>,
+    /// Accepted reports (warm-up).
+    pub signals: u32,
+    /// Distinct UTC days with accepted reports (warm-up).
+    pub days: Vec<i64>,
+    /// Zeroed after a canary hit until then.
+    pub zeroed_until: i64,
+    /// Suspended until the operator lifts it.
+    pub suspended: bool,
+    /// Canary hits: when, and which address.
+    pub canary_hits: Vec<(i64, IpAddr)>,
+}
+
 /// The consensus engine; see the module documentation.
 #[derive(Debug)]
 pub struct Consensus {
@@ -670,6 +692,47 @@ impl Consensus {
         let id = self.org_id(org, at);
         if let Some(o) = self.orgs.get_mut(id as usize) {
             o.trust = Some(Trust { alpha: alpha.max(TRUST_FLOOR), beta: beta.max(TRUST_FLOOR), at });
+        }
+    }
+
+    /// Every organisation's persistent state (see [`OrgState`]).
+    pub fn org_states(&self) -> Vec<OrgState> {
+        let mut out: Vec<OrgState> = self
+            .org_ids
+            .iter()
+            .filter_map(|(name, &id)| {
+                let o = self.org(id)?;
+                Some(OrgState {
+                    org: name.clone(),
+                    registered_at: o.registered_at,
+                    trust: o.trust.map(|t| (t.alpha, t.beta, t.at)),
+                    signals: o.signals,
+                    days: o.days.clone(),
+                    zeroed_until: o.zeroed_until,
+                    suspended: o.suspended,
+                    canary_hits: o.canary_hits.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.org.cmp(&b.org));
+        out
+    }
+
+    /// Restores an organisation's persistent state (before replaying recent reports).
+    pub fn restore_org(&mut self, s: &OrgState) {
+        let id = self.org_id(&s.org, s.registered_at);
+        if let Some(o) = self.orgs.get_mut(id as usize) {
+            o.registered_at = o.registered_at.min(s.registered_at);
+            o.trust = s.trust.map(|(alpha, beta, at)| Trust {
+                alpha: alpha.max(TRUST_FLOOR),
+                beta: beta.max(TRUST_FLOOR),
+                at,
+            });
+            o.signals = s.signals;
+            o.days.clone_from(&s.days);
+            o.zeroed_until = s.zeroed_until;
+            o.suspended = s.suspended;
+            o.canary_hits.clone_from(&s.canary_hits);
         }
     }
 
@@ -1428,6 +1491,24 @@ mod tests {
         assert_eq!(c.report(&rep(0, "203.0.113.8", much_later), much_later), Outcome::Counted);
         // Other organisations are unaffected.
         assert_eq!(c.report(&rep(1, "203.0.113.8", much_later), much_later), Outcome::Counted);
+    }
+
+    #[test]
+    fn trust_warm_up_and_suspension_outlive_a_restart() {
+        let mut c = engine(open(), &diverse(2));
+        c.report(&rep(0, "203.0.113.7", T0), T0);
+        c.report(&rep(1, "8.8.8.8", T0), T0);
+        c.report(&rep(1, "1.1.1.1", T0 + DAY), T0 + DAY);
+        let states = c.org_states();
+        let mut fresh = engine(open(), &diverse(2));
+        for s in &states {
+            fresh.restore_org(s);
+        }
+        assert_eq!(fresh.org_states(), states);
+        fresh.tick(T0 + DAY);
+        assert_eq!(fresh.org_trust("o0"), c.org_trust("o0"));
+        assert!(fresh.org_trust("o1").is_some_and(|t| t.suspended), "a suspension survives");
+        assert_eq!(fresh.report(&rep(1, "203.0.113.9", T0 + DAY + 60), T0 + DAY + 60), Outcome::Suspended);
     }
 
     #[test]

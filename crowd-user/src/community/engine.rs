@@ -3,8 +3,10 @@
 //! work); it stores the signals in batches, feeds them to the consensus, publishes each
 //! organisation's own reports to its private list at once (quorum 1 inside an organisation),
 //! and every [`TICK`] applies the consensus' changes to the community list in the store, then
-//! bumps a `watch` so waiting pulls answer. On start it rebuilds the consensus from the
-//! signals still in the window, and publishes only what differs from the stored list.
+//! bumps a `watch` so waiting pulls answer. Every minute it saves each organisation's trust,
+//! warm-up and canary record; every hour it forgets signals past the retention. On start it
+//! restores those records, replays the signals still in the window, and publishes only what
+//! differs from the stored list.
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
@@ -19,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     config::HubConfig,
-    consensus::{Canaries, Consensus, Outcome, Report, Reporter},
+    consensus::{Canaries, Consensus, OrgState, Outcome, Report, Reporter},
 };
 use crate::{
     clock::unix_now,
@@ -32,6 +34,10 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// The stored allowlist is read every this many ticks (an operator's change is in the next
 /// delta within about a second).
 const ALLOW_EVERY: u64 = 5;
+/// Organisations' trust is saved every this many ticks (a minute).
+const SAVE_EVERY: u64 = 300;
+/// Signals past the retention are forgotten every this many ticks (an hour).
+const PRUNE_EVERY: u64 = 18_000;
 /// Signal batches waiting for the engine before new ones are shed (and counted).
 pub const QUEUE: usize = 4096;
 
@@ -110,6 +116,56 @@ pub fn consensus(cfg: &HubConfig, members: &[MemberRow], allow: &[(IpAddr, u8)])
     c
 }
 
+/// An organisation's state as stored (JSON).
+fn state_json(s: &OrgState) -> String {
+    serde_json::json!({
+        "registered_at": s.registered_at,
+        "trust": s.trust.map(|(a, b, at)| [a, b, at as f64]),
+        "signals": s.signals,
+        "days": s.days,
+        "zeroed_until": s.zeroed_until,
+        "suspended": s.suspended,
+        "canary_hits": s.canary_hits.iter().map(|(t, ip)| serde_json::json!([t, ip.to_string()])).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// A stored organisation state; `None` (and a warning) for one that does not read.
+fn state_of(org: &str, json: &str) -> Option<OrgState> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let trust = v["trust"]
+        .as_array()
+        .and_then(|t| Some((t.first()?.as_f64()?, t.get(1)?.as_f64()?, t.get(2)?.as_f64()? as i64)));
+    Some(OrgState {
+        org: org.to_owned(),
+        registered_at: v["registered_at"].as_i64()?,
+        trust,
+        signals: u32::try_from(v["signals"].as_u64()?).ok()?,
+        days: v["days"].as_array()?.iter().filter_map(serde_json::Value::as_i64).collect(),
+        zeroed_until: v["zeroed_until"].as_i64()?,
+        suspended: v["suspended"].as_bool()?,
+        canary_hits: v["canary_hits"]
+            .as_array()?
+            .iter()
+            .filter_map(|h| Some((h.get(0)?.as_i64()?, h.get(1)?.as_str()?.parse().ok()?)))
+            .collect(),
+    })
+}
+
+/// Restores the saved organisation states into `c`.
+///
+/// # Errors
+/// Store errors.
+pub fn restore(c: &mut Consensus, store: &mut crate::store::Store) -> Result<(), StoreError> {
+    for (org, json) in store.org_states()? {
+        match state_of(&org, &json) {
+            Some(s) => c.restore_org(&s),
+            None => tracing::warn!(org, "saved trust state does not read: the organisation starts from the prior"),
+        }
+    }
+    Ok(())
+}
+
 /// Feeds the stored signals received since `since` into `c`, in order, ticking as time passes.
 ///
 /// # Errors
@@ -163,6 +219,26 @@ fn allowlist(st: &mut crate::store::Store) -> Result<HashSet<(IpAddr, u8)>, Stor
 }
 
 impl Engine {
+    /// Saves every organisation's trust, warm-up and canary record, and forgets signals past
+    /// the retention.
+    async fn save(&mut self, prune: bool) {
+        let states: Vec<(String, String)> =
+            self.consensus.org_states().iter().map(|s| (s.org.clone(), state_json(s))).collect();
+        let before = unix_now() - i64::try_from(self.cfg.retention.as_secs()).unwrap_or(i64::MAX);
+        let res = self
+            .db
+            .run(move |st| {
+                st.save_org_states(&states, unix_now())?;
+                if prune { st.prune_signals(before) } else { Ok(0) }
+            })
+            .await;
+        match res {
+            Ok(n) if n > 0 => tracing::info!(signals = n, "signals past the retention forgotten"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "saving organisations' trust"),
+        }
+    }
+
     /// Applies what changed in the stored allowlist.
     async fn reload_allowlist(&mut self) {
         let Ok(now) = self.db.run(allowlist).await else { return };
@@ -263,6 +339,7 @@ pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHand
             let allowed = allowlist(st)?;
             let allow: Vec<(IpAddr, u8)> = allowed.iter().copied().collect();
             let mut c = consensus(&c2, &members, &allow);
+            restore(&mut c, st)?;
             let since = now - 2 * c2.params.window_secs.max(c2.params.keep_secs).max(c2.params.trust_horizon_secs);
             replay(&mut c, st, since)?;
             c.tick(now);
@@ -312,10 +389,34 @@ pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHand
                     if ticks.is_multiple_of(ALLOW_EVERY) {
                         engine.reload_allowlist().await;
                     }
+                    if ticks.is_multiple_of(SAVE_EVERY) {
+                        engine.save(ticks.is_multiple_of(PRUNE_EVERY)).await;
+                    }
                     engine.tick().await;
                 }
             }
         }
     });
     Ok(EngineHandle { tx, published: published_rx, counters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organisation_states_round_trip_through_their_json() {
+        let s = OrgState {
+            org: "acme".into(),
+            registered_at: 1_700_000_000,
+            trust: Some((3.5, 1.25, 1_700_100_000)),
+            signals: 12,
+            days: vec![19_700, 19_701],
+            zeroed_until: i64::MIN,
+            suspended: true,
+            canary_hits: vec![(1_700_050_000, "8.8.8.8".parse().unwrap())],
+        };
+        assert_eq!(state_of("acme", &state_json(&s)), Some(s));
+        assert_eq!(state_of("acme", "{\"trust\": 3}"), None, "a state that does not read is refused whole");
+    }
 }

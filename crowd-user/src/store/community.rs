@@ -398,6 +398,31 @@ impl Store {
         )
     }
 
+    /// Saves the consensus' per-organisation state (JSON by organisation) in one transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn save_org_states(&mut self, states: &[(String, String)], now: i64) -> Result<()> {
+        self.conn.tx(|c| {
+            for (org, state) in states {
+                c.exec(
+                    "INSERT INTO cm_org_state (org, state, saved_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(org) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
+                    &[org.as_str().into(), state.as_str().into(), now.into()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The saved per-organisation states: (organisation, JSON).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn org_states(&mut self) -> Result<Vec<(String, String)>> {
+        self.conn.all("SELECT org, state FROM cm_org_state ORDER BY org", &[], |r| Ok((r.text(0)?, r.text(1)?)))
+    }
+
     /// Adds to the operator's allowlist; false if it was there.
     ///
     /// # Errors

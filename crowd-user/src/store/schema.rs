@@ -143,6 +143,11 @@ pub const MIGRATIONS: [&str; 5] = [
         reason TEXT NOT NULL DEFAULT '',
         created_at INTEGER NOT NULL
     );
+    CREATE TABLE cm_org_state (
+        org TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        saved_at INTEGER NOT NULL
+    );
     ",
 ];
 
