@@ -88,8 +88,6 @@ impl Answer {
 
 impl Hub {
     fn start(pg: bool) -> Hub {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().to_owned();
         let pg_name = pg.then(|| crowd_tests::unique("crowd_cm_").to_lowercase());
         if let Some(name) = &pg_name {
             crowd_tests::lapi::pg_admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
@@ -98,6 +96,26 @@ impl Hub {
             .iter()
             .flat_map(|n| ["--db".to_owned(), format!("{}/{n}", crowd_tests::lapi::pg_server())])
             .collect();
+        let mut hub = Hub::launch(db);
+        hub.pg_name = pg_name;
+        hub
+    }
+
+    /// Stops the server process (its database stays).
+    fn stop(&mut self) {
+        let _ = self._child.0.kill();
+        let _ = self._child.0.wait();
+    }
+
+    /// Another server process on this one's PostgreSQL database.
+    fn replica(&self) -> Hub {
+        assert!(self.pg_name.is_some(), "replicas share a PostgreSQL database");
+        Hub::launch(self.db.clone())
+    }
+
+    fn launch(db: Vec<String>) -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_owned();
         std::fs::write(state.join("community.yaml"), CONFIG).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(crowd_bin())
@@ -114,7 +132,7 @@ impl Hub {
             std::thread::sleep(Duration::from_millis(20));
         }
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Hub { addr, state, db, pg_name, _child: Killed(child), _dir: dir, agent }
+        Hub { addr, state, db, pg_name: None, _child: Killed(child), _dir: dir, agent }
     }
 
     fn crowd(&self, args: &[&str]) -> String {
@@ -382,4 +400,46 @@ fn an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3(h
     assert_eq!(hub.send("GET", path, &[("If-Modified-Since", &modified)], None).status, 304);
     let forged = path.replace("token=", "token=0");
     assert_eq!(hub.send("GET", &forged, &[], None).status, 403);
+}
+
+/// Two server processes on one PostgreSQL database are replicas: a member may log in to either
+/// and use its token on the other, signals sent to either count together, both serve the same
+/// list, and when the publishing one (the leader) stops, the other takes over.
+#[test]
+fn two_servers_on_one_postgresql_are_replicas() {
+    let mut first = Hub::start(true);
+    let second = first.replica();
+    std::thread::sleep(Duration::from_millis(1500));
+    for (id, org) in [("a1", "orgA"), ("b1", "orgB"), ("c1", "orgC")] {
+        first.crowd(&["machines", "add", id, "--org", org, "--password", "pw-123456"]);
+    }
+    let ta = first.login("v2", "a1", "pw-123456", "198.51.100.10");
+    let tb = second.login("v2", "b1", "pw-123456", "203.0.113.20");
+    let tc = first.login("v3", "c1", "pw-123456", "192.0.2.30");
+    second.pull("v2", &ta, true);
+    first.pull("v2", &tb, true);
+    let listed = |hub: &Hub, token: &str, ip: &str| {
+        let t = Instant::now();
+        loop {
+            let d = hub.pull("v2", token, false);
+            let hit = d["new"].as_array().unwrap().iter().any(|x| x["origin"] == "CAPI" && x["value"] == ip);
+            if hit {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{ip} not listed on {}: {d}", hub.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    first.signal("v2", &ta, &json!([ssh_bf("203.0.113.66")]), false);
+    second.signal("v2", &tb, &json!([ssh_bf("203.0.113.66")]), false);
+    second.signal("v3", &tc, &json!([ssh_bf("203.0.113.66")]), false);
+    listed(&second, &ta, "203.0.113.66");
+    listed(&first, &tb, "203.0.113.66");
+    // The first server (the leader: it started first) stops; the second publishes.
+    first.stop();
+    for t in [&ta, &tb, &tc] {
+        second.signal("v2", t, &json!([ssh_bf("203.0.113.67")]), false);
+    }
+    let took = listed(&second, &ta, "203.0.113.67");
+    eprintln!("listed by the remaining replica {} ms after the leader stopped", took.as_millis());
 }

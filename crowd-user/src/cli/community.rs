@@ -301,7 +301,7 @@ fn serve(listen: SocketAddr, loc: &Location, cfg: HubConfig) -> Result<()> {
             Ok::<_, anyhow::Error>(crate::lapi::StorePool::open(&l)?)
         })
         .await??;
-        let hub = crate::community::server::Hub::new(db, cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let hub = crate::community::server::Hub::new(db, loc.clone(), cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
         tracing::info!(%listen, "community server listening");
         println!("crowd: community server on http://{listen}/ (v2 and v3)");

@@ -12,7 +12,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -166,13 +166,15 @@ pub fn restore(c: &mut Consensus, store: &mut crate::store::Store) -> Result<(),
     Ok(())
 }
 
-/// Feeds the stored signals received since `since` into `c`, in order, ticking as time passes.
+/// Feeds the stored signals received since `since` into `c`, in order, ticking as time passes;
+/// returns the last batch number read.
 ///
 /// # Errors
 /// Store errors.
-pub fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) -> Result<(), StoreError> {
-    let mut last_tick = since;
-    store.each_signal(since, |s, received| {
+pub fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) -> Result<i64, StoreError> {
+    let (mut last_tick, mut cursor) = (since, 0);
+    store.each_signal(since, |s, received, seq| {
+        cursor = seq;
         if s.scope == "Ip"
             && let Some(ip) = super::wire::ip_value(&s.value)
         {
@@ -183,7 +185,8 @@ pub fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) ->
             last_tick = received;
         }
         Ok(())
-    })
+    })?;
+    Ok(cursor)
 }
 
 fn publish_of(e: &super::consensus::Entry) -> Publish {
@@ -204,6 +207,37 @@ struct Engine {
     /// The operator's allowlist as last read from the store (`crowd community allow` writes
     /// it from another process).
     allowed: HashSet<(IpAddr, u8)>,
+    /// The last signal batch fed to the consensus.
+    cursor: i64,
+    /// Whether this process publishes (see [`lead`]).
+    leader: Arc<AtomicBool>,
+    /// Whether it did at the last tick.
+    was_leader: bool,
+}
+
+/// Keeps trying to lead the servers sharing the store, once a second, on a connection of its
+/// own (PostgreSQL's advisory lock lives as long as that connection); ends with the flag's
+/// last other holder.
+fn lead(loc: crate::store::Location, leader: Arc<AtomicBool>) {
+    let mut conn: Option<crate::store::Store> = None;
+    while Arc::strong_count(&leader) > 1 {
+        if conn.is_none() {
+            conn = crate::store::Store::open_at(&loc).ok();
+        }
+        let ok = match conn.as_mut().map(crate::store::Store::try_lead) {
+            Some(Ok(ok)) => ok,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "community leader lock");
+                conn = None;
+                false
+            }
+            None => false,
+        };
+        if ok != leader.swap(ok, Ordering::Relaxed) {
+            tracing::info!(leader = ok, "community server leadership");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// The operator's allowlist in the store, as prefixes.
@@ -251,20 +285,56 @@ impl Engine {
         self.allowed = now;
     }
 
-    async fn signals(&mut self, batch: Vec<NewSignal>) {
+    /// Stores a batch of signals from this process's routes, then reads what is new.
+    async fn store(&mut self, batch: Vec<NewSignal>) {
         let now = unix_now();
-        let mut org_lists: HashMap<String, Vec<Publish>> = HashMap::new();
+        if let Err(e) = self.db.run(move |st| st.add_signals(&batch, now)).await {
+            tracing::error!(error = %e, "storing signals");
+        }
+        self.tail().await;
+    }
+
+    /// Feeds the consensus the stored signals it has not seen (any server's), in batch order;
+    /// the leader publishes each to its reporter's organisation list at once.
+    async fn tail(&mut self) {
+        let after = self.cursor;
+        let rows = match self.db.run(move |st| st.signals_after(after, 20_000)).await {
+            Ok(r) => r,
+            Err(e) => return tracing::error!(error = %e, "reading signals"),
+        };
+        if rows.is_empty() {
+            return;
+        }
+        // Members another server logged in: known from the store.
+        let unknown: HashSet<String> =
+            rows.iter().map(|(_, s, _)| s.machine_id.clone()).filter(|m| !self.org_of.contains_key(m)).collect();
+        if !unknown.is_empty() {
+            let ids: Vec<String> = unknown.into_iter().collect();
+            if let Ok(members) =
+                self.db.run(move |st| ids.iter().map(|id| st.member(id)).collect::<Result<Vec<_>, _>>()).await
+            {
+                for m in members.into_iter().flatten() {
+                    self.org_of.insert(m.machine_id.clone(), m.org.clone());
+                    if let Some(r) = reporter_of(&m) {
+                        self.consensus.add_reporter(r);
+                    }
+                }
+            }
+        }
+        let now = unix_now();
+        let leader = self.leader.load(Ordering::Relaxed);
         let until = now + i64::try_from(self.cfg.org_list_duration.as_secs()).unwrap_or(86400);
-        for s in &batch {
+        let mut org_lists: HashMap<String, Vec<Publish>> = HashMap::new();
+        for (seq, s, _) in &rows {
+            self.cursor = self.cursor.max(*seq);
             let Some(ip) = (s.scope == "Ip").then(|| super::wire::ip_value(&s.value)).flatten() else { continue };
             let r = Report { machine: s.machine_id.clone(), ip, scenario: s.scenario.clone(), at: s.at };
-            let outcome = self.consensus.report(&r, now);
             let c = &self.counters;
-            match outcome {
+            match self.consensus.report(&r, now) {
                 Outcome::Counted | Outcome::Duplicate => {
                     c.counted.fetch_add(1, Ordering::Relaxed);
                     // Inside an organisation one report is enough.
-                    if let Some(org) = self.org_of.get(&s.machine_id) {
+                    if leader && let Some(org) = self.org_of.get(&s.machine_id) {
                         org_lists.entry(org.clone()).or_default().push(Publish {
                             scope: "Ip".into(),
                             value: ip.to_string(),
@@ -282,10 +352,12 @@ impl Engine {
                 }
             }
         }
-        let db = self.db.clone();
-        let res = db
+        if org_lists.is_empty() {
+            return;
+        }
+        let res = self
+            .db
             .run(move |st| {
-                st.add_signals(&batch, now)?;
                 let mut seq = 0;
                 for (org, entries) in org_lists {
                     seq = seq.max(st.apply_list(&org, &entries, &[], now)?);
@@ -294,22 +366,51 @@ impl Engine {
             })
             .await;
         match res {
-            Ok(seq) if seq > 0 => {
-                self.published.send_if_modified(|p| {
-                    let moved = seq > *p;
-                    *p = (*p).max(seq);
-                    moved
-                });
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "storing signals"),
+            Ok(seq) => self.announce(seq),
+            Err(e) => tracing::error!(error = %e, "publishing organisation lists"),
+        }
+    }
+
+    /// Wakes the pulls waiting for a change past `seq`.
+    fn announce(&self, seq: i64) {
+        self.published.send_if_modified(|p| {
+            let moved = seq > *p;
+            *p = (*p).max(seq);
+            moved
+        });
+    }
+
+    /// Makes the stored community list what the consensus lists (at start, and when this
+    /// process becomes the leader).
+    async fn reconcile(&mut self) {
+        let current: Vec<Publish> = self.consensus.listed().map(publish_of).collect();
+        let res = self
+            .db
+            .run(move |st| {
+                let now = unix_now();
+                let stored: HashSet<String> = st.list_entries("", now)?.into_iter().map(|e| e.value).collect();
+                let keep: HashSet<&str> = current.iter().map(|p| p.value.as_str()).collect();
+                let withdrawn: Vec<String> = stored.iter().filter(|v| !keep.contains(v.as_str())).cloned().collect();
+                let fresh: Vec<Publish> = current.iter().filter(|p| !stored.contains(&p.value)).cloned().collect();
+                st.apply_list("", &fresh, &withdrawn, now)
+            })
+            .await;
+        match res {
+            Ok(seq) => self.announce(seq),
+            Err(e) => tracing::error!(error = %e, "reconciling the community list"),
         }
     }
 
     async fn tick(&mut self) {
+        self.tail().await;
+        let leader = self.leader.load(Ordering::Relaxed);
+        if leader && !self.was_leader {
+            self.reconcile().await;
+        }
+        self.was_leader = leader;
         let now = unix_now();
         let changes = self.consensus.tick(now);
-        if changes.is_empty() {
+        if changes.is_empty() || !leader {
             return;
         }
         let listed: Vec<Publish> = changes.listed.iter().map(publish_of).collect();
@@ -317,23 +418,26 @@ impl Engine {
         self.counters.published.fetch_add(listed.len() as u64, Ordering::Relaxed);
         self.counters.withdrawn.fetch_add(withdrawn.len() as u64, Ordering::Relaxed);
         match self.db.run(move |st| st.apply_list("", &listed, &withdrawn, now)).await {
-            Ok(seq) => {
-                self.published.send_replace(seq);
-            }
+            Ok(seq) => self.announce(seq),
             Err(e) => tracing::error!(error = %e, "publishing the community list"),
         }
     }
 }
 
-/// Starts the engine over `db`: rebuilds the consensus from the stored signals, reconciles the
-/// stored community list with it, and runs until every handle is gone.
+/// Starts the engine over `db` (at `loc`): rebuilds the consensus from the saved trust and the
+/// stored signals, starts contending for leadership (the leader reconciles the stored list with
+/// its consensus, then publishes), and runs until every handle is gone.
 ///
 /// # Errors
 /// Store errors while rebuilding.
-pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHandle, crate::lapi::ApiError> {
+pub async fn start(
+    db: Arc<StorePool>,
+    loc: crate::store::Location,
+    cfg: Arc<HubConfig>,
+) -> Result<EngineHandle, crate::lapi::ApiError> {
     let now = unix_now();
     let c2 = cfg.clone();
-    let (consensus, org_of, seq, allowed) = db
+    let (consensus, org_of, seq, allowed, cursor) = db
         .run(move |st| {
             let members = st.members()?;
             let allowed = allowlist(st)?;
@@ -341,23 +445,35 @@ pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHand
             let mut c = consensus(&c2, &members, &allow);
             restore(&mut c, st)?;
             let since = now - 2 * c2.params.window_secs.max(c2.params.keep_secs).max(c2.params.trust_horizon_secs);
-            replay(&mut c, st, since)?;
+            // Everything up to `top` is replayed (in the window) or too old to count.
+            let top = st.signal_seq()?;
+            let cursor = replay(&mut c, st, since)?.max(top);
             c.tick(now);
-            // Publish only the difference with what is stored.
-            let stored: HashSet<String> = st.list_entries("", now)?.into_iter().map(|e| e.value).collect();
-            let current: Vec<Publish> = c.listed().map(publish_of).collect();
-            let keep: HashSet<&str> = current.iter().map(|p| p.value.as_str()).collect();
-            let withdrawn: Vec<String> = stored.iter().filter(|v| !keep.contains(v.as_str())).cloned().collect();
-            let fresh: Vec<Publish> = current.iter().filter(|p| !stored.contains(&p.value)).cloned().collect();
-            let seq = st.apply_list("", &fresh, &withdrawn, now)?;
             let org_of = members.into_iter().map(|m| (m.machine_id, m.org)).collect();
-            Ok((c, org_of, seq, allowed))
+            Ok((c, org_of, st.list_seq()?, allowed, cursor))
         })
         .await?;
+    let leader = Arc::new(AtomicBool::new(false));
+    let l2 = leader.clone();
+    std::thread::Builder::new()
+        .name("community-leader".into())
+        .spawn(move || lead(loc, l2))
+        .map_err(|e| crate::lapi::ApiError::Internal(e.to_string()))?;
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let (published, published_rx) = watch::channel(seq);
     let counters = Arc::new(Counters::default());
-    let mut engine = Engine { db, cfg, consensus, org_of, counters: counters.clone(), published, allowed };
+    let mut engine = Engine {
+        db,
+        cfg,
+        consensus,
+        org_of,
+        counters: counters.clone(),
+        published,
+        allowed,
+        cursor,
+        leader,
+        was_leader: false,
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -366,7 +482,7 @@ pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHand
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
-                    Some(Msg::Signals(batch)) => engine.signals(batch).await,
+                    Some(Msg::Signals(batch)) => engine.store(batch).await,
                     Some(Msg::Member(r)) => {
                         engine.org_of.insert(r.machine.clone(), r.org.clone());
                         engine.consensus.add_reporter(r);
@@ -389,7 +505,7 @@ pub async fn start(db: Arc<StorePool>, cfg: Arc<HubConfig>) -> Result<EngineHand
                     if ticks.is_multiple_of(ALLOW_EVERY) {
                         engine.reload_allowlist().await;
                     }
-                    if ticks.is_multiple_of(SAVE_EVERY) {
+                    if ticks.is_multiple_of(SAVE_EVERY) && engine.was_leader {
                         engine.save(ticks.is_multiple_of(PRUNE_EVERY)).await;
                     }
                     engine.tick().await;

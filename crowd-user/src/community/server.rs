@@ -63,7 +63,7 @@ impl Hub {
     ///
     /// # Errors
     /// Store errors, an unreadable ASN database.
-    pub async fn new(db: Arc<StorePool>, cfg: HubConfig) -> Result<Arc<Hub>, ApiError> {
+    pub async fn new(db: Arc<StorePool>, loc: crate::store::Location, cfg: HubConfig) -> Result<Arc<Hub>, ApiError> {
         let cfg = Arc::new(cfg);
         let key = db.run(|s| s.secret("community-jwt", auth::random_token)).await?.into_bytes();
         let asn_db = match &cfg.asn_db {
@@ -73,7 +73,7 @@ impl Hub {
             ),
             None => None,
         };
-        let engine = super::engine::start(db.clone(), cfg.clone()).await?;
+        let engine = super::engine::start(db.clone(), loc, cfg.clone()).await?;
         Ok(Arc::new(Hub { db, cfg, key, engine, asn_db }))
     }
 

@@ -124,6 +124,20 @@ fn entry(r: &super::backend::Row<'_>) -> Result<EntryRow> {
     })
 }
 
+/// The advisory lock key of the community servers' leader ("crowdcm" in ASCII).
+const LEADER_LOCK: i64 = 0x0063_726f_7764_636d;
+
+fn signal_row(r: &super::backend::Row<'_>) -> Result<NewSignal> {
+    Ok(NewSignal {
+        machine_id: r.text(0)?,
+        scope: r.text(1)?,
+        value: r.text(2)?,
+        scenario: r.text(3)?,
+        at: r.int(4)?,
+        context: None,
+    })
+}
+
 fn next_seq(c: &mut Conn) -> Result<i64> {
     Ok(c.one("UPDATE cm_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0))
 }
@@ -245,16 +259,19 @@ impl Store {
         Ok(())
     }
 
-    /// Records a batch of signals in one transaction, stamped `now`.
+    /// Records a batch of signals in one transaction, stamped `now`, under the next batch
+    /// number (commit-ordered, as `change_seq` orders decisions: a reader that has seen batch N
+    /// has seen every batch before it, whichever server process wrote them). Returns it.
     ///
     /// # Errors
     /// Database errors (nothing of the batch is kept then).
-    pub fn add_signals(&mut self, signals: &[NewSignal], now: i64) -> Result<()> {
+    pub fn add_signals(&mut self, signals: &[NewSignal], now: i64) -> Result<i64> {
         self.conn.tx(|c| {
+            let seq = c.one("UPDATE cm_signal_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0);
             for s in signals {
                 c.exec(
-                    "INSERT INTO cm_signals (machine_id, scope, value, scenario, at, received_at, context)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO cm_signals (machine_id, scope, value, scenario, at, received_at, context, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     &[
                         s.machine_id.as_str().into(),
                         s.scope.as_str().into(),
@@ -263,34 +280,64 @@ impl Store {
                         s.at.into(),
                         now.into(),
                         s.context.clone().map_or(super::backend::Val::Null, Into::into),
+                        seq.into(),
                     ],
                 )?;
             }
-            Ok(())
+            Ok(seq)
         })
     }
 
-    /// Calls `f` on every signal received at or after `since`, oldest first (the server's
-    /// engine rebuilds its state from them when it starts).
+    /// Calls `f` on every signal received at or after `since`, in batch order, with the time
+    /// it was received and its batch number (the server's engine rebuilds its state from them).
     ///
     /// # Errors
     /// Database errors, or `f`'s.
-    pub fn each_signal(&mut self, since: i64, mut f: impl FnMut(NewSignal, i64) -> Result<()>) -> Result<()> {
+    pub fn each_signal(&mut self, since: i64, mut f: impl FnMut(NewSignal, i64, i64) -> Result<()>) -> Result<()> {
         self.conn.each(
-            "SELECT machine_id, scope, value, scenario, at, received_at FROM cm_signals WHERE received_at >= ?1 ORDER BY id",
+            "SELECT machine_id, scope, value, scenario, at, received_at, seq FROM cm_signals
+             WHERE received_at >= ?1 ORDER BY seq, id",
             &[since.into()],
-            |r| {
-                let s = NewSignal {
-                    machine_id: r.text(0)?,
-                    scope: r.text(1)?,
-                    value: r.text(2)?,
-                    scenario: r.text(3)?,
-                    at: r.int(4)?,
-                    context: None,
-                };
-                f(s, r.int(5)?)
-            },
+            |r| f(signal_row(r)?, r.int(5)?, r.int(6)?),
         )
+    }
+
+    /// Up to `limit` signals of batches after `after`, in order: (batch, signal, received).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn signals_after(&mut self, after: i64, limit: i64) -> Result<Vec<(i64, NewSignal, i64)>> {
+        self.conn.all(
+            "SELECT machine_id, scope, value, scenario, at, received_at, seq FROM cm_signals
+             WHERE seq > ?1 ORDER BY seq, id LIMIT ?2",
+            &[after.into(), limit.into()],
+            |r| Ok((r.int(6)?, signal_row(r)?, r.int(5)?)),
+        )
+    }
+
+    /// The last signal batch number.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn signal_seq(&mut self) -> Result<i64> {
+        Ok(self.conn.one("SELECT n FROM cm_signal_seq", &[], |r| r.int(0))?.unwrap_or(0))
+    }
+
+    /// Whether this connection leads the community servers sharing the store: PostgreSQL's
+    /// session advisory lock (held until the connection ends); always on SQLite (one server).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn try_lead(&mut self) -> Result<bool> {
+        if !self.conn.pg() {
+            return Ok(true);
+        }
+        let got = self.conn.one(
+            "SELECT CASE WHEN pg_try_advisory_lock(?1) THEN 1::BIGINT ELSE 0::BIGINT END",
+            &[LEADER_LOCK.into()],
+            |r| r.int(0),
+        )?;
+        Ok(got == Some(1))
     }
 
     /// Forgets signals received before `before` (retention); the number forgotten.

@@ -120,9 +120,13 @@ pub const MIGRATIONS: [&str; 5] = [
         scenario TEXT NOT NULL,
         at INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
-        context TEXT
+        context TEXT,
+        seq INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX cm_signals_received ON cm_signals(received_at);
+    CREATE INDEX cm_signals_seq ON cm_signals(seq);
+    CREATE TABLE cm_signal_seq (n INTEGER NOT NULL);
+    INSERT INTO cm_signal_seq (n) VALUES (0);
     CREATE TABLE cm_entries (
         id INTEGER PRIMARY KEY,
         list TEXT NOT NULL,
