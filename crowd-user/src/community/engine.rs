@@ -38,6 +38,8 @@ const ALLOW_EVERY: u64 = 5;
 const SAVE_EVERY: u64 = 300;
 /// Signals past the retention are forgotten every this many ticks (an hour).
 const PRUNE_EVERY: u64 = 18_000;
+/// Signals stored in one transaction at most (queued batches are drained together).
+const DRAIN: usize = 10_000;
 /// Signal batches waiting for the engine before new ones are shed (and counted).
 pub const QUEUE: usize = 4096;
 
@@ -371,6 +373,29 @@ impl Engine {
         }
     }
 
+    /// A message other than signals.
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Signals(_) => {}
+            Msg::Member(r) => {
+                self.org_of.insert(r.machine.clone(), r.org.clone());
+                self.consensus.add_reporter(r);
+            }
+            Msg::Forget(m) => {
+                self.org_of.remove(&m);
+                self.consensus.remove_reporter(&m);
+            }
+            Msg::Allow(p, true) => {
+                self.allowed.insert(p);
+                self.consensus.allow(p);
+            }
+            Msg::Allow(p, false) => {
+                self.allowed.remove(&p);
+                self.consensus.disallow(p);
+            }
+        }
+    }
+
     /// Wakes the pulls waiting for a change past `seq`.
     fn announce(&self, seq: i64) {
         self.published.send_if_modified(|p| {
@@ -480,26 +505,24 @@ pub async fn start(
         let mut ticks = 0u64;
         loop {
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    None => break,
-                    Some(Msg::Signals(batch)) => engine.store(batch).await,
-                    Some(Msg::Member(r)) => {
-                        engine.org_of.insert(r.machine.clone(), r.org.clone());
-                        engine.consensus.add_reporter(r);
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    // What queued meanwhile goes with it: one transaction for many batches.
+                    let mut signals = Vec::new();
+                    let mut next = Some(msg);
+                    while let Some(m) = next.take() {
+                        match m {
+                            Msg::Signals(batch) => signals.extend(batch),
+                            other => engine.handle(other),
+                        }
+                        if signals.len() < DRAIN {
+                            next = rx.try_recv().ok();
+                        }
                     }
-                    Some(Msg::Forget(m)) => {
-                        engine.org_of.remove(&m);
-                        engine.consensus.remove_reporter(&m);
+                    if !signals.is_empty() {
+                        engine.store(signals).await;
                     }
-                    Some(Msg::Allow(p, true)) => {
-                        engine.allowed.insert(p);
-                        engine.consensus.allow(p);
-                    }
-                    Some(Msg::Allow(p, false)) => {
-                        engine.allowed.remove(&p);
-                        engine.consensus.disallow(p);
-                    }
-                },
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     if ticks.is_multiple_of(ALLOW_EVERY) {
