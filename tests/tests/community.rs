@@ -88,6 +88,10 @@ impl Answer {
 
 impl Hub {
     fn start(pg: bool) -> Hub {
+        Hub::start_with(pg, CONFIG)
+    }
+
+    fn start_with(pg: bool, config: &'static str) -> Hub {
         let pg_name = pg.then(|| crowd_tests::unique("crowd_cm_").to_lowercase());
         if let Some(name) = &pg_name {
             crowd_tests::lapi::pg_admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
@@ -96,7 +100,7 @@ impl Hub {
             .iter()
             .flat_map(|n| ["--db".to_owned(), format!("{}/{n}", crowd_tests::lapi::pg_server())])
             .collect();
-        let mut hub = Hub::launch(db);
+        let mut hub = Hub::launch(db, config);
         hub.pg_name = pg_name;
         hub
     }
@@ -110,13 +114,13 @@ impl Hub {
     /// Another server process on this one's PostgreSQL database.
     fn replica(&self) -> Hub {
         assert!(self.pg_name.is_some(), "replicas share a PostgreSQL database");
-        Hub::launch(self.db.clone())
+        Hub::launch(self.db.clone(), CONFIG)
     }
 
-    fn launch(db: Vec<String>) -> Hub {
+    fn launch(db: Vec<String>, config: &str) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().to_owned();
-        std::fs::write(state.join("community.yaml"), CONFIG).unwrap();
+        std::fs::write(state.join("community.yaml"), config).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(crowd_bin())
             .args(&db)
@@ -148,6 +152,18 @@ impl Hub {
     }
 
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Answer {
+        self.try_send(method, path, headers, body).expect("request")
+    }
+
+    /// [`Hub::send`] with transport errors returned (a server may close the connection on a
+    /// body it refuses before reading all of it).
+    fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ureq::Error> {
         let mut req = ureq::http::Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -155,11 +171,11 @@ impl Hub {
         if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             req = req.header("content-type", "application/json");
         }
-        let mut resp = self.agent.run(req.body(body.unwrap_or_default()).unwrap()).expect("request");
+        let mut resp = self.agent.run(req.body(body.unwrap_or_default()).unwrap())?;
         let headers =
             resp.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
-        Answer { status: resp.status().as_u16(), body, headers }
+        Ok(Answer { status: resp.status().as_u16(), body, headers })
     }
 
     /// Logs `machine` in from `from` (through the trusted proxy); the token.
@@ -442,4 +458,47 @@ fn two_servers_on_one_postgresql_are_replicas() {
     }
     let took = listed(&second, &ta, "203.0.113.67");
     eprintln!("listed by the remaining replica {} ms after the leader stopped", took.as_millis());
+}
+
+/// Bad input gets a clear 4xx or a skipped item, and nothing else is lost: malformed and
+/// non-array bodies, an oversized body, an expired token, items with private addresses or scopes
+/// that are not shared.
+#[test]
+fn bad_input_gets_a_clear_4xx_or_a_skipped_item() {
+    let hub = Hub::start_with(false, "token_ttl: 2s\nconsensus: {warmup: 0, warmup_signals: 0, warmup_days: 0}\n");
+    hub.crowd(&["machines", "add", "m1", "--org", "acme", "--password", "pw-123456"]);
+    let token = hub.login("v3", "m1", "pw-123456", "198.51.100.10");
+    let auth = format!("Bearer {token}");
+    let post = |body: Vec<u8>| hub.send("POST", "/v3/signals", &[("Authorization", &auth)], Some(body));
+    let a = post(b"[{not json".to_vec());
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.json()["message"].as_str().unwrap().contains("invalid JSON"), "{}", a.body);
+    assert_eq!(post(br#"{"scenario": "x"}"#.to_vec()).status, 400, "not an array");
+    let big = format!("[{}]", vec![ssh_bf("203.0.113.5").to_string(); 80_000].join(","));
+    assert!(big.len() > 16 << 20);
+    match hub.try_send("POST", "/v3/signals", &[("Authorization", &auth)], Some(big.into_bytes())) {
+        Ok(a) => assert_eq!(a.status, 413, "oversized: {}", a.body),
+        Err(e) => eprintln!("oversized body refused by closing the connection: {e}"),
+    }
+    let items = json!([ssh_bf("10.1.2.3"), ssh_bf("127.0.0.1"), ssh_bf("203.0.113.5"),
+                       {"scenario": "x", "source": {"scope": "Country", "value": "FR"}, "stop_at": "2026-01-01T00:00:00Z"}]);
+    let a = post(items.to_string().into_bytes());
+    assert_eq!(a.status, 200);
+    let t = Instant::now();
+    let metrics = loop {
+        let m = hub.send("GET", "/metrics", &[], None).body;
+        if m.contains("result=\"refused\"} 2") || t.elapsed() > Duration::from_secs(5) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metrics.contains("result=\"skipped\"} 1"), "the country item is skipped: {metrics}");
+    assert!(metrics.contains("result=\"refused\"} 2"), "private and loopback refused: {metrics}");
+    assert!(metrics.contains("result=\"counted\"} 1"), "the public one counts: {metrics}");
+    // The organisation's list holds the public address only.
+    let list = hub.crowd(&["-o", "json", "list", "--org", "acme"]);
+    assert!(list.contains("203.0.113.5") && !list.contains("10.1.2.3") && !list.contains("127.0.0.1"), "{list}");
+    std::thread::sleep(Duration::from_millis(3100));
+    let a = hub.send("GET", "/v3/decisions/stream", &[("Authorization", &auth)], None);
+    assert_eq!(a.status, 401, "an expired token: {}", a.body);
 }
