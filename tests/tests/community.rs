@@ -502,3 +502,77 @@ fn bad_input_gets_a_clear_4xx_or_a_skipped_item() {
     let a = hub.send("GET", "/v3/decisions/stream", &[("Authorization", &auth)], None);
     assert_eq!(a.status, 401, "an expired token: {}", a.body);
 }
+
+/// `crowd api` as a member (issue: crowd as a community member): registered with an
+/// organisation's key, it shares an alert an agent pushed (within seconds, not CrowdSec's 10-30 s
+/// tick) and stores what the community lists as `CAPI` decisions that its bouncers pull.
+#[test]
+fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list() {
+    let hub = Hub::start(false);
+    let key: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "home"])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_owned();
+    let out = Command::new(crowd_bin())
+        .args(["community", "--state-dir"])
+        .arg(&state)
+        .args(["register", "--url", &format!("http://{}", hub.addr), "--name", "edge1", "--enroll-key"])
+        .arg(key["enroll_key"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+    let creds = std::fs::read_to_string(state.join("online_api_credentials.yaml")).unwrap();
+    assert!(creds.contains(&format!("url: http://{}/", hub.addr)) && creds.contains("login: edge1"), "{creds}");
+    let api = crowd_tests::lapi::Api::start_in(state.clone(), Some(dir), None);
+    let token = api.machine("agent1");
+    let bouncer = api.bouncer("fw");
+    api.get("/v1/decisions/stream?startup=true", &bouncer);
+    // An agent's alert: shared within seconds.
+    let now = chrono::Utc::now().to_rfc3339();
+    let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
+        "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
+        "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
+        "source": {"ip": "203.0.113.90", "range": "", "scope": "Ip", "value": "203.0.113.90"},
+        "start_at": now, "stop_at": now}]);
+    let auth = format!("Bearer {token}");
+    let a = api.send("POST", "/v1/alerts", &[("Authorization", &auth)], Some(&alert.to_string()));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let t = Instant::now();
+    loop {
+        if hub.crowd(&["-o", "json", "list", "--org", "home"]).contains("203.0.113.90") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the alert was not shared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("alert pushed to the member's API to its organisation's list: {} ms", t.elapsed().as_millis());
+    // Three organisations list an attacker: the member's bouncer gets it as a CAPI decision.
+    let t = Instant::now();
+    for (id, org, from) in
+        [("a1", "orgA", "198.51.100.10"), ("b1", "orgB", "203.0.113.20"), ("c1", "orgC", "192.0.2.30")]
+    {
+        hub.crowd(&["machines", "add", id, "--org", org, "--password", "pw-123456"]);
+        let tok = hub.login("v3", id, "pw-123456", from);
+        hub.signal("v3", &tok, &json!([ssh_bf("198.51.100.200")]), false);
+    }
+    let t_listed = Instant::now();
+    let got = loop {
+        let s = api.get("/v1/decisions/stream", &bouncer).json();
+        if let Some(d) = s["new"].as_array().unwrap().iter().find(|d| d["value"] == "198.51.100.200") {
+            break d.clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "the community list did not reach the member");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("third organisation's signal to the member's bouncer: {} ms", t_listed.elapsed().as_millis());
+    assert_eq!(got["origin"], "CAPI", "{got}");
+    let status = Command::new(crowd_bin())
+        .args(["community", "-o", "json", "--state-dir"])
+        .arg(&state)
+        .arg("status")
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["registered"], true, "{status}");
+    assert!(status["signals"]["sent"].as_u64() >= Some(1), "{status}");
+    assert!(status["entries"]["CAPI"].as_u64() >= Some(1), "{status}");
+}

@@ -19,6 +19,27 @@ use crate::{
 /// `crowd community` commands.
 #[derive(Debug, Subcommand)]
 pub enum CommunityCommand {
+    /// Join a community (crowd's server or a CrowdSec-compatible central API): registers and
+    /// writes `online_api_credentials.yaml` into the state directory; `crowd run` and
+    /// `crowd api` then share their alerts and pull its lists.
+    Register {
+        /// The server's URL (a `/` is added if missing).
+        #[arg(long)]
+        url: String,
+        /// The organisation's enrollment key.
+        #[arg(long)]
+        enroll_key: Option<String>,
+        /// This machine's login (default: the host name and a random suffix).
+        #[arg(long)]
+        name: Option<String>,
+        /// Credentials given by the operator: only write them, do not register.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// This host's membership: registered, last pull, signals sent and refused.
+    Status,
+    /// Forget this host's membership (the credentials file goes).
+    Unregister,
     /// Run the community server (CrowdSec's central API under /v2 and /v3).
     Serve {
         /// Address to listen on.
@@ -132,7 +153,16 @@ fn net(value: &str) -> Result<(std::net::IpAddr, u8)> {
 ///
 /// # Errors
 /// Bad arguments, store errors, a configuration that does not load.
-pub fn dispatch(loc: &Location, config: &std::path::Path, cmd: &CommunityCommand, fmt: Format) -> Result<()> {
+pub fn dispatch(
+    state_dir: &std::path::Path,
+    loc: &Location,
+    config: &std::path::Path,
+    cmd: &CommunityCommand,
+    fmt: Format,
+) -> Result<()> {
+    if let Some(done) = member(state_dir, loc, cmd, fmt) {
+        return done;
+    }
     let cfg = HubConfig::load(config).map_err(|e| anyhow::anyhow!(e))?;
     if let CommunityCommand::Serve { listen } = cmd {
         return serve(*listen, loc, cfg);
@@ -140,7 +170,10 @@ pub fn dispatch(loc: &Location, config: &std::path::Path, cmd: &CommunityCommand
     let mut s = crate::rules::open_store(loc)?;
     let now = unix_now();
     match cmd {
-        CommunityCommand::Serve { .. } => unreachable!("served above"),
+        CommunityCommand::Serve { .. }
+        | CommunityCommand::Register { .. }
+        | CommunityCommand::Status
+        | CommunityCommand::Unregister => unreachable!("handled above"),
         CommunityCommand::Orgs { command: OrgsCommand::Add { name, key } } => {
             let key = key.clone().unwrap_or_else(auth::random_token);
             if !s.add_org(name, &auth::hash_key(&key), now)? {
@@ -308,6 +341,85 @@ fn serve(listen: SocketAddr, loc: &Location, cfg: HubConfig) -> Result<()> {
         crate::community::server::serve(listener, hub, stop).await?;
         Ok(())
     })
+}
+
+/// The member's commands; `None` for the server's.
+fn member(state_dir: &std::path::Path, loc: &Location, cmd: &CommunityCommand, fmt: Format) -> Option<Result<()>> {
+    use crate::community::member::{client, credentials::Credentials, runner::STATUS};
+    Some(match cmd {
+        CommunityCommand::Register { url, enroll_key, name, password } => (|| {
+            crate::rules::state_dir(state_dir)?;
+            let url = if url.ends_with('/') { url.clone() } else { format!("{url}/") };
+            let login = name.clone().unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), &auth::random_token()[..8])
+            });
+            let pw = match password {
+                Some(p) => p.clone(),
+                None => {
+                    let pw = auth::random_token();
+                    client::register(&url, &login, &pw, enroll_key.as_deref())
+                        .with_context(|| format!("registering at {url}"))?;
+                    pw
+                }
+            };
+            let creds = Credentials { url: url.clone(), login: login.clone(), password: pw };
+            let mut c = client::Client::new(creds.clone(), Vec::new());
+            c.login().with_context(|| format!("logging in at {url}"))?;
+            creds.save(state_dir)?;
+            match fmt {
+                Format::Json => output::json(&json!({"url": url, "login": login})),
+                Format::Table => println!(
+                    "registered at {url} as `{login}`; credentials in {}; restart crowd to share and pull",
+                    crate::community::member::credentials::path(state_dir).display()
+                ),
+            }
+            Ok(())
+        })(),
+        CommunityCommand::Status => (|| {
+            let creds = Credentials::load(state_dir).map_err(anyhow::Error::msg)?;
+            let status: serde_json::Value = match creds {
+                None => json!({"registered": false}),
+                Some(c) => {
+                    let mut s = crate::rules::open_store(loc)?;
+                    let st: serde_json::Value =
+                        s.get_secret(STATUS)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
+                    let f = crate::store::DecisionFilter::default();
+                    let rows = s.query(&f, unix_now())?;
+                    let capi = rows.iter().filter(|d| d.origin == "CAPI").count();
+                    let lists = rows.iter().filter(|d| d.origin == "lists").count();
+                    json!({"registered": true, "url": c.url, "login": c.login, "signals": st["signals"],
+                           "pull": st["pull"], "entries": {"CAPI": capi, "lists": lists}})
+                }
+            };
+            match fmt {
+                Format::Json => output::json(&status),
+                Format::Table => println!("{}", serde_json::to_string_pretty(&status)?),
+            }
+            Ok(())
+        })(),
+        CommunityCommand::Unregister => (|| {
+            let p = crate::community::member::credentials::path(state_dir);
+            match std::fs::remove_file(&p) {
+                Ok(()) => println!("{} removed: restart crowd to stop sharing and pulling", p.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("not a member: no {}", p.display()),
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        })(),
+        _ => return None,
+    })
+}
+
+/// The state directory a command uses by default.
+#[must_use]
+pub fn default_state_dir(cmd: &CommunityCommand) -> PathBuf {
+    match cmd {
+        CommunityCommand::Register { .. } | CommunityCommand::Status | CommunityCommand::Unregister => {
+            PathBuf::from("/var/lib/crowd")
+        }
+        _ => PathBuf::from("/var/lib/crowd-community"),
+    }
 }
 
 /// The configuration file's default place in a state directory.

@@ -191,6 +191,7 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
 pub fn serve(
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
+    state_dir: Option<&std::path::Path>,
     loc: &Location,
     profile: Profile,
     notify: crate::notify::Dispatcher,
@@ -211,6 +212,15 @@ pub fn serve(
             Ok::<_, anyhow::Error>(crate::store::changes::watch(&l, crate::store::changes::POLL)?)
         })
         .await??;
+        // A member of a community (credentials in the state directory): signals out, lists in.
+        let member_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(dir) = state_dir {
+            let (dir, l, s) = (dir.to_owned(), loc.clone(), member_stop.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::community::member::runner::start_if_member(&dir, &l, Default::default(), s)
+            })
+            .await??;
+        }
         let shared = crate::daemon::api::Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
         let (task, api) = crate::daemon::api::start(listen, loc, profile, shared, tls, stop).await?;
         if let Some(m) = metrics_listen {

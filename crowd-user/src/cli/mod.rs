@@ -200,11 +200,13 @@ pub enum Command {
         #[command(subcommand)]
         command: lapi::BouncersCommand,
     },
-    /// The community server and its operator's commands.
+    /// A community: joining one as a member, or running the server and its operator's commands.
     Community {
-        /// State directory (its store; `community.yaml` beside it by default).
-        #[arg(long, default_value = "/var/lib/crowd-community")]
-        state_dir: PathBuf,
+        /// State directory: the daemon's for `register`, `status`, `unregister`
+        /// (default /var/lib/crowd), the server's for the others (default /var/lib/crowd-community,
+        /// its store; `community.yaml` beside it by default).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         /// The server's configuration.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -333,7 +335,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let p = crate::rules::enforcing_profile(None, profiles.as_ref(), state_dir, false)?;
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = crate::rules::notifiers(notifications.as_ref(), None)?;
-            lapi::serve(*listen, m, &cli.store(state_dir)?, p, notify, tls)
+            lapi::serve(*listen, m, Some(state_dir), &cli.store(state_dir)?, p, notify, tls)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir)?, command, cli.output),
@@ -343,8 +345,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Simulation { state_dir, command } => simulation::dispatch(state_dir, command, cli.output),
         Command::Bouncers { state_dir, command } => lapi::bouncers(&cli.store(state_dir)?, command, cli.output),
         Command::Community { state_dir, config, command } => {
-            let cfg = config.clone().unwrap_or_else(|| community::default_config(state_dir));
-            community::dispatch(&cli.store(state_dir)?, &cfg, command, cli.output)
+            let dir = state_dir.clone().unwrap_or_else(|| community::default_state_dir(command));
+            let cfg = config.clone().unwrap_or_else(|| community::default_config(&dir));
+            community::dispatch(&dir, &cli.store(&dir)?, &cfg, command, cli.output)
         }
         Command::Machines { state_dir, command } => lapi::machines(&cli.store(state_dir)?, command, cli.output),
     }

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod consensus;
 pub mod engine;
+pub mod member;
 pub mod server;
 pub mod simulate;
 pub mod wire;

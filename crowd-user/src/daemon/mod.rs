@@ -171,6 +171,13 @@ pub fn run(
     if !detect.no_detect {
         detection::start(settings, detect, stop.clone(), metrics.clone(), notify.clone())?;
     }
+    // A member of a community (credentials in the state directory): signals out, lists in.
+    crate::community::member::runner::start_if_member(
+        &detect.state_dir,
+        &detect.store(),
+        Default::default(),
+        stop.clone(),
+    )?;
     // Attached last: once the links are pinned, the logs are being followed, so nothing written
     // after the daemon reports itself enforcing is missed.
     for iface in &ifaces {

@@ -148,6 +148,23 @@ impl Store {
         self.conn.all(&sql, &ps, alert)
     }
 
+    /// Up to `limit` alerts after `id` (not deleted), oldest first, created at or before
+    /// `until` (a margin for transactions still committing on PostgreSQL, whose ids are handed
+    /// out at insert).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn alerts_after(&mut self, id: i64, until: i64, limit: i64) -> Result<Vec<AlertRow>> {
+        self.conn.all(
+            &format!(
+                "SELECT {COLS} FROM alerts a WHERE a.id > ?1 AND a.created_at <= ?2 AND a.deleted_at IS NULL
+                 ORDER BY a.id LIMIT ?3"
+            ),
+            &[id.into(), until.into(), limit.into()],
+            alert,
+        )
+    }
+
     /// One alert.
     ///
     /// # Errors
