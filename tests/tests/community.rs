@@ -122,10 +122,16 @@ impl Hub {
         let state = dir.path().to_owned();
         std::fs::write(state.join("community.yaml"), config).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Hub::spawn(&db, &state, addr);
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Hub { addr, state, db, pg_name: None, _child: Killed(child), _dir: dir, agent }
+    }
+
+    fn spawn(db: &[String], state: &std::path::Path, addr: SocketAddr) -> std::process::Child {
         let child = Command::new(crowd_bin())
-            .args(&db)
+            .args(db)
             .args(["community", "--state-dir"])
-            .arg(&state)
+            .arg(state)
             .args(["serve", "--listen", &addr.to_string()])
             .stdout(Stdio::null())
             .spawn()
@@ -135,8 +141,12 @@ impl Hub {
             assert!(t.elapsed() < Duration::from_secs(20), "the server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Hub { addr, state, db, pg_name: None, _child: Killed(child), _dir: dir, agent }
+        child
+    }
+
+    /// Starts the stopped server again, on the same address and store.
+    fn resume(&mut self) {
+        self._child = Killed(Hub::spawn(&self.db, &self.state, self.addr));
     }
 
     fn crowd(&self, args: &[&str]) -> String {
@@ -575,4 +585,66 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     assert_eq!(status["registered"], true, "{status}");
     assert!(status["signals"]["sent"].as_u64() >= Some(1), "{status}");
     assert!(status["entries"]["CAPI"].as_u64() >= Some(1), "{status}");
+}
+
+/// The member's outbox: alerts recorded while the server is down, and across a restart of the
+/// member's API, reach the server when it is back, each exactly once.
+#[test]
+fn signals_made_while_the_server_is_down_arrive_once_it_is_back() {
+    let mut hub = Hub::start(false);
+    let key: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "home"])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_owned();
+    let out = Command::new(crowd_bin())
+        .args(["community", "--state-dir"])
+        .arg(&state)
+        .args(["register", "--url", &format!("http://{}", hub.addr), "--name", "edge1", "--enroll-key"])
+        .arg(key["enroll_key"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+    let push = |api: &crowd_tests::lapi::Api, token: &str, ip: &str| {
+        let now = chrono::Utc::now().to_rfc3339();
+        let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
+            "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
+            "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
+            "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip}, "start_at": now, "stop_at": now}]);
+        let a =
+            api.send("POST", "/v1/alerts", &[("Authorization", &format!("Bearer {token}"))], Some(&alert.to_string()));
+        assert_eq!(a.status, 201, "{}", a.body);
+    };
+    let org_list = |hub: &Hub| hub.crowd(&["-o", "json", "list", "--org", "home"]);
+    let api = crowd_tests::lapi::Api::start_in(state.clone(), None, None);
+    let token = api.machine("agent1");
+    push(&api, &token, "203.0.113.101");
+    let t = Instant::now();
+    while !org_list(&hub).contains("203.0.113.101") {
+        assert!(t.elapsed() < Duration::from_secs(10), "the first alert was not shared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The server goes away; two alerts, a restart of the member's API, a third alert.
+    hub.stop();
+    push(&api, &token, "203.0.113.102");
+    push(&api, &token, "203.0.113.103");
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(api);
+    let api = crowd_tests::lapi::Api::start_in(state.clone(), Some(dir), None);
+    let token = api.machine("agent2");
+    push(&api, &token, "203.0.113.104");
+    std::thread::sleep(Duration::from_millis(1500));
+    hub.resume();
+    let t = Instant::now();
+    loop {
+        let list = org_list(&hub);
+        if ["203.0.113.102", "203.0.113.103", "203.0.113.104"].iter().all(|ip| list.contains(ip)) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(90), "not every signal arrived: {list}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("the outbox drained {} ms after the server came back", t.elapsed().as_millis());
+    // Exactly once: the restarted server took three signals, not the first again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = hub.send("GET", "/metrics", &[], None).body;
+    assert!(metrics.contains("crowd_community_signals_total{result=\"accepted\"} 3\n"), "{metrics}");
 }
