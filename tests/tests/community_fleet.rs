@@ -162,10 +162,8 @@ fn an_attacker_seen_by_three_members_is_dropped_by_the_fourth() {
     let attacker: IpAddr = ATTACKER.parse().unwrap();
     append(&edges[0].log, ATTACKER, 8);
     append(&edges[1].log, ATTACKER, 8);
-    for i in 0..2 {
-        wait_for(&format!("edge {i} to ban"), Duration::from_secs(10), POLL, || {
-            banned(&edges[i].pins.settings, attacker)
-        });
+    for (i, e) in edges.iter().take(2).enumerate() {
+        wait_for(&format!("edge {i} to ban"), Duration::from_secs(10), POLL, || banned(&e.pins.settings, attacker));
     }
     assert!(!banned(&edges[3].pins.settings, attacker), "two reports are below the quorum");
     let t0 = Instant::now();
