@@ -329,9 +329,13 @@ impl Engine {
         let mut org_lists: HashMap<String, Vec<Publish>> = HashMap::new();
         for (seq, s, _) in &rows {
             self.cursor = self.cursor.max(*seq);
-            let Some(ip) = (s.scope == "Ip").then(|| super::wire::ip_value(&s.value)).flatten() else { continue };
-            let r = Report { machine: s.machine_id.clone(), ip, scenario: s.scenario.clone(), at: s.at };
             let c = &self.counters;
+            // The consensus lists addresses: a range report is kept, not counted.
+            let Some(ip) = (s.scope == "Ip").then(|| super::wire::ip_value(&s.value)).flatten() else {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let r = Report { machine: s.machine_id.clone(), ip, scenario: s.scenario.clone(), at: s.at };
             match self.consensus.report(&r, now) {
                 Outcome::Counted | Outcome::Duplicate => {
                     c.counted.fetch_add(1, Ordering::Relaxed);

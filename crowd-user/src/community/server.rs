@@ -271,21 +271,20 @@ async fn entries(
     since: Option<i64>,
 ) -> Result<(Vec<crate::store::EntryRow>, i64), ApiError> {
     let (org, now) = (m.org.clone(), unix_now());
-    let (mut rows, seq) = hub
-        .db
-        .run(move |s| {
-            let seq = s.list_seq()?;
-            let rows = match since {
-                None => {
-                    let mut r = s.list_entries("", now)?;
-                    r.extend(s.list_entries(&org, now)?);
-                    r
-                }
-                Some(n) => s.list_changes(&[String::new(), org], n, seq)?,
-            };
-            Ok((rows, seq))
-        })
-        .await?;
+    let job = move |s: &mut crate::store::Store| {
+        let seq = s.list_seq()?;
+        let rows = match since {
+            None => {
+                let mut r = s.list_entries("", now)?;
+                r.extend(s.list_entries(&org, now)?);
+                r
+            }
+            Some(n) => s.list_changes(&[String::new(), org], n, seq)?,
+        };
+        Ok((rows, seq))
+    };
+    // A full list is a long read: on the full-pull workers, never delaying logins and signals.
+    let (mut rows, seq) = if since.is_none() { hub.db.run_long(job).await? } else { hub.db.run(job).await? };
     if hub.cfg.tailor && !m.scenarios.is_empty() {
         let runs: std::collections::HashSet<&str> = m.scenarios.split(',').collect();
         rows.retain(|e| !e.list.is_empty() || runs.contains(e.scenario.as_str()));
@@ -316,8 +315,11 @@ async fn stream(
         }
     }
     let now = unix_now();
-    let id = m.machine_id.clone();
-    hub.db.run(move |s| s.member_pulled(&id, seq, now)).await?;
+    // An empty answer moves nothing but the time: written at most once a minute.
+    if seq != m.last_seq || now - m.last_pull.unwrap_or(0) >= 60 {
+        let id = m.machine_id.clone();
+        hub.db.run(move |s| s.member_pulled(&id, seq, now)).await?;
+    }
     let body = if v3 {
         let base = hub.cfg.url.clone().unwrap_or_else(|| format!("http://{host}/"));
         let link = wire::Link {

@@ -106,7 +106,7 @@ pub fn range_value(v: &str) -> Option<(IpAddr, u8)> {
 /// # Errors
 /// Why it is skipped.
 pub fn signal(item: &Value, machine: &str, keep_context: bool) -> Result<NewSignal, Skip> {
-    let s: SignalItem = serde_json::from_value(item.clone()).map_err(|e| Skip::Shape(e.to_string()))?;
+    let s = SignalItem::deserialize(item).map_err(|e| Skip::Shape(e.to_string()))?;
     if s.scenario.trim().is_empty() {
         return Err(Skip::Scenario);
     }

@@ -140,6 +140,7 @@ pub const MIGRATIONS: [&str; 5] = [
         UNIQUE (list, value)
     );
     CREATE INDEX cm_entries_seq ON cm_entries(seq);
+    CREATE INDEX cm_entries_list_seq ON cm_entries(list, seq);
     CREATE TABLE cm_seq (n INTEGER NOT NULL);
     INSERT INTO cm_seq (n) VALUES (0);
     CREATE TABLE cm_allow (
