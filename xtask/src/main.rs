@@ -132,7 +132,7 @@ fn main() -> Result<()> {
         Task::Bench { which, quick } => {
             setup::all()?;
             match which.as_str() {
-                "dataplane" | "engine" | "lapi" => {
+                "dataplane" | "engine" | "lapi" | "community" => {
                     if which == "lapi" {
                         // wrk loads the API; CrowdSec 1.4.6 is measured beside it.
                         setup::install(&["wrk"])?;
@@ -150,7 +150,7 @@ fn main() -> Result<()> {
                     }
                     run(&mut c)
                 }
-                other => bail!("unknown benchmark `{other}` (known: dataplane, engine, lapi)"),
+                other => bail!("unknown benchmark `{other}` (known: dataplane, engine, lapi, community)"),
             }
         }
     }
