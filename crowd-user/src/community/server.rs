@@ -333,7 +333,7 @@ async fn stream(
     } else {
         wire::stream_v2(&rows, now)
     };
-    Ok(Json(body).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn host(headers: &HeaderMap) -> String {

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::store::{EntryRow, NewSignal};
 
@@ -148,20 +148,40 @@ pub fn list_name(org: &str) -> String {
     format!("org-{org}")
 }
 
-/// The `/v2` stream body: flat decisions, `origin` CAPI for the community list and `lists` for
-/// the organisation's. Entries that fail the checks are left out.
+#[derive(Serialize)]
+struct Flat<'a> {
+    duration: String,
+    origin: &'static str,
+    scenario: std::borrow::Cow<'a, str>,
+    scope: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct FlatStream<'a> {
+    deleted: Vec<Flat<'a>>,
+    new: Vec<Flat<'a>>,
+}
+
+/// The `/v2` stream body (JSON bytes, written straight from the rows: a 100k-entry list never
+/// becomes a tree of values): flat decisions, `origin` CAPI for the community list and `lists`
+/// for the organisation's. Entries that fail the checks are left out.
 #[must_use]
-pub fn stream_v2(entries: &[EntryRow], now: i64) -> Value {
+pub fn stream_v2(entries: &[EntryRow], now: i64) -> Vec<u8> {
     let (mut new, mut deleted) = (Vec::new(), Vec::new());
     for e in entries {
         let Some(duration) = servable(e, now) else { continue };
-        let (origin, scenario) =
-            if e.list.is_empty() { ("CAPI", e.scenario.clone()) } else { ("lists", list_name(&e.list)) };
-        let d = json!({"duration": duration, "origin": origin, "scenario": if e.deleted { "deleted".to_owned() } else { scenario },
-                       "scope": e.scope, "type": "ban", "value": e.value});
+        let (origin, scenario) = match (e.list.is_empty(), e.deleted) {
+            (_, true) => (if e.list.is_empty() { "CAPI" } else { "lists" }, "deleted".into()),
+            (true, false) => ("CAPI", std::borrow::Cow::Borrowed(e.scenario.as_str())),
+            (false, false) => ("lists", list_name(&e.list).into()),
+        };
+        let d = Flat { duration, origin, scenario, scope: &e.scope, kind: "ban", value: &e.value };
         if e.deleted { deleted.push(d) } else { new.push(d) }
     }
-    json!({"new": new, "deleted": deleted})
+    serde_json::to_vec(&FlatStream { deleted, new }).unwrap_or_default()
 }
 
 /// A `links.blocklists` item.
@@ -179,36 +199,65 @@ pub struct Link {
     pub duration: String,
 }
 
-/// The `/v3` stream body: the community list grouped by scenario and scope; the organisation's
-/// list goes in `links` (entries of other lists are left out here).
+#[derive(Serialize)]
+struct Item<'a> {
+    value: &'a str,
+    duration: String,
+}
+
+#[derive(Serialize)]
+struct Group<'a> {
+    scenario: &'a str,
+    scope: &'a str,
+    decisions: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Gone<'a> {
+    scope: &'a str,
+    decisions: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Links {
+    blocklists: Vec<Link>,
+}
+
+#[derive(Serialize)]
+struct Grouped<'a> {
+    deleted: Vec<Gone<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<Links>,
+    new: Vec<Group<'a>>,
+}
+
+/// The `/v3` stream body (JSON bytes): the community list grouped by scenario and scope; the
+/// organisation's list goes in `links` (entries of other lists are left out here).
 #[must_use]
-pub fn stream_v3(entries: &[EntryRow], links: Vec<Link>, now: i64) -> Value {
+pub fn stream_v3(entries: &[EntryRow], links: Vec<Link>, now: i64) -> Vec<u8> {
     use std::collections::BTreeMap;
-    let mut new: BTreeMap<(&str, &str), Vec<Value>> = BTreeMap::new();
+    let mut new: BTreeMap<(&str, &str), Vec<Item<'_>>> = BTreeMap::new();
     let mut deleted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for e in entries.iter().filter(|e| e.list.is_empty()) {
         let Some(duration) = servable(e, now) else { continue };
         if e.deleted {
             deleted.entry(&e.scope).or_default().push(&e.value);
         } else {
-            new.entry((&e.scenario, &e.scope)).or_default().push(json!({"value": e.value, "duration": duration}));
+            new.entry((&e.scenario, &e.scope)).or_default().push(Item { value: &e.value, duration });
         }
     }
-    let new: Vec<Value> = new
-        .into_iter()
-        .map(|((scenario, scope), decisions)| json!({"scenario": scenario, "scope": scope, "decisions": decisions}))
-        .collect();
-    let deleted: Vec<Value> =
-        deleted.into_iter().map(|(scope, values)| json!({"scope": scope, "decisions": values})).collect();
-    let mut out = json!({"new": new, "deleted": deleted});
-    if !links.is_empty() {
-        out["links"] = json!({"blocklists": links});
-    }
-    out
+    let body = Grouped {
+        deleted: deleted.into_iter().map(|(scope, decisions)| Gone { scope, decisions }).collect(),
+        links: (!links.is_empty()).then_some(Links { blocklists: links }),
+        new: new.into_iter().map(|((scenario, scope), decisions)| Group { scenario, scope, decisions }).collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn entry(list: &str, scope: &str, value: &str, until: i64, deleted: bool) -> EntryRow {
@@ -252,14 +301,14 @@ mod tests {
             entry("", "Ip", "203.0.113.9", now - 5, true),
             entry("acme", "Ip", "192.0.2.5", now + 60, false),
         ];
-        let v2 = stream_v2(&e, now);
+        let v2: Value = serde_json::from_slice(&stream_v2(&e, now)).unwrap();
         let values: Vec<&str> = v2["new"].as_array().unwrap().iter().map(|d| d["value"].as_str().unwrap()).collect();
         assert_eq!(values, ["203.0.113.7", "198.51.100.0/24", "192.0.2.5"]);
         assert_eq!(v2["new"][0]["duration"], "2h0m0s");
         assert_eq!(v2["new"][2]["origin"], "lists");
         assert_eq!(v2["new"][2]["scenario"], "org-acme");
         assert_eq!(v2["deleted"][0]["value"], "203.0.113.9");
-        let v3 = stream_v3(&e, vec![], now);
+        let v3: Value = serde_json::from_slice(&stream_v3(&e, vec![], now)).unwrap();
         assert_eq!(v3["new"].as_array().unwrap().len(), 2, "{v3}");
         assert_eq!(v3["deleted"], json!([{"scope": "Ip", "decisions": ["203.0.113.9"]}]));
         assert!(v3.get("links").is_none());
