@@ -497,7 +497,8 @@ fn bad_input_gets_a_clear_4xx_or_a_skipped_item() {
     let t = Instant::now();
     let metrics = loop {
         let m = hub.send("GET", "/metrics", &[], None).body;
-        if m.contains("result=\"refused\"} 2") || t.elapsed() > Duration::from_secs(5) {
+        let done = m.contains("result=\"refused\"} 2") && m.contains("result=\"counted\"} 1");
+        if done || t.elapsed() > Duration::from_secs(5) {
             break m;
         }
         std::thread::sleep(Duration::from_millis(50));
