@@ -4,7 +4,7 @@
 //! organisation also gets its own list of its members' reports at once.
 //!
 //! Files: `config.rs` (the server's YAML), `wire.rs` (the JSON, checked both ways),
-//! `consensus.rs` (the pure consensus: quorum, trust, canaries), `engine.rs` (the task that owns
+//! `consensus/` (the pure consensus: quorum, trust, canaries; its tests in `tests.rs`), `engine.rs` (the task that owns
 //! it and publishes into the store), `server.rs` (routes), `simulate.rs` (a seeded simulator of
 //! members and attackers for tests).
 pub mod config;
