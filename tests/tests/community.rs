@@ -576,6 +576,8 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     };
     eprintln!("third organisation's signal to the member's bouncer: {} ms", t_listed.elapsed().as_millis());
     assert_eq!(got["origin"], "CAPI", "{got}");
+    let capi = api.crowd(&["decisions", "list", "--origin", "capi", "-o", "json"]);
+    assert!(capi.contains("198.51.100.200") && !capi.contains("203.0.113.90"), "{capi}");
     let status = Command::new(crowd_bin())
         .args(["community", "-o", "json", "--state-dir"])
         .arg(&state)

@@ -18,7 +18,12 @@ use crate::{
 #[derive(Debug, Subcommand)]
 pub enum DecisionsCommand {
     /// Active decisions.
-    List,
+    List {
+        /// Only this origin (`crowdsec`, `cscli`, `CAPI` for the community list, `lists` for
+        /// organisation and blocklist links), case-insensitive.
+        #[arg(long)]
+        origin: Option<String>,
+    },
     /// Add a decision (ban).
     Add {
         /// An address or range.
@@ -81,8 +86,11 @@ pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt
     let mut store = crate::rules::open_store(loc)?;
     let t = now();
     match cmd {
-        DecisionsCommand::List => {
-            let rows = store.active(t)?;
+        DecisionsCommand::List { origin } => {
+            let mut rows = store.active(t)?;
+            if let Some(o) = origin {
+                rows.retain(|r| r.origin.eq_ignore_ascii_case(o));
+            }
             match fmt {
                 Format::Json => output::json(&rows),
                 Format::Table => output::table(

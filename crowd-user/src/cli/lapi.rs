@@ -191,7 +191,7 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
 pub fn serve(
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
-    state_dir: Option<&std::path::Path>,
+    member: Option<(&std::path::Path, crate::community::member::runner::Options)>,
     loc: &Location,
     profile: Profile,
     notify: crate::notify::Dispatcher,
@@ -214,12 +214,10 @@ pub fn serve(
         .await??;
         // A member of a community (credentials in the state directory): signals out, lists in.
         let member_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(dir) = state_dir {
+        if let Some((dir, opts)) = member {
             let (dir, l, s) = (dir.to_owned(), loc.clone(), member_stop.clone());
-            tokio::task::spawn_blocking(move || {
-                crate::community::member::runner::start_if_member(&dir, &l, Default::default(), s)
-            })
-            .await??;
+            tokio::task::spawn_blocking(move || crate::community::member::runner::start_if_member(&dir, &l, opts, s))
+                .await??;
         }
         let shared = crate::daemon::api::Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
         let (task, api) = crate::daemon::api::start(listen, loc, profile, shared, tls, stop).await?;

@@ -191,6 +191,8 @@ pub enum Command {
         no_metrics: bool,
         #[command(flatten)]
         tls: crate::lapi::tls::TlsArgs,
+        #[command(flatten)]
+        member: crate::community::member::runner::MemberArgs,
     },
     /// Bouncers allowed to pull decisions (API keys).
     Bouncers {
@@ -330,12 +332,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), *tuning, cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
-        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls } => {
+        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls, member } => {
             // `crowd simulation` settings hold for alerts pushed to the API too.
             let p = crate::rules::enforcing_profile(None, profiles.as_ref(), state_dir, false)?;
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = crate::rules::notifiers(notifications.as_ref(), None)?;
-            lapi::serve(*listen, m, Some(state_dir), &cli.store(state_dir)?, p, notify, tls)
+            let member = Some((state_dir.as_path(), member.options()));
+            lapi::serve(*listen, m, member, &cli.store(state_dir)?, p, notify, tls)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir)?, command, cli.output),

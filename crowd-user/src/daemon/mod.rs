@@ -67,6 +67,8 @@ pub struct Options {
     pub profiles: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: crate::rules::Tuning,
+    #[command(flatten)]
+    pub member: crate::community::member::runner::MemberArgs,
     /// Leave out parser and scenario files that do not load (each is named in a warning)
     /// instead of refusing to start.
     #[arg(long)]

@@ -38,6 +38,29 @@ impl Default for Options {
     }
 }
 
+/// The member's flags on `crowd run` and `crowd api` (used when the state directory holds
+/// credentials).
+#[derive(Clone, Debug, clap::Args)]
+pub struct MemberArgs {
+    /// As a community member, receive the lists but send no signals.
+    #[arg(long)]
+    pub no_share: bool,
+    /// As a community member, share the alerts of manual decisions too.
+    #[arg(long)]
+    pub share_manual: bool,
+    /// As a community member, how often to poll a central API without crowd's long poll.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub community_poll: Duration,
+}
+
+impl MemberArgs {
+    /// The runner's options.
+    #[must_use]
+    pub fn options(&self) -> Options {
+        Options { no_share: self.no_share, share_manual: self.share_manual, poll: self.community_poll }
+    }
+}
+
 /// The store secret holding the member's status (JSON).
 pub const STATUS: &str = "community-status";
 
