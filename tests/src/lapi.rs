@@ -90,6 +90,11 @@ impl Api {
         api
     }
 
+    /// Starts `crowd api` (SQLite) on `state` with extra arguments.
+    pub fn start_in_with(state: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Api {
+        Api::launch(state, dir, None, extra)
+    }
+
     /// Starts `crowd api` on `state` (or the `db` URL).
     pub fn start_in(state: PathBuf, dir: Option<tempfile::TempDir>, db: Option<String>) -> Api {
         Api::launch(state, dir, db, &[])

@@ -651,3 +651,80 @@ fn signals_made_while_the_server_is_down_arrive_once_it_is_back() {
     let metrics = hub.send("GET", "/metrics", &[], None).body;
     assert!(metrics.contains("crowd_community_signals_total{result=\"accepted\"} 3\n"), "{metrics}");
 }
+
+/// A central API that answers badly (invalid addresses, bad durations, a 500, truncated JSON):
+/// the member skips what does not check, keeps what does, and keeps pulling; its Local API
+/// keeps serving. The server here is a stand-in written for the test.
+#[test]
+fn bad_server_answers_are_skipped_and_the_member_keeps_going() {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut deltas = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let expire = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+            let (status, answer) = if path.ends_with("/watchers/login") {
+                (200, json!({"code": 200, "expire": expire, "token": "t"}).to_string())
+            } else if path.contains("startup=true") {
+                let new = json!([{"scenario": "s", "scope": "Ip", "decisions": [
+                    {"value": "203.0.113.10", "duration": "4h"}, {"value": "203.0.113.999", "duration": "4h"},
+                    {"value": "203.0.113.11", "duration": "four hours"}]},
+                    {"scenario": "s", "scope": "ranGe", "decisions": [{"value": "198.51.100.0/24", "duration": "4h"}]}]);
+                (200, json!({"new": new, "deleted": []}).to_string())
+            } else if path.contains("decisions/stream") {
+                deltas += 1;
+                match deltas {
+                    1 => (500, "{\"message\": \"oops\"}".to_owned()),
+                    2 => (200, "{\"new\": [{\"scenario\": \"s\", \"sco".to_owned()),
+                    3 => (200, json!({"new": [{"scenario": "s", "scope": "Ip", "decisions": [{"value": "203.0.113.12", "duration": "4h"}]}],
+                                      "deleted": [{"scope": "Ip", "decisions": ["203.0.113.10", "not an address"]}]}).to_string()),
+                    _ => (200, "{\"new\": [], \"deleted\": []}".to_owned()),
+                }
+            } else {
+                (200, "{}".to_owned())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_owned();
+    std::fs::write(state.join("online_api_credentials.yaml"), format!("url: http://{addr}/\nlogin: m\npassword: p\n"))
+        .unwrap();
+    let api = crowd_tests::lapi::Api::start_in_with(state, Some(dir), &["--community-poll", "1s"]);
+    let t = Instant::now();
+    let capi = loop {
+        let capi = api.crowd(&["decisions", "list", "--origin", "CAPI", "-o", "json"]);
+        if capi.contains("203.0.113.12") || t.elapsed() > Duration::from_secs(30) {
+            break capi;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(capi.contains("203.0.113.12") && capi.contains("198.51.100.0/24"), "{capi}");
+    assert!(!capi.contains("203.0.113.10"), "deleted by the delta: {capi}");
+    assert!(!capi.contains("203.0.113.999") && !capi.contains("203.0.113.11"), "{capi}");
+    let key = api.bouncer("fw");
+    let s = api.get("/v1/decisions/stream?startup=true", &key).json();
+    assert!(s["new"].as_array().unwrap().iter().any(|d| d["value"] == "203.0.113.12"), "{s}");
+}
