@@ -198,6 +198,15 @@ fn an_attacker_seen_by_three_members_is_dropped_by_the_fourth() {
         dropped.as_millis()
     );
     assert!(edges[3].link.ping("192.0.2.3"), "the fourth edge drops an innocent source");
+    // The fourth edge's map says where the ban came from.
+    let out = Command::new(crowd_bin())
+        .arg("--pin-dir")
+        .arg(edges[3].pins.path())
+        .args(["map", "get", ATTACKER, "-o", "json"])
+        .output()
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["exact"]["origin"], "community", "{got}");
     let list = hub_cli(&hub_state, &["-o", "json", "list"]);
     assert!(list.contains(ATTACKER) && !list.contains("198.51.100."), "{list}");
     assert!(in_map < Duration::from_secs(10), "propagation took {in_map:?}");
