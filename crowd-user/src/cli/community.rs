@@ -143,10 +143,9 @@ pub enum AllowCommand {
     List,
 }
 
-fn net(value: &str) -> Result<(std::net::IpAddr, u8)> {
-    wire::range_value(value)
-        .or_else(|| wire::ip_value(value).map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 })))
-        .with_context(|| format!("`{value}` is not an address or CIDR"))
+/// An allowlist value in its canonical text.
+fn allow_value(value: &str) -> Result<String> {
+    wire::prefix_value(value).map(wire::prefix_text).with_context(|| format!("`{value}` is not an address or CIDR"))
 }
 
 /// Runs a `crowd community` command on the store at `loc` with the server's configuration.
@@ -243,14 +242,12 @@ pub fn dispatch(
             println!("machine `{machine_id}` deleted");
         }
         CommunityCommand::Allow { command: AllowCommand::Add { value, reason } } => {
-            let (ip, bits) = net(value)?;
-            let v = if bits == if ip.is_ipv4() { 32 } else { 128 } { ip.to_string() } else { format!("{ip}/{bits}") };
+            let v = allow_value(value)?;
             s.cm_allow(&v, reason, now)?;
             println!("`{v}` allowed: withdrawn from the community list at the next delta");
         }
         CommunityCommand::Allow { command: AllowCommand::Del { value } } => {
-            let (ip, bits) = net(value)?;
-            let v = if bits == if ip.is_ipv4() { 32 } else { 128 } { ip.to_string() } else { format!("{ip}/{bits}") };
+            let v = allow_value(value)?;
             if !s.cm_disallow(&v)? {
                 bail!("`{v}` is not in the allowlist");
             }
@@ -286,13 +283,10 @@ pub fn dispatch(
         }
         CommunityCommand::Explain { ip } => {
             let members = s.members()?;
-            let allow: Vec<_> = s.cm_allowlist()?.iter().filter_map(|(v, _)| net(v).ok()).collect();
-            let mut c = engine::consensus(&cfg, &members, &allow);
+            let (c, allowed, _) = engine::rebuild(&cfg, &mut s, &members, now)?;
             let p = &cfg.params;
-            engine::replay(&mut c, &mut s, now - 2 * p.window_secs.max(p.keep_secs).max(p.trust_horizon_secs))?;
-            c.tick(now);
             let e = c.explain(*ip, now);
-            let allowed = allow.iter().any(|n| crate::community::config::contains(*n, *ip));
+            let allowed = allowed.iter().any(|n| crate::community::config::contains(*n, *ip));
             match fmt {
                 Format::Json => output::json(&json!({
                     "ip": ip.to_string(), "listed": e.listed, "organisations": e.orgs, "prefixes": e.prefixes,

@@ -105,7 +105,7 @@ pub fn reporter_of(m: &MemberRow) -> Option<Reporter> {
 
 /// A consensus with the operator's settings, its members and allowlist.
 #[must_use]
-pub fn consensus(cfg: &HubConfig, members: &[MemberRow], allow: &[(IpAddr, u8)]) -> Consensus {
+fn consensus(cfg: &HubConfig, members: &[MemberRow], allow: &[(IpAddr, u8)]) -> Consensus {
     let mut c = Consensus::new(cfg.params, Canaries::new(cfg.never.clone()));
     for m in members {
         if let Some(r) = reporter_of(m) {
@@ -158,7 +158,7 @@ fn state_of(org: &str, json: &str) -> Option<OrgState> {
 ///
 /// # Errors
 /// Store errors.
-pub fn restore(c: &mut Consensus, store: &mut crate::store::Store) -> Result<(), StoreError> {
+fn restore(c: &mut Consensus, store: &mut crate::store::Store) -> Result<(), StoreError> {
     for (org, json) in store.org_states()? {
         match state_of(&org, &json) {
             Some(s) => c.restore_org(&s),
@@ -173,7 +173,7 @@ pub fn restore(c: &mut Consensus, store: &mut crate::store::Store) -> Result<(),
 ///
 /// # Errors
 /// Store errors.
-pub fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) -> Result<i64, StoreError> {
+fn replay(c: &mut Consensus, store: &mut crate::store::Store, since: i64) -> Result<i64, StoreError> {
     let (mut last_tick, mut cursor) = (since, 0);
     store.each_signal(since, |s, received, seq| {
         cursor = seq;
@@ -242,16 +242,38 @@ fn lead(loc: crate::store::Location, leader: Arc<AtomicBool>) {
     }
 }
 
+/// A set of prefixes (the operator's allowlist).
+pub type Prefixes = HashSet<(IpAddr, u8)>;
+
 /// The operator's allowlist in the store, as prefixes.
-fn allowlist(st: &mut crate::store::Store) -> Result<HashSet<(IpAddr, u8)>, StoreError> {
-    Ok(st
-        .cm_allowlist()?
-        .iter()
-        .filter_map(|(v, _)| {
-            super::wire::range_value(v)
-                .or_else(|| super::wire::ip_value(v).map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 })))
-        })
-        .collect())
+fn allowlist(st: &mut crate::store::Store) -> Result<Prefixes, StoreError> {
+    Ok(st.cm_allowlist()?.iter().filter_map(|(v, _)| super::wire::prefix_value(v)).collect())
+}
+
+/// A consensus as the store holds it at `now`: the members, the operator's allowlist, the saved
+/// organisation records, and the signals still in the window replayed; with the allowlist read
+/// and the last signal batch accounted for. The server starts from it and `crowd community
+/// explain` answers from it, so both see the same state.
+///
+/// # Errors
+/// Store errors.
+pub fn rebuild(
+    cfg: &HubConfig,
+    st: &mut crate::store::Store,
+    members: &[MemberRow],
+    now: i64,
+) -> Result<(Consensus, Prefixes, i64), StoreError> {
+    let allowed = allowlist(st)?;
+    let allow: Vec<(IpAddr, u8)> = allowed.iter().copied().collect();
+    let mut c = consensus(cfg, members, &allow);
+    restore(&mut c, st)?;
+    let p = &cfg.params;
+    let since = now - 2 * p.window_secs.max(p.keep_secs).max(p.trust_horizon_secs);
+    // Everything up to `top` is replayed (in the window) or too old to count.
+    let top = st.signal_seq()?;
+    let cursor = replay(&mut c, st, since)?.max(top);
+    c.tick(now);
+    Ok((c, allowed, cursor))
 }
 
 impl Engine {
@@ -469,15 +491,7 @@ pub async fn start(
     let (consensus, org_of, seq, allowed, cursor) = db
         .run(move |st| {
             let members = st.members()?;
-            let allowed = allowlist(st)?;
-            let allow: Vec<(IpAddr, u8)> = allowed.iter().copied().collect();
-            let mut c = consensus(&c2, &members, &allow);
-            restore(&mut c, st)?;
-            let since = now - 2 * c2.params.window_secs.max(c2.params.keep_secs).max(c2.params.trust_horizon_secs);
-            // Everything up to `top` is replayed (in the window) or too old to count.
-            let top = st.signal_seq()?;
-            let cursor = replay(&mut c, st, since)?.max(top);
-            c.tick(now);
+            let (c, allowed, cursor) = rebuild(&c2, st, &members, now)?;
             let org_of = members.into_iter().map(|m| (m.machine_id, m.org)).collect();
             Ok((c, org_of, st.list_seq()?, allowed, cursor))
         })

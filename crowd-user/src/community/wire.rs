@@ -101,6 +101,18 @@ pub fn range_value(v: &str) -> Option<(IpAddr, u8)> {
     }
 }
 
+/// An address or CIDR as `(network, length)`: an address alone is a /32 or /128.
+#[must_use]
+pub fn prefix_value(v: &str) -> Option<(IpAddr, u8)> {
+    range_value(v).or_else(|| ip_value(v).map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 })))
+}
+
+/// The canonical text of a prefix: the address alone for a /32 or /128, else `net/len`.
+#[must_use]
+pub fn prefix_text((ip, bits): (IpAddr, u8)) -> String {
+    if bits == if ip.is_ipv4() { 32 } else { 128 } { ip.to_string() } else { format!("{ip}/{bits}") }
+}
+
 /// One item of a `POST signals` body, checked, as the signal to store (reported by `machine`).
 ///
 /// # Errors
