@@ -314,13 +314,7 @@ pub fn dispatch(
 fn serve(listen: SocketAddr, loc: &Location, cfg: HubConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let stop = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
+        let stop = crate::daemon::stop_signal()?;
         let l = loc.clone();
         // Opening a store blocks (PostgreSQL's client runs its own runtime): not on this one.
         let db = tokio::task::spawn_blocking(move || {

@@ -140,6 +140,20 @@ fn sources(args: &Options) -> Result<Vec<Source>> {
     Ok(out)
 }
 
+/// Resolves at Ctrl-C or SIGTERM: how the servers `crowd api` and `crowd community serve` stop.
+///
+/// # Errors
+/// The SIGTERM handler cannot be installed.
+pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
 /// `crowd run`: the daemon, in the foreground until SIGINT or SIGTERM.
 ///
 /// # Errors
