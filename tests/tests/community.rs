@@ -514,23 +514,41 @@ fn bad_input_gets_a_clear_4xx_or_a_skipped_item() {
     assert_eq!(a.status, 401, "an expired token: {}", a.body);
 }
 
+/// A temporary state directory registered (with `crowd community register`) as member `edge1`
+/// of a new organisation `home`.
+fn member_of_home(hub: &Hub) -> tempfile::TempDir {
+    let key: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "home"])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crowd_bin())
+        .args(["community", "--state-dir"])
+        .arg(dir.path())
+        .args(["register", "--url", &format!("http://{}", hub.addr), "--name", "edge1", "--enroll-key"])
+        .arg(key["enroll_key"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+/// An agent pushes an ssh-bf alert on `ip`, made now, to a Local API.
+fn push(api: &crowd_tests::lapi::Api, token: &str, ip: &str) {
+    let now = chrono::Utc::now().to_rfc3339();
+    let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
+        "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
+        "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
+        "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip}, "start_at": now, "stop_at": now}]);
+    let a = api.send("POST", "/v1/alerts", &[("Authorization", &format!("Bearer {token}"))], Some(&alert.to_string()));
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
 /// `crowd api` as a member (issue: crowd as a community member): registered with an
 /// organisation's key, it shares an alert an agent pushed (within seconds, not CrowdSec's 10-30 s
 /// tick) and stores what the community lists as `CAPI` decisions that its bouncers pull.
 #[test]
 fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list() {
     let hub = Hub::start(false);
-    let key: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "home"])).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = member_of_home(&hub);
     let state = dir.path().to_owned();
-    let out = Command::new(crowd_bin())
-        .args(["community", "--state-dir"])
-        .arg(&state)
-        .args(["register", "--url", &format!("http://{}", hub.addr), "--name", "edge1", "--enroll-key"])
-        .arg(key["enroll_key"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
     let creds = std::fs::read_to_string(state.join("online_api_credentials.yaml")).unwrap();
     assert!(creds.contains(&format!("url: http://{}/", hub.addr)) && creds.contains("login: edge1"), "{creds}");
     let api = crowd_tests::lapi::Api::start_in(state.clone(), Some(dir), None);
@@ -538,15 +556,7 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     let bouncer = api.bouncer("fw");
     api.get("/v1/decisions/stream?startup=true", &bouncer);
     // An agent's alert: shared within seconds.
-    let now = chrono::Utc::now().to_rfc3339();
-    let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
-        "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
-        "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
-        "source": {"ip": "203.0.113.90", "range": "", "scope": "Ip", "value": "203.0.113.90"},
-        "start_at": now, "stop_at": now}]);
-    let auth = format!("Bearer {token}");
-    let a = api.send("POST", "/v1/alerts", &[("Authorization", &auth)], Some(&alert.to_string()));
-    assert_eq!(a.status, 201, "{}", a.body);
+    push(&api, &token, "203.0.113.90");
     let t = Instant::now();
     loop {
         if hub.crowd(&["-o", "json", "list", "--org", "home"]).contains("203.0.113.90") {
@@ -595,27 +605,8 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
 #[test]
 fn signals_made_while_the_server_is_down_arrive_once_it_is_back() {
     let mut hub = Hub::start(false);
-    let key: Value = serde_json::from_str(&hub.crowd(&["-o", "json", "orgs", "add", "home"])).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = member_of_home(&hub);
     let state = dir.path().to_owned();
-    let out = Command::new(crowd_bin())
-        .args(["community", "--state-dir"])
-        .arg(&state)
-        .args(["register", "--url", &format!("http://{}", hub.addr), "--name", "edge1", "--enroll-key"])
-        .arg(key["enroll_key"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
-    let push = |api: &crowd_tests::lapi::Api, token: &str, ip: &str| {
-        let now = chrono::Utc::now().to_rfc3339();
-        let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
-            "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
-            "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
-            "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip}, "start_at": now, "stop_at": now}]);
-        let a =
-            api.send("POST", "/v1/alerts", &[("Authorization", &format!("Bearer {token}"))], Some(&alert.to_string()));
-        assert_eq!(a.status, 201, "{}", a.body);
-    };
     let org_list = |hub: &Hub| hub.crowd(&["-o", "json", "list", "--org", "home"]);
     let api = crowd_tests::lapi::Api::start_in(state.clone(), None, None);
     let token = api.machine("agent1");
