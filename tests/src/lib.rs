@@ -18,6 +18,12 @@ pub fn require_root() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "privileged test: run as root (cargo xtask test does)");
 }
 
+/// Whether the pinned maps of `settings` hold an exact ban on `addr`.
+#[must_use]
+pub fn banned(settings: &Settings, addr: std::net::IpAddr) -> bool {
+    crowd::enforce::maps::BanMaps::open(settings).is_ok_and(|m| m.lookup(addr).exact.is_some())
+}
+
 /// A unique pin directory under /sys/fs/bpf, purged (maps and links) on drop.
 pub struct PinDir {
     /// The settings pointing at it.

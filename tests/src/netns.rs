@@ -18,7 +18,8 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-fn ip(args: &[&str]) {
+/// Runs `ip` in the root namespace (asserts success).
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

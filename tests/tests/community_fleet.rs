@@ -13,10 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crowd::enforce::{Settings, maps::BanMaps};
 use crowd_tests::{
-    Killed, PinDir, crowd_bin,
-    netns::{Link, Netns},
+    Killed, PinDir, banned, crowd_bin,
+    netns::{Link, Netns, ip},
     unique, wait_for,
 };
 
@@ -41,15 +40,6 @@ struct Edge {
     pins: PinDir,
     log: PathBuf,
     _daemon: Killed,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn banned(settings: &Settings, addr: IpAddr) -> bool {
-    BanMaps::open(settings).is_ok_and(|m| m.lookup(addr).exact.is_some())
 }
 
 fn append(path: &Path, ip: &str, n: usize) {

@@ -6,14 +6,13 @@
 //! loses the API resyncs when it comes back, picking up what changed meanwhile. Privileged.
 use std::{
     net::IpAddr,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-use crowd::enforce::{Settings, maps::BanMaps};
 use crowd_tests::{
-    Killed, PinDir, crowd_bin,
-    netns::{Link, Netns},
+    Killed, PinDir, banned, crowd_bin,
+    netns::{Link, Netns, ip},
     unique, wait_for,
 };
 
@@ -25,15 +24,6 @@ struct Edge {
 
 const API: &str = "198.51.100.1:8080";
 const ATTACKER: &str = "192.0.2.66";
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn banned(settings: &Settings, addr: IpAddr) -> bool {
-    BanMaps::open(settings).is_ok_and(|m| m.lookup(addr).exact.is_some())
-}
 
 fn start_api(api_ns: &Netns, state: &std::path::Path) -> Killed {
     let child = api_ns
