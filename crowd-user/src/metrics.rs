@@ -47,6 +47,13 @@ pub struct DecisionLabels {
     pub action: String,
 }
 
+/// A community list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListLabels {
+    /// `community` (the consensus list) or a blocklist's name (`org-acme`).
+    pub list: String,
+}
+
 /// XDP verdicts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -69,6 +76,8 @@ pub struct Metrics {
     pub requests: Family<RouteLabels, Counter>,
     /// Active decisions (set when scraped).
     pub decisions: Family<DecisionLabels, Gauge>,
+    /// Community decisions in force, per list (set when scraped from the store).
+    pub lists: Family<ListLabels, Gauge>,
     /// XDP packets by verdict (set when scraped from the kernel's counters).
     pub packets: Family<VerdictLabels, Gauge>,
     /// Buckets evicted to stay within `--max-memory`, per scenario.
@@ -92,6 +101,7 @@ impl Metrics {
             overflows: Family::default(),
             requests: Family::default(),
             decisions: Family::default(),
+            lists: Family::default(),
             packets: Family::default(),
             evictions: Family::default(),
             state_bytes: Gauge::default(),
@@ -103,6 +113,11 @@ impl Metrics {
         r.register("bucket_overflowed", "Bucket overflows (alerts), per scenario", m.overflows.clone());
         r.register("lapi_route_requests", "Local API requests, per route, method and status", m.requests.clone());
         r.register("active_decisions", "Decisions in force, per origin and type", m.decisions.clone());
+        r.register(
+            "community_list_entries",
+            "Community decisions in force, per list (community: the consensus list)",
+            m.lists.clone(),
+        );
         r.register("xdp_packets", "Packets the XDP program saw, per verdict (kernel counters)", m.packets.clone());
         r.register(
             "bucket_evictions",
@@ -115,6 +130,14 @@ impl Metrics {
             *reg = r;
         }
         Arc::new(m)
+    }
+
+    /// Sets the list gauges from `(list, count)` rows (others go to zero).
+    pub fn set_lists(&self, rows: &[(String, i64)]) {
+        self.lists.clear();
+        for (list, n) in rows {
+            self.lists.get_or_create(&ListLabels { list: list.clone() }).set(*n);
+        }
     }
 
     /// Counts one line of a source and whether a parser took it.
@@ -194,6 +217,9 @@ mod tests {
         assert!(t.contains(r#"crowd_parser_hits_ok_total{source="/var/log/auth.log",type="syslog"} 1"#), "{t}");
         assert!(t.contains(r#"crowd_bucket_overflowed_total{name="crowdsecurity/ssh-bf"} 1"#), "{t}");
         assert!(t.contains(r#"crowd_active_decisions{origin="crowdsec",action="ban"} 7"#), "{t}");
+        m.set_lists(&[("community".into(), 3), ("org-acme".into(), 1)]);
+        let t = m.render();
+        assert!(t.contains(r#"crowd_community_list_entries{list="org-acme"} 1"#), "{t}");
         m.set_decisions(&[]);
         assert!(!m.render().contains("origin=\"crowdsec\""), "gone decisions leave the gauge");
     }

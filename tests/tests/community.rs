@@ -551,7 +551,8 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     let state = dir.path().to_owned();
     let creds = std::fs::read_to_string(state.join("online_api_credentials.yaml")).unwrap();
     assert!(creds.contains(&format!("url: http://{}/", hub.addr)) && creds.contains("login: edge1"), "{creds}");
-    let api = crowd_tests::lapi::Api::start_in(state.clone(), Some(dir), None);
+    let metrics = format!("127.0.0.1:{}", crowd_tests::lapi::free_port());
+    let api = crowd_tests::lapi::Api::start_in_with(state.clone(), Some(dir), &["--metrics-listen", &metrics]);
     let token = api.machine("agent1");
     let bouncer = api.bouncer("fw");
     api.get("/v1/decisions/stream?startup=true", &bouncer);
@@ -598,6 +599,22 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     assert_eq!(status["registered"], true, "{status}");
     assert!(status["signals"]["sent"].as_u64() >= Some(1), "{status}");
     assert!(status["entries"]["CAPI"].as_u64() >= Some(1), "{status}");
+    // The member's metrics count community decisions per list: the consensus list, and its
+    // organisation's list holding its own shared alert.
+    let scrape = || {
+        let mut r = ureq::get(&format!("http://{metrics}/metrics")).call().unwrap();
+        r.body_mut().read_to_string().unwrap()
+    };
+    let t = Instant::now();
+    let text = loop {
+        let text = scrape();
+        if text.contains("crowd_community_list_entries{list=\"org-home\"} 1") {
+            break text;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no org-home entry in the metrics:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("crowd_community_list_entries{list=\"community\"} 1\n"), "{text}");
 }
 
 /// The member's outbox: alerts recorded while the server is down, and across a restart of the

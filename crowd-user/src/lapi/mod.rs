@@ -196,8 +196,11 @@ pub fn metrics_router(
         let (metrics, db, maps, opened) = (metrics.clone(), db.clone(), maps.clone(), opened.clone());
         async move {
             let now = decisions::now();
-            match db.run(move |s| s.active_counts(now)).await {
-                Ok(rows) => metrics.set_decisions(&rows),
+            match db.run(move |s| Ok((s.active_counts(now)?, s.list_counts(now)?))).await {
+                Ok((rows, lists)) => {
+                    metrics.set_decisions(&rows);
+                    metrics.set_lists(&lists);
+                }
                 Err(e) => tracing::warn!(error = %e, "metrics: counting decisions"),
             }
             if let Some(settings) = &maps

@@ -483,6 +483,30 @@ impl Store {
         )
     }
 
+    /// Community decisions in force per list: `community` (origin `CAPI`, the consensus list) and
+    /// each blocklist's name (origin `lists`, stored as scenario `lists:<name>`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn list_counts(&mut self, now: i64) -> Result<Vec<(String, i64)>> {
+        let rows = self.conn.all(
+            "SELECT origin, scenario, COUNT(*) FROM decisions WHERE deleted_at IS NULL AND until > ?1 \
+             AND origin IN ('CAPI', 'lists') GROUP BY origin, scenario",
+            &[now.into()],
+            |r| Ok((r.text(0)?, r.text(1)?, r.int(2)?)),
+        )?;
+        let mut lists: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for (origin, scenario, n) in rows {
+            let name = if origin == "CAPI" {
+                "community".to_owned()
+            } else {
+                scenario.strip_prefix("lists:").unwrap_or(&scenario).to_owned()
+            };
+            *lists.entry(name).or_default() += n;
+        }
+        Ok(lists.into_iter().collect())
+    }
+
     /// How many decisions each value has had (profiles' `GetDecisionsCount`: repeat offenders).
     ///
     /// # Errors
