@@ -239,6 +239,19 @@ impl Api {
         let body = resp.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
         Ok(Answer { status: resp.status().as_u16(), body, content_type })
     }
+    /// An agent (its `token`) pushes an ssh-bf alert on `ip`, made now, without decisions (the
+    /// API's profiles decide), as CrowdSec's agent does.
+    pub fn push_ssh_bf(&self, token: &str, ip: &str) {
+        let now = chrono::Utc::now().to_rfc3339();
+        let alert = serde_json::json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6,
+            "labels": null, "leakspeed": "10s", "message": "ssh-bf", "remediation": true,
+            "scenario": "crowdsecurity/ssh-bf", "scenario_hash": "4441dcff", "scenario_version": "0.1",
+            "simulated": false, "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip},
+            "start_at": now, "stop_at": now}]);
+        let a =
+            self.send("POST", "/v1/alerts", &[("Authorization", &format!("Bearer {token}"))], Some(&alert.to_string()));
+        assert_eq!(a.status, 201, "{}", a.body);
+    }
 
     /// `GET` with a bouncer key.
     pub fn get(&self, path: &str, key: &str) -> Answer {

@@ -530,17 +530,6 @@ fn member_of_home(hub: &Hub) -> tempfile::TempDir {
     dir
 }
 
-/// An agent pushes an ssh-bf alert on `ip`, made now, to a Local API.
-fn push(api: &crowd_tests::lapi::Api, token: &str, ip: &str) {
-    let now = chrono::Utc::now().to_rfc3339();
-    let alert = json!([{"capacity": 5, "decisions": [], "events": [], "events_count": 6, "labels": null,
-        "leakspeed": "10s", "message": "ssh-bf", "remediation": true, "scenario": "crowdsecurity/ssh-bf",
-        "scenario_hash": "4441dcff", "scenario_version": "0.1", "simulated": false,
-        "source": {"ip": ip, "range": "", "scope": "Ip", "value": ip}, "start_at": now, "stop_at": now}]);
-    let a = api.send("POST", "/v1/alerts", &[("Authorization", &format!("Bearer {token}"))], Some(&alert.to_string()));
-    assert_eq!(a.status, 201, "{}", a.body);
-}
-
 /// `crowd api` as a member (issue: crowd as a community member): registered with an
 /// organisation's key, it shares an alert an agent pushed (within seconds, not CrowdSec's 10-30 s
 /// tick) and stores what the community lists as `CAPI` decisions that its bouncers pull.
@@ -557,7 +546,7 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     let bouncer = api.bouncer("fw");
     api.get("/v1/decisions/stream?startup=true", &bouncer);
     // An agent's alert: shared within seconds.
-    push(&api, &token, "203.0.113.90");
+    api.push_ssh_bf(&token, "203.0.113.90");
     let t = Instant::now();
     loop {
         if hub.crowd(&["-o", "json", "list", "--org", "home"]).contains("203.0.113.90") {
@@ -627,7 +616,7 @@ fn signals_made_while_the_server_is_down_arrive_once_it_is_back() {
     let org_list = |hub: &Hub| hub.crowd(&["-o", "json", "list", "--org", "home"]);
     let api = crowd_tests::lapi::Api::start_in(state.clone(), None, None);
     let token = api.machine("agent1");
-    push(&api, &token, "203.0.113.101");
+    api.push_ssh_bf(&token, "203.0.113.101");
     let t = Instant::now();
     while !org_list(&hub).contains("203.0.113.101") {
         assert!(t.elapsed() < Duration::from_secs(10), "the first alert was not shared");
@@ -635,13 +624,13 @@ fn signals_made_while_the_server_is_down_arrive_once_it_is_back() {
     }
     // The server goes away; two alerts, a restart of the member's API, a third alert.
     hub.stop();
-    push(&api, &token, "203.0.113.102");
-    push(&api, &token, "203.0.113.103");
+    api.push_ssh_bf(&token, "203.0.113.102");
+    api.push_ssh_bf(&token, "203.0.113.103");
     std::thread::sleep(Duration::from_millis(2500));
     drop(api);
     let api = crowd_tests::lapi::Api::start_in(state.clone(), Some(dir), None);
     let token = api.machine("agent2");
-    push(&api, &token, "203.0.113.104");
+    api.push_ssh_bf(&token, "203.0.113.104");
     std::thread::sleep(Duration::from_millis(1500));
     hub.resume();
     let t = Instant::now();

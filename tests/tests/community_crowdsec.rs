@@ -1,9 +1,11 @@
-//! Debian's `crowdsec` 1.4.6 as a real member of crowd's community server (`crowd community
-//! serve`), on loopback: its Local API logs in to the server as its central API (`/v2`), pulls the
-//! community list at start (an attacker three other organisations reported, listed by the
-//! quorum before crowdsec starts), and pushes the signal of the brute force its agent detects
-//! (the hub's `crowdsecurity/ssh-bf` on an sshd log the test writes), which the server puts in the
-//! member organisation's own list at once.
+//! Debian's `crowdsec` 1.4.6 and crowd as peer members of crowd's community server (`crowd
+//! community serve`), on loopback. An attacker Y is listed by a signal from crowd (a `crowd api`
+//! registered as a member, sharing an alert its agent pushed) plus two CrowdSec-format signals
+//! from other organisations, before crowdsec starts: crowdsec's startup pull bans Y. Crowdsec's
+//! agent then detects a brute force by X (the hub's `crowdsecurity/ssh-bf` on an sshd log the test
+//! writes); its Local API pushes the signal, which the server puts in crowdsec's organisation's
+//! list at once; with two more organisations' signals X is listed and crowd's member, which never
+//! saw X, serves it to its bouncers: an attacker each peer blocks from the other's report.
 //!
 //! CrowdSec runs with its Local API and agent in one process, with a private configuration in a
 //! temporary directory (as in `crowdsec_client.rs`: the hub's parsers and scenarios linked
@@ -58,9 +60,9 @@ asns: {198.51.100.0/24: 64500, 203.0.113.0/24: 64501}
 const MEMBER: &str = "cs146-member";
 const ORG: &str = "acme";
 const PASSWORD: &str = "community-pw-0123456789";
-/// Listed by three other organisations before crowdsec starts.
+/// Listed by crowd's member and two other organisations before crowdsec starts.
 const Y: &str = "203.0.113.50";
-/// Brute-forces the sshd crowdsec's agent reads.
+/// Brute-forces the sshd crowdsec's agent reads; listed with two other organisations' signals.
 const X: &str = "192.0.2.77";
 
 /// `crowd community serve` on loopback with its state directory.
@@ -153,6 +155,25 @@ fn ssh_bf(ip: &str) -> Value {
     json!({"scenario": "crowdsecurity/ssh-bf", "scenario_hash": "abc", "scenario_version": "0.1",
            "scenario_trust": "certified", "message": "ssh-bf", "source": {"scope": "Ip", "value": ip, "ip": ip},
            "start_at": now, "stop_at": now, "created_at": now, "machine_id": "local-agent"})
+}
+
+/// Organisations orgC and orgD (their machines made on first use) report `ip`, from two
+/// documentation prefixes through the trusted proxy.
+fn signal(hub: &Hub, ip: &str) {
+    for (id, org, from) in [("c1", "orgC", "203.0.113.20"), ("d1", "orgD", "198.51.100.30")] {
+        let known = hub.json(&["machines", "list"]);
+        if !known.as_array().is_some_and(|a| a.iter().any(|m| m["machine_id"] == id)) {
+            hub.crowd(&["machines", "add", id, "--org", org, "--password", PASSWORD]);
+        }
+        let token = hub.login(id, from);
+        let (status, body) = hub.send(
+            "POST",
+            "/v2/signals",
+            &[("Authorization", &format!("Bearer {token}"))],
+            Some(&json!([ssh_bf(ip)])),
+        );
+        assert_eq!(status, 200, "{id}'s signal: {body}");
+    }
 }
 
 fn require_crowdsec() {
@@ -313,26 +334,36 @@ fn tail(text: &str, n: usize) -> String {
 }
 
 #[test]
-fn crowdsec_1_4_6_pulls_the_community_list_and_pushes_its_signals() {
+fn crowdsec_1_4_6_and_crowd_each_block_an_attacker_the_other_reported() {
     require_crowdsec();
     let started = Instant::now();
     let hub = Hub::start();
     hub.crowd(&["machines", "add", MEMBER, "--org", ORG, "--password", PASSWORD]);
 
-    // Y, listed before crowdsec starts: three other organisations report it.
-    for (id, org, from) in
-        [("b1", "orgB", "198.51.100.10"), ("c1", "orgC", "203.0.113.20"), ("d1", "orgD", "198.51.100.30")]
-    {
-        hub.crowd(&["machines", "add", id, "--org", org, "--password", PASSWORD]);
-        let token = hub.login(id, from);
-        let (status, body) = hub.send(
-            "POST",
-            "/v2/signals",
-            &[("Authorization", &format!("Bearer {token}"))],
-            Some(&json!([ssh_bf(Y)])),
-        );
-        assert_eq!(status, 200, "{id}'s signal: {body}");
-    }
+    // crowd as a member (organisation orgB): a `crowd api` registered with operator-given
+    // credentials; its agent's alert on Y is shared as a signal.
+    hub.crowd(&["machines", "add", "crowd-edge", "--org", "orgB", "--password", PASSWORD]);
+    let edge_dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(crowd_bin())
+        .args(["community", "--state-dir"])
+        .arg(edge_dir.path())
+        .args(["register", "--url", &format!("http://{}/", hub.addr), "--name", "crowd-edge", "--password", PASSWORD])
+        .output()
+        .expect("crowd community register");
+    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+    let edge = crowd_tests::lapi::Api::start_in(edge_dir.path().to_owned(), Some(edge_dir), None);
+    let edge_agent = edge.machine("edge-agent");
+    let edge_bouncer = edge.bouncer("edge-fw");
+    edge.get("/v1/decisions/stream?startup=true", &edge_bouncer);
+    edge.push_ssh_bf(&edge_agent, Y);
+    wait_for(
+        &format!("crowd's signal on {Y} in orgB's list"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || hub.listed(Some("orgB")).iter().any(|e| e["value"] == Y),
+    );
+    // Two more organisations, in CrowdSec 1.4.x's signal format: Y is listed before crowdsec starts.
+    signal(&hub, Y);
     wait_for(&format!("{Y} in the community list"), Duration::from_secs(10), Duration::from_millis(100), || {
         hub.listed(None).iter().any(|e| e["value"] == Y)
     });
@@ -475,6 +506,23 @@ fn crowdsec_1_4_6_pulls_the_community_list_and_pushes_its_signals() {
     assert_eq!((x["origin"].as_str(), x["scenario"].as_str()), (Some("lists"), Some("org-acme")), "{stream}");
     let y = new.iter().find(|d| d["value"] == Y).unwrap_or_else(|| panic!("{Y} not in the sibling's pull: {stream}"));
     assert_eq!(y["origin"], "CAPI", "{stream}");
+
+    // (e) Two more organisations report X: it is listed, and crowd's member, which never saw X,
+    // serves it to its bouncer as a community decision (crowd's long poll: seconds).
+    let t = Instant::now();
+    signal(&hub, X);
+    let got = wait_for(&format!("{X} at crowd's member"), Duration::from_secs(15), Duration::from_millis(50), || {
+        edge.get("/v1/decisions/stream", &edge_bouncer).json()["new"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|d| d["value"] == X))
+    });
+    eprintln!("{X}: the third organisation's signal to crowd's member's bouncer: {} ms", got.as_millis());
+    let capi = edge.crowd(&["decisions", "list", "--origin", "CAPI", "-o", "json"]);
+    assert!(capi.contains(X) && capi.contains(Y), "crowd's member holds both as community decisions: {capi}");
+    assert!(t.elapsed() < Duration::from_secs(15));
+    let explain = hub.json(&["explain", X]);
+    assert_eq!(explain["listed"], true, "{explain}");
+    assert_eq!(explain["organisations"], 3, "crowdsec's, orgC's and orgD's reports: {explain}");
 
     // What crowdsec says it did with the central API, and nothing went wrong there.
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
