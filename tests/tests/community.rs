@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crowd_tests::{Killed, crowd_bin, lapi::free_port};
+use crowd_tests::{Killed, crowd_bin, lapi::free_port, wait_for};
 use serde_json::{Value, json};
 
 struct Hub {
@@ -657,6 +657,9 @@ fn bad_server_answers_are_skipped_and_the_member_keeps_going() {
     use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    // Set while the stand-in holds a slow answer.
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow_now = slow.clone();
     std::thread::spawn(move || {
         let mut deltas = 0;
         for stream in listener.incoming() {
@@ -690,7 +693,13 @@ fn bad_server_answers_are_skipped_and_the_member_keeps_going() {
                 deltas += 1;
                 match deltas {
                     1 => (500, "{\"message\": \"oops\"}".to_owned()),
-                    2 => (200, "{\"new\": [{\"scenario\": \"s\", \"sco".to_owned()),
+                    2 => {
+                        // A slow answer, truncated at that.
+                        slow_now.store(true, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_secs(3));
+                        slow_now.store(false, std::sync::atomic::Ordering::SeqCst);
+                        (200, "{\"new\": [{\"scenario\": \"s\", \"sco".to_owned())
+                    }
                     3 => (200, json!({"new": [{"scenario": "s", "scope": "Ip", "decisions": [{"value": "203.0.113.12", "duration": "4h"}]}],
                                       "deleted": [{"scope": "Ip", "decisions": ["203.0.113.10", "not an address"]}]}).to_string()),
                     _ => (200, "{\"new\": [], \"deleted\": []}".to_owned()),
@@ -710,6 +719,15 @@ fn bad_server_answers_are_skipped_and_the_member_keeps_going() {
     std::fs::write(state.join("online_api_credentials.yaml"), format!("url: http://{addr}/\nlogin: m\npassword: p\n"))
         .unwrap();
     let api = crowd_tests::lapi::Api::start_in_with(state, Some(dir), &["--community-poll", "1s"]);
+    let key = api.bouncer("fw");
+    // While the server is slow to answer, the member's API keeps serving what it has.
+    wait_for("the slow answer", Duration::from_secs(30), Duration::from_millis(20), || {
+        slow.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let t = Instant::now();
+    let s = api.get("/v1/decisions/stream?startup=true", &key).json();
+    assert!(t.elapsed() < Duration::from_secs(1), "the API waited on the community server: {:?}", t.elapsed());
+    assert!(s["new"].as_array().unwrap().iter().any(|d| d["value"] == "203.0.113.10"), "{s}");
     let t = Instant::now();
     let capi = loop {
         let capi = api.crowd(&["decisions", "list", "--origin", "CAPI", "-o", "json"]);
@@ -721,7 +739,19 @@ fn bad_server_answers_are_skipped_and_the_member_keeps_going() {
     assert!(capi.contains("203.0.113.12") && capi.contains("198.51.100.0/24"), "{capi}");
     assert!(!capi.contains("203.0.113.10"), "deleted by the delta: {capi}");
     assert!(!capi.contains("203.0.113.999") && !capi.contains("203.0.113.11"), "{capi}");
-    let key = api.bouncer("fw");
-    let s = api.get("/v1/decisions/stream?startup=true", &key).json();
+    let s = api.get("/v1/decisions/stream", &key).json();
     assert!(s["new"].as_array().unwrap().iter().any(|d| d["value"] == "203.0.113.12"), "{s}");
+    assert!(s["deleted"].as_array().unwrap().iter().any(|d| d["value"] == "203.0.113.10"), "{s}");
+    // Counted: three values skipped (an invalid address, a bad duration, a bad deletion), two
+    // pulls failed (the 500, the truncated answer).
+    let out = Command::new(crowd_bin())
+        .args(["community", "-o", "json", "--state-dir"])
+        .arg(&api.state)
+        .arg("status")
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["pull"]["skipped_total"], 3, "{status}");
+    assert_eq!(status["pull"]["errors_total"], 2, "{status}");
+    assert_eq!(status["entries"]["by_list"]["community"], 2, "{status}");
 }

@@ -376,8 +376,10 @@ fn member(state_dir: &std::path::Path, loc: &Location, cmd: &CommunityCommand, f
                     let rows = s.query(&f, unix_now())?;
                     let capi = rows.iter().filter(|d| d.origin == "CAPI").count();
                     let lists = rows.iter().filter(|d| d.origin == "lists").count();
+                    let by_list: serde_json::Map<String, serde_json::Value> =
+                        s.list_counts(unix_now())?.into_iter().map(|(l, n)| (l, json!(n))).collect();
                     json!({"registered": true, "url": c.url, "login": c.login, "signals": st["signals"],
-                           "pull": st["pull"], "entries": {"CAPI": capi, "lists": lists}})
+                           "pull": st["pull"], "entries": {"CAPI": capi, "lists": lists, "by_list": by_list}})
                 }
             };
             match fmt {

@@ -147,6 +147,8 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
         let (mut startup, mut failures) = (true, 0u32);
         let mut lists: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let wait = Duration::from_secs(30);
+        // Since this process started: values skipped, pulls that failed.
+        let (mut skipped_total, mut errors_total) = (0u64, 0u64);
         while !stop.load(Ordering::Relaxed) {
             if store.is_none() {
                 store = open(&loc);
@@ -162,7 +164,13 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "community member: pull");
-                    note(s, "pull", json!({"error": e.to_string(), "at": unix_now()}));
+                    errors_total += 1;
+                    note(
+                        s,
+                        "pull",
+                        json!({"error": e.to_string(), "at": unix_now(), "skipped_total": skipped_total,
+                               "errors_total": errors_total}),
+                    );
                     std::thread::sleep(backoff(failures));
                     failures += 1;
                     continue;
@@ -202,10 +210,12 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
             if applied.skipped > 0 {
                 tracing::warn!(skipped = applied.skipped, "community member: values from the server skipped");
             }
+            skipped_total += applied.skipped as u64;
             note(
                 s,
                 "pull",
-                json!({"at": now, "added": applied.added, "deleted": applied.deleted, "skipped": applied.skipped}),
+                json!({"at": now, "added": applied.added, "deleted": applied.deleted, "skipped": applied.skipped,
+                       "skipped_total": skipped_total, "errors_total": errors_total}),
             );
             // A server that answered an empty delta at once does not long-poll: poll on.
             let empty = applied.added == 0 && applied.deleted == 0;
