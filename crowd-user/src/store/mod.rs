@@ -13,6 +13,7 @@ mod auth;
 mod backend;
 pub mod changes;
 mod community;
+mod console;
 mod decisions;
 mod schema;
 
@@ -24,6 +25,7 @@ use schema::MIGRATIONS;
 pub use alerts::{AlertFilter, AlertRow};
 pub use auth::{BouncerRow, MachineRow};
 pub use community::{EntryRow, MemberRow, NewSignal, OrgRow, Publish};
+pub use console::{AuditRow, ConsoleSession, ConsoleUser, UsageRow};
 pub use decisions::{AddrMatch, Cursor, DecisionFilter, StreamPart};
 
 /// Store errors.

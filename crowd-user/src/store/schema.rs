@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 5] = [
+pub const MIGRATIONS: [&str; 6] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -152,6 +152,39 @@ pub const MIGRATIONS: [&str; 5] = [
         org TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         saved_at INTEGER NOT NULL
+    );
+    ",
+    // The web console: its users (Argon2 hashes, a role), their sessions (the cookie's SHA-256,
+    // never the cookie) with each session's CSRF token, the record of every change made through
+    // it; and the usage metrics bouncers and edges report (the last report of each).
+    "
+    CREATE TABLE console_users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE console_audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        user_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE usage_metrics (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL DEFAULT '',
+        received_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
     );
     ",
 ];
