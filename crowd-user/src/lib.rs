@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod community;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod detect;
 pub mod enforce;

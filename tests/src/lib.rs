@@ -1,5 +1,6 @@
 //! Helpers for crowd's privileged tests and benchmarks: unique pin directories that clean up,
 //! packet builders, and network namespaces joined by veth (documentation addresses only).
+pub mod browser;
 pub mod lapi;
 pub mod netns;
 pub mod packet;

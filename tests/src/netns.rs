@@ -76,6 +76,41 @@ impl Netns {
     pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         self.spawn(f).join().expect("netns thread")
     }
+
+    /// A loopback port of the test's own namespace whose connections are relayed to `target`
+    /// inside this namespace (a server listening on the namespace's loopback, reached by a
+    /// client of the root namespace such as a browser). Relays for the life of the process.
+    pub fn forward(&self, target: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a relay port");
+        let addr = listener.local_addr().expect("relay address");
+        // Sockets opened by a thread that entered the namespace live there.
+        type Reply = std::sync::mpsc::Sender<std::io::Result<std::net::TcpStream>>;
+        let (ask, asked) = std::sync::mpsc::channel::<Reply>();
+        drop(self.spawn(move || {
+            for reply in asked {
+                let _ = reply.send(std::net::TcpStream::connect(target));
+            }
+        }));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let (tx, rx) = std::sync::mpsc::channel();
+                if ask.send(tx).is_err() {
+                    return;
+                }
+                let Ok(Ok(server)) = rx.recv() else { continue };
+                for (mut from, mut to) in
+                    [(client.try_clone().expect("dup"), server.try_clone().expect("dup")), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        addr
+    }
 }
 
 impl Drop for Netns {

@@ -3,10 +3,17 @@
 //! veth to each edge's server namespace; each edge runs `crowd enforce` with XDP on its own
 //! protected interface. A ban made on the API host must drop the attacker's packets on both
 //! edges (the delay is printed); its deletion must let them through again; and an edge that
-//! loses the API resyncs when it comes back, picking up what changed meanwhile. Privileged.
+//! loses the API resyncs when it comes back, picking up what changed meanwhile. Each edge
+//! reports its usage metrics every second; the packets it dropped reach the API's store. Privileged.
 use std::{
+    collections::HashMap,
     net::IpAddr,
+    path::PathBuf,
     process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -43,6 +50,42 @@ fn start_api(api_ns: &Netns, state: &std::path::Path) -> Killed {
 /// How often the tests look again.
 const POLL: Duration = Duration::from_micros(500);
 
+/// What the edges' usage reports showed, by bouncer name: the most packets of origin `manual`
+/// one window dropped, and the largest `dropped_total`.
+type Seen = Arc<Mutex<HashMap<String, (f64, f64)>>>;
+
+/// Reads the API's stored usage reports every 20 ms until `stop` (each report replaces the
+/// last, so a window with drops is seen only until the next one).
+fn watch_usage(state: PathBuf, stop: Arc<AtomicBool>) -> Seen {
+    let seen = Seen::default();
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        let mut store = crowd::store::Store::open_at(&crowd::store::Location::new(&state, None)).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            for r in store.usage().unwrap_or_default() {
+                let Ok(body) = serde_json::from_str::<serde_json::Value>(&r.body) else { continue };
+                if r.r#type != "crowd-enforce" {
+                    continue;
+                }
+                let items = body["metrics"][0]["items"].as_array().cloned().unwrap_or_default();
+                let value = |name: &str, origin: Option<&str>| {
+                    items
+                        .iter()
+                        .filter(|i| i["name"] == name && origin.is_none_or(|o| i["labels"]["origin"] == o))
+                        .filter_map(|i| i["value"].as_f64())
+                        .sum::<f64>()
+                };
+                let (dropped, total) = (value("dropped", Some("manual")), value("dropped_total", None));
+                let mut s = seen.lock().unwrap();
+                let e = s.entry(r.name).or_default();
+                *e = (e.0.max(dropped), e.1.max(total));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    out
+}
+
 #[test]
 fn a_ban_on_the_api_host_drops_on_every_edge() {
     crowd_tests::require_root();
@@ -57,6 +100,8 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
     let key: serde_json::Value = serde_json::from_str(&crowd(&["bouncers", "add", "edges", "-o", "json"])).unwrap();
     let key = key["api_key"].as_str().unwrap().to_owned();
     let api = start_api(&api_ns, &state);
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let usage = watch_usage(state.clone(), stop_watching.clone());
 
     let mut edges = Vec::new();
     for i in 0..2u8 {
@@ -87,6 +132,7 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
             .arg(pins.path())
             .args(["enforce", "--iface", &link.server_if, "--max-bans", "4096", "--max-ranges", "1024"])
             .args(["--max-allow", "1024", "--lapi", &format!("http://{API}"), "--key", &key])
+            .args(["--usage-metrics-interval", "1s"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -118,6 +164,13 @@ fn a_ban_on_the_api_host_drops_on_every_edge() {
         assert!(!e.link.ping(ATTACKER), "edge {i} still answers the banned attacker");
         assert!(e.link.ping("192.0.2.3"), "edge {i} drops an innocent source");
     }
+    // Each edge's next usage report counts the attacker's dropped ping, under its bouncer row.
+    wait_for("both edges' usage reports of the drops", Duration::from_secs(10), POLL, || {
+        let s = usage.lock().unwrap();
+        s.len() == 2 && s.values().all(|(dropped, total)| *dropped >= 1.0 && *total >= 1.0)
+    });
+    stop_watching.store(true, Ordering::Relaxed);
+    eprintln!("usage reports: {:?}", usage.lock().unwrap());
 
     crowd(&["decisions", "delete", ATTACKER]);
     for (i, e) in edges.iter().enumerate() {

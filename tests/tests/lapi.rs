@@ -30,7 +30,7 @@ on_both_backends!(
     one_key_from_two_addresses_gets_two_rows_and_two_cursors,
     machines_register_log_in_and_push_alerts_through_profiles,
     bad_input_gets_a_clear_4xx_and_stores_nothing,
-    usage_metrics_are_accepted,
+    usage_metrics_are_checked_and_kept,
     big_deltas_arrive_whole,
     full_pulls_share_one_read_gzip_for_who_asks_and_cursors_move_when_all_is_sent,
     alerts_are_served_as_cscli_reads_them,
@@ -300,11 +300,69 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing(api: &Api) {
     assert_eq!(values(&api.get("/v1/decisions", &key).json()), ["192.0.2.1"]);
 }
 
-fn usage_metrics_are_accepted(api: &Api) {
+fn usage_metrics_are_checked_and_kept(api: &Api) {
     let key = api.bouncer("fw");
-    let body = json!({"remediation_components": [{"version": "v0.0.25", "type": "crowdsec-firewall-bouncer"}]});
+    let usage = || {
+        let loc = crowd::store::Location::new(&api.state, api.db.as_deref());
+        crowd::store::Store::open_at(&loc).expect("open the store").usage().expect("usage rows")
+    };
+    // The firewall bouncer's report (go-cs-bouncer's shape), claiming another bouncer's name.
+    let body = json!({"remediation_components": [{
+        "name": "someone-else", "type": "crowdsec-firewall-bouncer", "version": "v0.0.31",
+        "os": {"name": "debian", "version": "12"}, "feature_flags": [], "utc_startup_timestamp": 1_707_399_316,
+        "metrics": [{"meta": {"utc_now_timestamp": 1_707_400_216, "window_size_seconds": 900}, "items": [
+            {"name": "dropped", "unit": "packet", "value": 23, "labels": {"ip_type": "ipv4", "origin": "CAPI"}},
+            {"name": "dropped", "unit": "byte", "value": 1034, "labels": {"ip_type": "ipv4", "origin": "CAPI"}},
+            {"name": "active_decisions", "unit": "ip", "value": 500, "labels": {"ip_type": "ipv4", "origin": "CAPI"}},
+            {"name": "processed", "unit": "packet", "value": 4000, "labels": {"ip_type": "ipv4"}}]}]}],
+        "log_processors": []});
     let a = api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", &key)], Some(&body.to_string()));
     assert_eq!(a.status, 201, "{}", a.body);
+    let rows = usage();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!((r.kind.as_str(), r.name.as_str()), ("remediation_components", "fw"), "the key's bouncer");
+    assert_eq!(r.r#type, "crowdsec-firewall-bouncer");
+    assert!((r.received_at - chrono::Utc::now().timestamp()).abs() < 60);
+    let kept: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(kept["name"], "fw", "the stored object names the authenticated bouncer");
+    assert_eq!(kept["metrics"], body["remediation_components"][0]["metrics"]);
+
+    // Bad bodies: a 400 naming the problem, nothing stored.
+    let bad = [
+        ("{not json", "invalid JSON"),
+        (r#"{"remediation_components": {}}"#, "must be an array"),
+        (
+            r#"{"remediation_components": [{"version": "v1.0"}]}"#,
+            "remediation_components.0.utc_startup_timestamp in body is required",
+        ),
+        (
+            r#"{"remediation_components": [{"version": "v1", "utc_startup_timestamp": "2021-09-01T00:00:00Z"}]}"#,
+            "invalid type",
+        ),
+        (r#"{"remediation_components": [], "log_processors": []}"#, "Missing remediation component data"),
+    ];
+    for (b, why) in bad {
+        let a = api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", &key)], Some(b));
+        assert_eq!(a.status, 400, "{b}: {}", a.body);
+        let m = a.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(m.contains(why), "{b}: {m}");
+    }
+    assert_eq!(usage(), rows, "bad reports change nothing");
+    assert_eq!(api.send("POST", "/v1/usage-metrics", &[("X-Api-Key", "nope")], Some(&body.to_string())).status, 403);
+
+    // An agent (JWT) reports as a log processor, under its machine id.
+    let token = api.machine("agent1");
+    let lp = json!({"log_processors": [{"version": "v1.6.3", "utc_startup_timestamp": 1_707_399_316,
+        "hub_items": {}, "datasources": {"file": 2}, "metrics": []}]});
+    let auth = format!("Bearer {token}");
+    let a = api.send("POST", "/v1/usage-metrics", &[("Authorization", &auth)], Some(&lp.to_string()));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let rows = usage();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].kind.as_str(), rows[0].name.as_str()), ("log_processors", "agent1"));
+    let a = api.send("POST", "/v1/usage-metrics", &[("Authorization", &auth)], Some(&body.to_string()));
+    assert_eq!((a.status, a.json()["message"].as_str()), (400, Some("Missing log processor data")));
 }
 
 /// A loopback webhook receiver: answers 500 to the first `fail` requests, 200 after; sends

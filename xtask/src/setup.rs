@@ -2,8 +2,9 @@
 //! and tests need on Debian: LLVM 22 (for bpf-linker), iproute2 and ping (network tests), the
 //! rust-src component (to build `core` for the BPF target on stable), bpf-linker 0.13, and a
 //! mounted bpffs. For `cargo xtask test` also the test services: crowdsec-firewall-bouncer and
-//! nftables (the Local API's real bouncer), PostgreSQL (the store's second backend), openssl, and
-//! Debian's `crowdsec` 1.4.6 (its `cscli` and agent as real clients of the Local API), installed
+//! nftables (the Local API's real bouncer), PostgreSQL (the store's second backend), openssl,
+//! headless Chromium and its chromedriver (the web console's browser tests), and Debian's
+//! `crowdsec` 1.4.6 (its `cscli` and agent as real clients of the Local API), installed
 //! offline-safe: no online registration, no service started.
 use std::process::Command;
 
@@ -15,8 +16,10 @@ const PACKAGES: &[&str] =
     &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
 
 /// What only the tests need: Debian's firewall bouncer (the Local API's real-client test),
-/// PostgreSQL (the store's second backend) and openssl (the TLS test's certificates).
-const TEST_PACKAGES: &[&str] = &["crowdsec-firewall-bouncer", "nftables", "postgresql", "openssl"];
+/// PostgreSQL (the store's second backend), openssl (the TLS test's certificates), and Chromium
+/// with chromedriver (the web console's browser tests drive it headless over WebDriver).
+const TEST_PACKAGES: &[&str] =
+    &["crowdsec-firewall-bouncer", "nftables", "postgresql", "openssl", "chromium", "chromium-driver"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

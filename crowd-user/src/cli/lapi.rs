@@ -188,6 +188,7 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:6060";
 ///
 /// # Errors
 /// Start-up failures.
+#[allow(clippy::too_many_arguments)] // `crowd api`'s flags, one argument each.
 pub fn serve(
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
@@ -196,6 +197,7 @@ pub fn serve(
     profile: Profile,
     notify: crate::notify::Dispatcher,
     tls: &lapi::tls::TlsArgs,
+    console: crate::console::Options,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
@@ -213,7 +215,7 @@ pub fn serve(
             tokio::task::spawn_blocking(move || crate::community::member::runner::start_if_member(&dir, &l, opts, s))
                 .await??;
         }
-        let shared = crate::daemon::api::Shared { metrics: crate::metrics::Metrics::new(), notify, changes };
+        let shared = crate::daemon::api::Shared { metrics: crate::metrics::Metrics::new(), notify, changes, console };
         let (task, api) = crate::daemon::api::start(listen, loc, profile, shared, tls, stop).await?;
         if let Some(m) = metrics_listen {
             crate::daemon::api::start_metrics(m, api.metrics.clone(), api.db.clone(), None).await?;

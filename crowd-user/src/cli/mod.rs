@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod attach;
 pub mod community;
+pub mod console;
 pub mod decisions;
 pub mod enforce;
 pub mod hubtest;
@@ -193,6 +194,8 @@ pub enum Command {
         tls: crate::lapi::tls::TlsArgs,
         #[command(flatten)]
         member: crate::community::member::runner::MemberArgs,
+        #[command(flatten)]
+        console: crate::console::ConsoleArgs,
     },
     /// Bouncers allowed to pull decisions (API keys).
     Bouncers {
@@ -223,6 +226,14 @@ pub enum Command {
         state_dir: PathBuf,
         #[command(subcommand)]
         command: lapi::MachinesCommand,
+    },
+    /// The web console (served by `crowd run` and `crowd api` under /console/): its users.
+    Console {
+        /// Where the store lives.
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: console::ConsoleCommand,
     },
     /// Alerts in the store, with their decisions.
     Alerts {
@@ -332,16 +343,28 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             replay::replay(kind, files, config.as_ref(), profiles.as_ref(), *tuning, cli.output)
         }
         Command::Explain { kind, config, line } => replay::explain(kind, line, config.as_ref(), cli.output),
-        Command::Api { listen, state_dir, profiles, notifications, metrics_listen, no_metrics, tls, member } => {
+        Command::Api {
+            listen,
+            state_dir,
+            profiles,
+            notifications,
+            metrics_listen,
+            no_metrics,
+            tls,
+            member,
+            console,
+        } => {
             // `crowd simulation` settings hold for alerts pushed to the API too.
             let p = crate::rules::enforcing_profile(None, profiles.as_ref(), state_dir, false)?;
             let m = if *no_metrics { None } else { Some(*metrics_listen) };
             let notify = crate::rules::notifiers(notifications.as_ref(), None)?;
             let member = Some((state_dir.as_path(), member.options()));
-            lapi::serve(*listen, m, member, &cli.store(state_dir)?, p, notify, tls)
+            let console = crate::console::Options { remote: console.console_remote, ..Default::default() };
+            lapi::serve(*listen, m, member, &cli.store(state_dir)?, p, notify, tls, console)
         }
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir)?, command, cli.output),
+        Command::Console { state_dir, command } => console::dispatch(&cli.store(state_dir)?, command, cli.output),
         Command::Scenarios { command: ScenariosCommand::List { config, state_dir } } => {
             replay::list_scenarios(config.as_ref(), state_dir, cli.output)
         }

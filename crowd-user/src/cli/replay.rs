@@ -122,19 +122,8 @@ pub fn replay(
 /// Bad configuration.
 pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format) -> Result<()> {
     let d = crate::rules::detector(config_dir, Profile::default())?;
-    let (evt, dump, feeds) = d.explain(line(text, &"explain".into(), &type_label(kind)), 0.0);
-    let stages: Vec<_> = dump
-        .stages
-        .iter()
-        .flat_map(|(stage, ps)| ps.iter().map(move |(name, e)| json!({"stage": stage, "parser": name, "success": e.last().is_some_and(|x| x.success)})))
-        .collect();
-    let v = json!({
-        "parsed": evt.is_some(),
-        "stages": stages,
-        "meta": evt.as_ref().map(|e| e.meta.clone()),
-        "fields": evt.as_ref().map(|e| e.parsed.clone()),
-        "scenarios": feeds,
-    });
+    let v = explain_value(&d, kind, text);
+    let stages = v["stages"].as_array().cloned().unwrap_or_default();
     match fmt {
         Format::Json => output::json(&v),
         Format::Table => {
@@ -146,18 +135,38 @@ pub fn explain(kind: &str, text: &str, config_dir: Option<&PathBuf>, fmt: Format
                     if s["success"] == true { "ok" } else { "-" }
                 );
             }
-            match &evt {
-                None => println!("not parsed"),
-                Some(e) => {
-                    for (k, val) in &e.meta {
-                        println!("meta.{k} = {val}");
-                    }
-                    println!("feeds: {}", if feeds.is_empty() { "no scenario".to_owned() } else { feeds.join(", ") });
+            if v["parsed"] != true {
+                println!("not parsed");
+            } else {
+                for (k, val) in v["meta"].as_object().into_iter().flatten() {
+                    println!("meta.{k} = {}", val.as_str().unwrap_or(""));
                 }
+                let feeds: Vec<&str> =
+                    v["scenarios"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+                println!("feeds: {}", if feeds.is_empty() { "no scenario".to_owned() } else { feeds.join(", ") });
             }
         }
     }
     Ok(())
+}
+
+/// What `crowd explain` shows for a line of type `kind` (labels' `type`), as JSON: whether it
+/// parsed, each parser's success per stage, the meta and fields, the scenarios it feeds.
+#[must_use]
+pub fn explain_value(d: &crate::detect::Detector, kind: &str, text: &str) -> serde_json::Value {
+    let (evt, dump, feeds) = d.explain(line(text, &"explain".into(), &type_label(kind)), 0.0);
+    let stages: Vec<_> = dump
+        .stages
+        .iter()
+        .flat_map(|(stage, ps)| ps.iter().map(move |(name, e)| json!({"stage": stage, "parser": name, "success": e.last().is_some_and(|x| x.success)})))
+        .collect();
+    json!({
+        "parsed": evt.is_some(),
+        "stages": stages,
+        "meta": evt.as_ref().map(|e| e.meta.clone()),
+        "fields": evt.as_ref().map(|e| e.parsed.clone()),
+        "scenarios": feeds,
+    })
 }
 
 /// This process's peak resident memory (`VmHWM`: the memory of this program only; a spawned

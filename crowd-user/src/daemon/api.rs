@@ -19,6 +19,8 @@ pub struct Shared {
     pub notify: crate::notify::Dispatcher,
     /// The store's change feed (`crate::store::changes`).
     pub changes: tokio::sync::watch::Receiver<u64>,
+    /// How the web console is served.
+    pub console: crate::console::Options,
 }
 
 /// Binds the API and serves it on the current runtime until `shutdown`.
@@ -33,19 +35,20 @@ pub async fn start(
     tls: &lapi::tls::TlsArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, Arc<ApiState>)> {
-    let Shared { metrics, notify, changes } = shared;
+    let Shared { metrics, notify, changes, mut console } = shared;
     let tls_cfg = lapi::tls::server_config(tls)?;
+    console.secure = tls_cfg.is_some();
     let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
     let state: Arc<ApiState> = tokio::task::spawn_blocking(move || -> Result<Arc<ApiState>> {
         drop(crate::rules::open_store(&l)?);
-        Ok(ApiState::new(&l, profile, changes, metrics, notify, roles)?)
+        Ok(ApiState::new(&l, profile, changes, metrics, notify, roles, console)?)
     })
     .await??;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("local API: binding {listen}"))?;
-    tracing::info!(%listen, tls = tls_cfg.is_some(), "local API listening");
+    tracing::info!(%listen, tls = tls_cfg.is_some(), "local API listening (web console under /console/)");
     if !listen.ip().is_loopback() && tls_cfg.is_none() {
         tracing::warn!(
             %listen,

@@ -12,10 +12,12 @@
 //! Start-up order: load the program against the pinned maps, reconcile them with the store, start
 //! acquisition and detection, then attach (a log line written once the links are pinned is never
 //! missed). On exit the links stay pinned, so enforcement never lapses. `crowd enforce`'s stream
-//! puller (`puller.rs`) is the same data plane fed by a remote Local API.
+//! puller (`puller.rs`) is the same data plane fed by a remote Local API; it reports its usage
+//! metrics to that API (`usage.rs` builds the report).
 pub mod api;
 mod detection;
 pub mod puller;
+pub mod usage;
 
 use std::{
     path::PathBuf,
@@ -94,6 +96,8 @@ pub struct Options {
     pub notifications: Option<PathBuf>,
     #[command(flatten)]
     pub tls: crate::lapi::tls::TlsArgs,
+    #[command(flatten)]
+    pub console: crate::console::ConsoleArgs,
     /// The store (from the global `--db`).
     #[arg(skip)]
     pub db: Option<String>,
@@ -226,7 +230,13 @@ pub fn run(
         let api_pool = match api_profile {
             Some(p) => {
                 let (stop, state) = (async move { let _ = api_stopped.await; }, &detect.store());
-                let shared = api::Shared { metrics: metrics.clone(), notify, changes: changes.clone() };
+                let console = crate::console::Options {
+                    remote: detect.console.console_remote,
+                    maps: Some(settings.clone()),
+                    config_dir: detect.config.clone(),
+                    ..crate::console::Options::default()
+                };
+                let shared = api::Shared { metrics: metrics.clone(), notify, changes: changes.clone(), console };
                 Some(api::start(detect.api_listen, state, p, shared, &detect.tls, stop).await?.1.db.clone())
             }
             None => None,

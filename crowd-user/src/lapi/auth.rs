@@ -170,6 +170,39 @@ impl FromRequestParts<Arc<ApiState>> for Machine {
     }
 }
 
+/// A bouncer or an agent: routes both may call (`POST /v1/usage-metrics`). An `X-Api-Key`
+/// makes a bouncer, a token (header or cookie) a machine; with neither, a client certificate
+/// decides by its OU.
+pub enum Caller {
+    /// From its API key or certificate.
+    Bouncer(BouncerRow),
+    /// Its machine id.
+    Machine(String),
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
+        let has = |name: &str| parts.headers.contains_key(name);
+        let jwt_cookie = parts
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.split(';').any(|c| c.trim().starts_with("jwt=")));
+        if has("x-api-key") {
+            return Bouncer::from_request_parts(parts, state).await.map(|b| Caller::Bouncer(b.0));
+        }
+        if !has("authorization")
+            && !jwt_cookie
+            && let Ok(b) = Bouncer::from_request_parts(parts, state).await
+        {
+            return Ok(Caller::Bouncer(b.0));
+        }
+        Machine::from_request_parts(parts, state).await.map(|m| Caller::Machine(m.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Bouncer routes: `GET/HEAD /v1/decisions` (query mode), `GET/HEAD /v1/decisions/stream`
 //! (full pull with `startup=true`, else the delta since this bouncer's last pull, kept
-//! server-side), machine deletes, and `POST /v1/usage-metrics`.
+//! server-side), machine deletes, and `POST /v1/usage-metrics` (bouncers' and agents' reports,
+//! checked as CrowdSec's `AllMetrics` and kept, the latest per component, for the console).
 //!
 //! A full pull is one read of the store shared by the pulls that arrive together, kept
 //! gzip-compressed and streamed to each at its socket's pace ([`super::snapshot`]), so a
@@ -19,8 +20,8 @@ use axum::{
 
 use super::{
     ApiError, ApiState,
-    auth::{Bouncer, Machine},
-    model::WireDecision,
+    auth::{Bouncer, Caller, Machine},
+    model::{UsageReport, WireDecision},
     snapshot::{self, Compressor},
 };
 use crate::{
@@ -89,6 +90,7 @@ pub fn filter(q: &HashMap<String, String>, default_scopes: &[&str]) -> Result<De
         simulated: truthy(q, "simulated").unwrap_or(false),
         id: None,
         limit,
+        newest_first: false,
     })
 }
 
@@ -302,9 +304,39 @@ pub async fn delete_one(
     Ok(deleted_answer(gone.len()))
 }
 
-/// `POST /v1/usage-metrics`: accepted from bouncers (crowd does not keep them yet).
-pub async fn usage_metrics(_b: Bouncer, body: Bytes) -> Result<StatusCode, ApiError> {
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+/// `POST /v1/usage-metrics`: a bouncer's or an agent's usage report, checked as CrowdSec's
+/// `AllMetrics` ([`UsageReport::parse`]) and kept as its latest ([`crate::store::Store::usage_put`]).
+///
+/// As in CrowdSec, a bouncer sends exactly one `remediation_components` item and an agent one
+/// `log_processors` item (the other list is ignored). The row is named after the authenticated
+/// caller (the bouncer's name, the machine id), never the body's `name`, and the stored object's
+/// `name` is set to it, so nobody writes or impersonates another's report. The type is the
+/// body's `type` (else the bouncer's User-Agent type) for bouncers, `log-processor` for agents.
+///
+/// # Errors
+/// 400 with what is wrong (CrowdSec answers 422 for missing fields; bouncers only log either),
+/// 403/401 for bad credentials, store errors.
+pub async fn usage_metrics(who: Caller, State(st): State<Arc<ApiState>>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let report = UsageReport::parse(&body).map_err(ApiError::BadRequest)?;
+    let one = |mut items: Vec<serde_json::Value>, what: &str| match items.len() {
+        1 => Ok(items.remove(0)),
+        0 => Err(ApiError::BadRequest(format!("Missing {what} data"))),
+        _ => Err(ApiError::BadRequest(format!("Payload has more than one {what}"))),
+    };
+    let (kind, name, kind_of, mut item) = match who {
+        Caller::Bouncer(b) => {
+            let item = one(report.remediation_components, "remediation component")?;
+            let t = item.get("type").and_then(serde_json::Value::as_str).filter(|t| !t.is_empty());
+            let t = t.map_or(b.kind, str::to_owned);
+            ("remediation_components", b.name, t, item)
+        }
+        Caller::Machine(id) => {
+            let item = one(report.log_processors, "log processor")?;
+            ("log_processors", id, "log-processor".to_owned(), item)
+        }
+    };
+    item["name"] = serde_json::Value::String(name.clone());
+    let (at, body) = (now(), item.to_string());
+    st.db.run(move |s| s.usage_put(kind, &name, &kind_of, at, &body)).await?;
     Ok(StatusCode::CREATED)
 }

@@ -63,6 +63,8 @@ pub struct ApiState {
     pub roles: tls::Roles,
     /// Full pulls being served (shared by the pulls with the same filter).
     pub snapshots: Arc<snapshot::Snapshots>,
+    /// The web console's state.
+    pub console: crate::console::Console,
 }
 
 /// An API error, answered as CrowdSec does: a status and `{"message": ...}`.
@@ -121,6 +123,7 @@ impl ApiState {
         metrics: Arc<crate::metrics::Metrics>,
         notify: crate::notify::Dispatcher,
         roles: tls::Roles,
+        console: crate::console::Options,
     ) -> Result<Arc<ApiState>, StoreError> {
         let db = StorePool::open(loc)?;
         let key = Store::open_at(loc)?.secret(JWT_SECRET, auth::random_token)?;
@@ -147,6 +150,7 @@ impl ApiState {
             notify,
             roles,
             snapshots: Arc::default(),
+            console: crate::console::Console::new(console),
         }))
     }
 }
@@ -240,6 +244,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/openapi.yaml", get(openapi))
         .merge(open)
         .merge(authed)
+        .nest("/console", crate::console::router(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), count))
         // Agents may gzip their bodies (CrowdSec accepts it); answers are never compressed.
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

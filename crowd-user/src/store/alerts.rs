@@ -52,6 +52,10 @@ pub struct AlertFilter {
     pub local_decisions_only: bool,
     /// Only alerts with a decision containing (or inside) this address or range.
     pub decision_addr: Option<super::AddrMatch>,
+    /// Sent by this machine (`""`: this host).
+    pub machine_id: Option<String>,
+    /// Only alerts older than this id (the console's pages).
+    pub before_id: Option<i64>,
     /// At most this many, newest first.
     pub limit: Option<i64>,
 }
@@ -86,6 +90,12 @@ fn condition(f: &AlertFilter, now: i64) -> (String, Vec<Val>) {
     }
     if let Some(v) = &f.scenario {
         conds.push(format!("a.scenario = {}", p(v.clone().into(), &mut ps)));
+    }
+    if let Some(m) = &f.machine_id {
+        conds.push(format!("a.machine_id = {}", p(m.clone().into(), &mut ps)));
+    }
+    if let Some(id) = f.before_id {
+        conds.push(format!("a.id < {}", p(id.into(), &mut ps)));
     }
     if let Some(t) = f.since {
         conds.push(format!("a.created_at >= {}", p(t.into(), &mut ps)));

@@ -206,6 +206,80 @@ impl Store {
     }
 }
 
+/// What the console's overview counts in the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreOverview {
+    /// Active decisions per origin and type.
+    pub by_origin: Vec<(String, String, i64)>,
+    /// Active decisions per scenario, the largest first (at most 10).
+    pub by_scenario: Vec<(String, i64)>,
+    /// Alerts per hour (the hour's start, Unix seconds) since the asked time.
+    pub alerts_per_hour: Vec<(i64, i64)>,
+    /// The sources with the most alerts since the asked time (at most 10).
+    pub top_sources: Vec<(String, i64)>,
+    /// The latest alerts' bodies (for countries and ASNs).
+    pub recent_bodies: Vec<String>,
+}
+
+impl Store {
+    /// The overview's counts: decisions in force at `now`, alerts since `since`, the bodies of
+    /// the latest `recent` alerts.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn overview(&mut self, now: i64, since: i64, recent: i64) -> Result<StoreOverview> {
+        let live = "deleted_at IS NULL AND until > ?1";
+        let by_origin = self.active_counts(now)?;
+        let by_scenario = self.conn.all(
+            &format!(
+                "SELECT scenario, COUNT(*) FROM decisions WHERE {live} GROUP BY scenario ORDER BY 2 DESC LIMIT 10"
+            ),
+            &[now.into()],
+            |r| Ok((r.text(0)?, r.int(1)?)),
+        )?;
+        let alerts_per_hour = self.conn.all(
+            "SELECT created_at / 3600, COUNT(*) FROM alerts WHERE created_at >= ?1 AND deleted_at IS NULL \
+             GROUP BY created_at / 3600 ORDER BY 1",
+            &[since.into()],
+            |r| Ok((r.int(0)? * 3600, r.int(1)?)),
+        )?;
+        let top_sources = self.conn.all(
+            "SELECT value, COUNT(*) FROM alerts WHERE created_at >= ?1 AND deleted_at IS NULL AND value <> '' \
+             GROUP BY value ORDER BY 2 DESC LIMIT 10",
+            &[since.into()],
+            |r| Ok((r.text(0)?, r.int(1)?)),
+        )?;
+        let recent_bodies = self.conn.all(
+            "SELECT body FROM alerts WHERE deleted_at IS NULL ORDER BY id DESC LIMIT ?1",
+            &[recent.into()],
+            |r| r.text(0),
+        )?;
+        Ok(StoreOverview { by_origin, by_scenario, alerts_per_hour, top_sources, recent_bodies })
+    }
+
+    /// Sets an active decision's end to `until` (a new change number, so bouncers and the maps
+    /// take the new end); the decision as it is now, or `None` if it is not active.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn extend_decision(&mut self, id: i64, until: i64, now: i64) -> Result<Option<super::DecisionRow>> {
+        let f = super::DecisionFilter { id: Some(id), simulated: true, ..Default::default() };
+        if self.query(&f, now)?.is_empty() {
+            return Ok(None);
+        }
+        self.conn.tx(|c| {
+            let seq = super::next_change(c)?;
+            c.exec(
+                "UPDATE decisions SET until = ?1, seq = ?2 WHERE id = ?3 AND deleted_at IS NULL",
+                &[until.into(), seq.into(), id.into()],
+            )?;
+            Ok(())
+        })?;
+        self.announce();
+        self.get(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::Store;
@@ -238,5 +312,42 @@ mod tests {
         let u = s.usage().unwrap();
         assert_eq!(u.len(), 1);
         assert_eq!((u[0].received_at, u[0].body.as_str()), (20, "{\"a\":1}"));
+    }
+
+    #[test]
+    fn overview_counts_and_extension() {
+        use crate::store::{NewAlert, NewDecision};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("crowd.db")).unwrap();
+        let d = |v: &str, origin: &str| NewDecision {
+            origin: origin.into(),
+            scenario: "crowdsecurity/ssh-bf".into(),
+            scope: "Ip".into(),
+            value: v.into(),
+            kind: "ban".into(),
+            duration_secs: 3600,
+            simulated: false,
+            reason: String::new(),
+            uuid: String::new(),
+        };
+        let a = NewAlert {
+            scenario: "crowdsecurity/ssh-bf".into(),
+            scope: "Ip".into(),
+            value: "192.0.2.7".into(),
+            ..Default::default()
+        };
+        s.record(Some(&a), &[d("192.0.2.7", "crowdsec")], 7200).unwrap();
+        s.record(Some(&a), &[d("192.0.2.8", "cscli")], 7300).unwrap();
+        let o = s.overview(7400, 0, 10).unwrap();
+        assert_eq!(o.by_scenario, vec![("crowdsecurity/ssh-bf".to_owned(), 2)]);
+        assert_eq!(o.alerts_per_hour, vec![(7200, 2)]);
+        assert_eq!(o.top_sources, vec![("192.0.2.7".to_owned(), 2)]);
+        assert_eq!(o.by_origin.len(), 2);
+        let id = s.query(&crate::store::DecisionFilter::default(), 7400).unwrap()[0].id;
+        let before = s.last_change().unwrap();
+        let got = s.extend_decision(id, 99_999, 7400).unwrap().unwrap();
+        assert_eq!(got.until, 99_999);
+        assert!(s.last_change().unwrap() > before, "a new change number");
+        assert!(s.extend_decision(12345, 1, 7400).unwrap().is_none());
     }
 }

@@ -43,6 +43,8 @@ pub struct DecisionFilter {
     pub id: Option<i64>,
     /// At most this many (query mode).
     pub limit: Option<i64>,
+    /// Newest first (query mode; the console's pages).
+    pub newest_first: bool,
 }
 
 /// A bouncer's position in the decision stream.
@@ -190,7 +192,7 @@ impl Store {
         let act = if narrow { active_unindexed("d", &n) } else { active("d", &n) };
         sql.text = format!("SELECT {} FROM decisions d WHERE {act}", cols("d"));
         sql.filter("d", f);
-        sql.text.push_str(" ORDER BY d.id");
+        sql.text.push_str(if f.newest_first { " ORDER BY d.id DESC" } else { " ORDER BY d.id" });
         if let Some(l) = f.limit {
             let p = sql.p(l);
             sql.text.push_str(&format!(" LIMIT {p}"));

@@ -1,0 +1,299 @@
+//! What an admin may change from the console (POST, each with the session's CSRF token): ban
+//! an address or range for a duration with a reason, unban, extend, edit this host's kernel
+//! allowlist, validate a pending machine. Every change is recorded in the audit log (who, what,
+//! when). Bans go to the store as manual decisions (origin `cscli`, as `cscli decisions add`):
+//! this host's maps and every edge take them from the store's change feed, as any decision.
+//! Allowlisted and own addresses are never banned (the profiles' allowlist and the kernel's).
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use super::{
+    session::{User, may_change},
+    view::{self, Page},
+};
+use crate::{
+    addr::Target,
+    lapi::{ApiState, decisions::now},
+    store::NewDecision,
+};
+
+/// The longest ban the console gives (ten years); `permanent` is not offered.
+const MAX_SECS: u64 = 10 * 365 * 86_400;
+
+/// A Go duration (`4h`, `1h30m`) or a human one (`2d`, `1w`): seconds, with the reason it does
+/// not read.
+pub fn duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let secs = crate::clock::go_duration_secs(t)
+        .map(|s| s as u64)
+        .or_else(|| humantime::parse_duration(t).ok().map(|d| d.as_secs()))
+        .ok_or_else(|| format!("duration `{t}`: expected e.g. 4h, 30m, 1h30m or 2d"))?;
+    if secs == 0 {
+        return Err(format!("duration `{t}` is zero"));
+    }
+    if secs > MAX_SECS {
+        return Err(format!("duration `{t}` is longer than ten years"));
+    }
+    Ok(secs)
+}
+
+/// A change's answer: a message for the page, and an event the page refreshes its tables on.
+fn done(text: &str) -> Response {
+    let mut r = view::message(StatusCode::OK, true, text).into_response();
+    r.headers_mut().insert("HX-Trigger", HeaderValue::from_static("console-changed"));
+    r
+}
+
+async fn read<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Page> {
+    view::form(&view::body(body).await?)
+}
+
+#[derive(Deserialize)]
+pub struct BanForm {
+    csrf: Option<String>,
+    target: String,
+    duration: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/decisions`: a ban.
+pub async fn ban(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
+    match ban_inner(&st, &user, &headers, body).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn ban_inner(st: &Arc<ApiState>, user: &User, headers: &HeaderMap, body: Body) -> Result<Response, Page> {
+    let f: BanForm = read(body).await?;
+    may_change(user, headers, f.csrf.as_deref())?;
+    let bad = |why: String| view::refused(StatusCode::BAD_REQUEST, &why);
+    let parsed = Target::parse(&f.target).map_err(|e| bad(format!("target: {e}")))?;
+    let secs = duration(&f.duration).map_err(bad)?;
+    let reason = f.reason.trim();
+    if reason.len() > 200 {
+        return Err(bad("reason: at most 200 characters".into()));
+    }
+    let target = parsed.target;
+    if let Ok(p) = st.profile.lock()
+        && let Some(why) = p.protecting(&target)
+    {
+        return Err(view::refused(
+            StatusCode::CONFLICT,
+            &format!("{target} is not banned: it is allowlisted or one of this host's addresses ({why})"),
+        ));
+    }
+    if let Some(hit) = st.console.with_maps(|m| kernel_allowed(m, target)).flatten() {
+        return Err(view::refused(
+            StatusCode::CONFLICT,
+            &format!("{target} is not banned: the kernel allowlist holds {hit}"),
+        ));
+    }
+    let reason =
+        if reason.is_empty() { format!("manual ban from the console by {}", user.name) } else { reason.to_owned() };
+    let d = NewDecision {
+        origin: "cscli".into(),
+        scenario: reason.clone(),
+        scope: if matches!(target, Target::Ip(_)) { "Ip".into() } else { "Range".into() },
+        value: target.to_string(),
+        kind: "ban".into(),
+        duration_secs: secs,
+        simulated: false,
+        reason: reason.clone(),
+        uuid: String::new(),
+    };
+    let (who, t) = (user.name.clone(), now());
+    let detail = format!("{target} for {} ({reason})", crate::clock::go_duration(std::time::Duration::from_secs(secs)));
+    let audit = detail.clone();
+    let id = st
+        .db
+        .run(move |s| {
+            let id = s.record(None, std::slice::from_ref(&d), t)?[0];
+            s.audit(t, &who, "ban", &format!("decision {id}: {audit}"))?;
+            Ok(id)
+        })
+        .await
+        .map_err(view::failed)?;
+    let notes = if parsed.notes.is_empty() { String::new() } else { format!(" ({})", parsed.notes.join("; ")) };
+    Ok(done(&format!("decision {id}: banned {detail}{notes}")))
+}
+
+/// The kernel allowlist entry that holds `target`, if any.
+fn kernel_allowed(m: &mut crate::enforce::maps::BanMaps, target: Target) -> Option<String> {
+    let probe = match target {
+        Target::Ip(ip) => ip,
+        Target::Net(n) => n.network(),
+    };
+    m.lookup(probe).allow.map(|a| a.target.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /console/decisions/{id}/delete`: unban.
+pub async fn unban(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let run = async {
+        let f: CsrfForm = read(body).await?;
+        may_change(&user, &headers, f.csrf.as_deref())?;
+        let (who, t) = (user.name.clone(), now());
+        let gone = st
+            .db
+            .run(move |s| {
+                let gone = s.delete(None, Some(id), t)?;
+                if let Some(d) = gone.first() {
+                    s.audit(t, &who, "unban", &format!("decision {id}: {} ({})", d.value, d.origin))?;
+                }
+                Ok(gone)
+            })
+            .await
+            .map_err(view::failed)?;
+        match gone.first() {
+            Some(d) => Ok(done(&format!("decision {id} deleted: {} is no longer banned by it", d.value))),
+            None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
+        }
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct ExtendForm {
+    csrf: Option<String>,
+    duration: String,
+}
+
+/// `POST /console/decisions/{id}/extend`: the decision ends `duration` from now.
+pub async fn extend(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let run = async {
+        let f: ExtendForm = read(body).await?;
+        may_change(&user, &headers, f.csrf.as_deref())?;
+        let secs = duration(&f.duration).map_err(|why| view::refused(StatusCode::BAD_REQUEST, &why))?;
+        let (who, t) = (user.name.clone(), now());
+        let until = t + i64::try_from(secs).unwrap_or(i64::MAX / 2);
+        let got = st
+            .db
+            .run(move |s| {
+                let d = s.extend_decision(id, until, t)?;
+                if let Some(d) = &d {
+                    s.audit(
+                        t,
+                        &who,
+                        "extend",
+                        &format!("decision {id}: {} until {}", d.value, crate::clock::rfc3339(until)),
+                    )?;
+                }
+                Ok(d)
+            })
+            .await
+            .map_err(view::failed)?;
+        match got {
+            Some(d) => Ok(done(&format!("decision {id}: {} now ends in {}", d.value, view::ago(until - t)))),
+            None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
+        }
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct AllowForm {
+    csrf: Option<String>,
+    target: String,
+}
+
+/// `POST /console/allowlist` and `/console/allowlist/delete`: this host's kernel allowlist.
+async fn allowlist(st: Arc<ApiState>, user: User, headers: HeaderMap, body: Body, add: bool) -> Result<Response, Page> {
+    let f: AllowForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let target =
+        Target::parse(&f.target).map_err(|e| view::refused(StatusCode::BAD_REQUEST, &format!("target: {e}")))?.target;
+    let changed = st
+        .console
+        .with_maps(|m| if add { m.allow(target).map(|()| true) } else { m.disallow(target) })
+        .ok_or_else(|| view::refused(StatusCode::CONFLICT, "this process does not enforce: no kernel allowlist here"))?
+        .map_err(view::failed)?;
+    let (who, t, action) = (user.name.clone(), now(), if add { "allow" } else { "disallow" });
+    st.db.run(move |s| s.audit(t, &who, action, &target.to_string())).await.map_err(view::failed)?;
+    Ok(done(&match (add, changed) {
+        (true, _) => format!("{target} allowlisted: the kernel passes it whatever the bans"),
+        (false, true) => format!("{target} removed from the allowlist"),
+        (false, false) => format!("{target} was not in the allowlist"),
+    }))
+}
+
+/// `POST /console/allowlist`.
+pub async fn allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
+    allowlist(st, user, headers, body, true).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /console/allowlist/delete`.
+pub async fn disallow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
+    allowlist(st, user, headers, body, false).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /console/machines/{id}/validate`.
+pub async fn validate(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let run = async {
+        let f: CsrfForm = read(body).await?;
+        may_change(&user, &headers, f.csrf.as_deref())?;
+        let (who, t, m) = (user.name.clone(), now(), id.clone());
+        let ok = st
+            .db
+            .run(move |s| {
+                let ok = s.validate_machine(&m)?;
+                if ok {
+                    s.audit(t, &who, "validate", &m)?;
+                }
+                Ok(ok)
+            })
+            .await
+            .map_err(view::failed)?;
+        if ok {
+            Ok(done(&format!("machine {id} validated")))
+        } else {
+            Err(view::refused(StatusCode::NOT_FOUND, &format!("no machine {id}")))
+        }
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_go_and_human_forms_and_refuse_the_rest() {
+        assert_eq!(duration("4h"), Ok(14_400));
+        assert_eq!(duration("1h30m"), Ok(5_400));
+        assert_eq!(duration("2d"), Ok(172_800));
+        assert!(duration("0s").unwrap_err().contains("zero"));
+        assert!(duration("soon").unwrap_err().contains("expected"));
+        assert!(duration("20000d").unwrap_err().contains("ten years"));
+    }
+}
