@@ -16,6 +16,8 @@ mod live;
 mod overview;
 mod pages;
 mod session;
+#[cfg(test)]
+mod tests;
 mod view;
 
 pub use session::{ROLES, hash_password};

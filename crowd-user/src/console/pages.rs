@@ -79,9 +79,17 @@ fn lines(st: &ApiState) -> Vec<(String, u64, u64)> {
 /// `GET /console/overview`.
 pub async fn overview(State(st): State<Arc<ApiState>>, user: User) -> Page {
     let o = st.console.overview.latest(&st).await;
+    let t = now();
+    // The other hosts of the fleet: what their edges last reported.
+    let edges: Vec<minijinja::Value> = match st.db.run(|s| s.usage()).await {
+        Ok(rows) => {
+            rows.iter().filter(|u| u.kind == "remediation_components").map(|u| super::live::edge_ctx(u, t)).collect()
+        }
+        Err(e) => return view::failed(e),
+    };
     view::render(
         "overview.html",
-        context! { user => user_ctx(&user), now => now(), page => "overview", o => &*o,
+        context! { user => user_ctx(&user), now => t, page => "overview", o => &*o, edges => edges,
         kernel => kernel(&st), lines => lines(&st), host => &st.console.opts.host },
     )
 }
