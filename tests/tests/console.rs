@@ -117,8 +117,15 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     assert!(b.current_url().ends_with("/console/overview"), "{}", b.current_url());
     assert_eq!(b.text("#who"), "admin · admin");
 
-    // The overview's counts are the store's.
-    let listed: serde_json::Value = serde_json::from_str(&crowd(&state, &["decisions", "list", "-o", "json"])).unwrap();
+    // The overview's counts are what the Local API serves its bouncers.
+    let key: serde_json::Value =
+        serde_json::from_str(&crowd(&state, &["bouncers", "add", "fw", "-o", "json"])).unwrap();
+    let key = key["api_key"].as_str().unwrap().to_owned();
+    let served = |path: &str| -> serde_json::Value {
+        let mut r = ureq::get(&format!("http://{relay}{path}")).header("X-Api-Key", &key).call().unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let listed = served("/v1/decisions");
     let n = listed.as_array().unwrap().len();
     assert_eq!(n, 2, "{listed}");
     assert_eq!(b.text("#decisions-total"), n.to_string());
@@ -142,7 +149,8 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
         v.as_array().unwrap().len()
     };
     let agrees = || {
-        let (d, a) = (count(&["decisions", "list", "-o", "json"]), count(&["alerts", "list", "-o", "json"]));
+        let d = served("/v1/decisions").as_array().map_or(0, Vec::len);
+        let a = count(&["alerts", "list", "-o", "json"]);
         let local = d - n;
         b.text("#decisions-total") == d.to_string()
             && b.text("#alerts-24h") == a.to_string()
@@ -263,4 +271,56 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     let listed = crowd(&state, &["decisions", "list", "-o", "json"]);
     assert!(!listed.contains("192.0.2.93") && !listed.contains("192.0.2.92"), "{listed}");
     b.close();
+}
+
+/// The console of `crowd api` on PostgreSQL (a fleet's shared store), over HTTP: its overview
+/// counts what the Local API serves its bouncers, and a ban made on it is served to them.
+#[test]
+fn the_console_of_an_api_on_postgresql_counts_and_bans_what_bouncers_see() {
+    let api = crowd_tests::lapi::Api::start_pg();
+    api.crowd(&["console", "users", "add", "ann", "--role", "admin", "--password", ADMIN_PW]);
+    let agent = api.machine("agent1");
+    api.push_ssh_bf(&agent, "203.0.113.5");
+    api.crowd(&["decisions", "add", "198.51.100.9", "--duration", "1h"]);
+    let key = api.bouncer("fw");
+    let served = api.get("/v1/decisions", &key).json();
+    let n = served.as_array().map_or(0, Vec::len);
+    assert_eq!(n, 2, "{served}");
+    let agent_http: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let mut resp = agent_http
+        .post(&format!("{}/console/login", api.url))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("name=ann&password={ADMIN_PW}").as_bytes())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "{}", resp.body_mut().read_to_string().unwrap_or_default());
+    let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().trim_start_matches("crowd_console=").to_owned();
+    let page = |path: &str| -> String {
+        let mut r = agent_http
+            .get(&format!("{}/console{path}", api.url))
+            .header("Cookie", &format!("crowd_console={cookie}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        r.body_mut().read_to_string().unwrap()
+    };
+    let overview = page("/overview");
+    assert!(overview.contains(&format!("id=\"decisions-total\">{n}<")), "{overview}");
+    assert!(overview.contains("203.0.113.5"), "the alert's source is among the top sources");
+    let token = page("/decisions").split("X-CSRF-Token\": \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let (status, body) = post(
+        &format!("{}/console/decisions", api.url),
+        &cookie,
+        Some(&token),
+        "target=192.0.2.44&duration=2h&reason=pg",
+    );
+    assert_eq!(status, 200, "{body}");
+    let served = api.get("/v1/decisions?ip=192.0.2.44", &key).json();
+    assert_eq!(served[0]["origin"], "cscli", "{served}");
+    assert_eq!(served[0]["scenario"], "pg", "{served}");
+    let alerts = page("/alerts?source=203.0.113.5");
+    assert!(alerts.contains("ssh-bf") && alerts.contains("agent1"), "{alerts}");
+    assert!(page("/audit").contains("192.0.2.44"));
+    assert!(page("/fleet").contains("agent1") && page("/fleet").contains("fw"));
 }
