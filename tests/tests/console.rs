@@ -218,6 +218,23 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(100));
     }
     b.screenshot("decisions");
+    // The overview draws the drops per second, live, while the attacker keeps sending.
+    b.goto(&format!("{base}/overview"));
+    b.wait_for_css("#drops-chart canvas", Duration::from_secs(5));
+    let flood = link
+        .client
+        .command("ping")
+        .args(["-c", "25", "-i", "0.2", "-W", "1", "-I", ATTACKER, "192.0.2.1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _flood = Killed(flood);
+    wait_for("a live drop rate on the overview", Duration::from_secs(6), Duration::from_millis(100), || {
+        b.text("#drop-rate").parse::<f64>().is_ok_and(|r| r > 0.0)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    b.screenshot("overview");
+    b.goto(&format!("{base}/decisions"));
     b.click(&format!("#unban-{id}"));
     b.wait_for_text("#msg", "deleted", Duration::from_secs(5));
     wait_for("the attacker to pass again", Duration::from_secs(5), Duration::from_millis(50), || link.ping(ATTACKER));
@@ -243,11 +260,10 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     let audit = b.text("#audit");
     assert!(audit.contains("ban") && audit.contains(ATTACKER) && audit.contains("unban"), "{audit}");
     b.screenshot("audit");
-    b.goto(&format!("{base}/overview"));
-    b.wait_for_css("#drops-chart", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(1500));
-    b.screenshot("overview");
     b.set_window_size(390, 844);
+    b.goto(&format!("{base}/overview"));
+    b.wait_for_css("#drops-chart canvas", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
     b.screenshot("overview-phone");
     b.set_window_size(1280, 900);
 

@@ -1,8 +1,15 @@
 //! What moves on the console: the live feed (`GET /console/events`, server-sent events: `change`
 //! when the store changed, `overview` when a new overview is ready, `kernel` every second with
-//! this host's XDP counters), the parse trail of an alert's line (the rules of this process, as
-//! `crowd explain` shows it), and the edges' reported counters (CrowdSec's usage metrics).
-use std::{convert::Infallible, sync::Arc, time::Duration};
+//! this host's XDP counters), the kernel sampler (one task reads the counters every second, for
+//! every viewer, and keeps the last five minutes for the overview's chart), the parse trail of
+//! an alert's line (the rules of this process, as `crowd explain` shows it), and the edges'
+//! reported counters (CrowdSec's usage metrics).
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
 use axum::{
     extract::State,
@@ -14,11 +21,84 @@ use minijinja::context;
 use super::{Console, session::User};
 use crate::{lapi::ApiState, store::UsageRow};
 
+/// Samples kept: five minutes, one a second.
+const HISTORY: usize = 300;
+
+/// One reading of this host's XDP counters (totals since the program was loaded).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Sample {
+    /// When, Unix seconds.
+    pub t: f64,
+    /// Packets seen.
+    pub seen: u64,
+    /// Passed.
+    pub passed: u64,
+    /// Dropped.
+    pub dropped: u64,
+    /// Allowlisted.
+    pub allowlisted: u64,
+}
+
+/// The kernel sampler's feed and history.
+#[derive(Default)]
+pub struct Sampler {
+    rx: OnceLock<tokio::sync::watch::Receiver<Sample>>,
+    history: Mutex<VecDeque<Sample>>,
+}
+
+impl Sampler {
+    /// Starts the task reading the counters every second, when this process enforces (once).
+    pub fn start(st: &Arc<ApiState>) {
+        if st.console.opts.maps.is_none() || st.console.sampler.rx.get().is_some() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::watch::channel(Sample::default());
+        if st.console.sampler.rx.set(rx).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(st);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(st) = weak.upgrade() else { return };
+                let Some(k) = super::pages::kernel(&st) else { continue };
+                let s = Sample {
+                    t: crate::clock::unix_now_f64(),
+                    seen: k.seen,
+                    passed: k.passed,
+                    dropped: k.dropped,
+                    allowlisted: k.allowlisted,
+                };
+                if let Ok(mut h) = st.console.sampler.history.lock() {
+                    if h.len() == HISTORY {
+                        h.pop_front();
+                    }
+                    h.push_back(s);
+                }
+                let _ = tx.send(s);
+            }
+        });
+    }
+
+    /// The drops per second over the kept history (`[t, rate]`), and the last reading.
+    pub fn rates(&self) -> (Vec<(f64, f64)>, Option<Sample>) {
+        let Ok(h) = self.history.lock() else { return (Vec::new(), None) };
+        let rates = h
+            .iter()
+            .zip(h.iter().skip(1))
+            .filter(|(a, b)| b.t > a.t)
+            .map(|(a, b)| (b.t, b.dropped.saturating_sub(a.dropped) as f64 / (b.t - a.t)))
+            .collect();
+        (rates, h.back().copied())
+    }
+}
+
 struct Feed {
-    st: Arc<ApiState>,
     changes: tokio::sync::watch::Receiver<u64>,
     overview: tokio::sync::watch::Receiver<Arc<super::overview::Overview>>,
-    tick: tokio::time::Interval,
+    kernel: Option<tokio::sync::watch::Receiver<Sample>>,
 }
 
 /// `GET /console/events`.
@@ -30,11 +110,10 @@ pub async fn events(
     overview.mark_unchanged();
     let mut changes = st.changes.clone();
     changes.mark_unchanged();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let feed = Feed { st, changes, overview, tick };
+    Sampler::start(&st);
+    let kernel = st.console.sampler.rx.get().cloned();
+    let feed = Feed { changes, overview, kernel };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {
-        let kernel = f.st.console.opts.maps.is_some();
         let ev = tokio::select! {
             r = f.changes.changed() => {
                 if r.is_err() {
@@ -51,11 +130,12 @@ pub async fn events(
                 }
                 Event::default().event("overview").data(f.overview.borrow().change.to_string())
             }
-            _ = f.tick.tick(), if kernel => {
-                let k = super::pages::kernel(&f.st).unwrap_or_default();
-                let v = serde_json::json!({"t": crate::clock::unix_now_f64(), "seen": k.seen, "passed": k.passed,
-                                           "dropped": k.dropped, "allowlisted": k.allowlisted});
-                Event::default().event("kernel").data(v.to_string())
+            r = async { f.kernel.as_mut().expect("guarded").changed().await }, if f.kernel.is_some() => {
+                if r.is_err() {
+                    return None;
+                }
+                let s = *f.kernel.as_ref().expect("guarded").borrow();
+                Event::default().event("kernel").data(serde_json::to_string(&s).unwrap_or_default())
             }
         };
         Some((Ok(ev), f))

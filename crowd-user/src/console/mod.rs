@@ -69,6 +69,7 @@ pub struct Console {
     overview: overview::Cache,
     kernel: Mutex<Option<crate::enforce::maps::BanMaps>>,
     rules: Mutex<Option<crate::detect::Detector>>,
+    sampler: live::Sampler,
 }
 
 impl Console {
@@ -85,6 +86,7 @@ impl Console {
             overview: overview::Cache::default(),
             kernel: Mutex::new(None),
             rules: Mutex::new(None),
+            sampler: live::Sampler::default(),
         }
     }
 
@@ -97,6 +99,12 @@ impl Console {
         }
         held.as_mut().map(f)
     }
+}
+
+/// Starts what the console keeps up to date in the background (the kernel sampler, when this
+/// process enforces), so the overview's chart has history when someone first looks.
+pub fn start(st: &Arc<ApiState>) {
+    live::Sampler::start(st);
 }
 
 /// The console's routes, to nest under `/console`.

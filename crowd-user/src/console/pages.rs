@@ -90,6 +90,7 @@ pub async fn overview(State(st): State<Arc<ApiState>>, user: User) -> Page {
     view::render(
         "overview.html",
         context! { user => user_ctx(&user), now => t, page => "overview", o => &*o, edges => edges,
+                   drops => st.console.sampler.rates(),
         kernel => kernel(&st), lines => lines(&st), host => &st.console.opts.host },
     )
 }

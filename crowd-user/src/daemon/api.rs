@@ -56,6 +56,7 @@ pub async fn start(
              the network in clear (give --tls-cert and --tls-key)"
         );
     }
+    crate::console::start(&state);
     let st = state.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = lapi::serve(listener, st, tls_cfg, shutdown).await {

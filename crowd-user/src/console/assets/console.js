@@ -20,13 +20,36 @@
       [d.map(function (p) { return p[0]; }), d.map(function (p) { return p[1]; })], el);
   }
   var drops = null, last = null, xs = [], ys = [];
+  // The last five minutes, whatever the number of points so far.
+  function window5m() {
+    var now = Date.now() / 1000;
+    return [now - 300, now];
+  }
   function dropsChart() {
     var el = document.getElementById("drops-chart");
     if (!el || typeof uPlot === "undefined") return;
     el.textContent = "";
+    // The server's last five minutes, then the live feed.
+    var seed = data("drops-data");
+    if (seed) {
+      seed[0].forEach(function (p) { xs.push(p[0]); ys.push(p[1]); });
+      last = seed[1] || null;
+      var r = document.getElementById("drop-rate");
+      if (r && ys.length) r.textContent = ys[ys.length - 1].toFixed(1);
+    }
     drops = new uPlot({ width: width(el), height: 160, legend: { show: false },
+      scales: { x: { time: true, range: window5m }, y: { range: function (u, min, max) { return [0, Math.max(10, max * 1.2)]; } } },
       series: [{}, { label: "dropped/s", stroke: "#1f4e79", fill: "rgba(31,78,121,0.15)" }] }, [xs, ys], el);
   }
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () {
+      var el = document.getElementById("drops-chart");
+      if (drops && el) drops.setSize({ width: width(el), height: 160 });
+      alertsChart();
+    }, 150);
+  });
   function kernel(k) {
     Object.keys(k).forEach(function (key) {
       document.querySelectorAll('[data-kernel="' + key + '"]').forEach(function (n) {
