@@ -159,6 +159,16 @@ async fn logins_roles_csrf_and_bad_input() {
     let (got, _, _) =
         call(&f.app, form(&format!("/console/decisions/{id}/delete"), Some(&admin), Some(&token), "")).await;
     assert_eq!(got, StatusCode::NOT_FOUND, "already gone");
+    // A pending machine: shown with a Validate control, validated by it.
+    f.st.db.run(|s| s.upsert_machine("agent-9", "hash", false, "192.0.2.9", 1)).await.unwrap();
+    let (_, _, page) = call(&f.app, get("/console/fleet", &admin)).await;
+    assert!(page.contains("/console/machines/agent-9/validate"), "{page}");
+    let (got, _, msg) = call(&f.app, form("/console/machines/agent-9/validate", Some(&admin), Some(&token), "")).await;
+    assert_eq!(got, StatusCode::OK, "{msg}");
+    let m = f.st.db.run(|s| s.machine("agent-9")).await.unwrap().unwrap();
+    assert!(m.validated);
+    let (got, _, _) = call(&f.app, form("/console/machines/nobody/validate", Some(&admin), Some(&token), "")).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
     // No kernel here: the allowlist says so.
     let (got, _, msg) =
         call(&f.app, form("/console/allowlist", Some(&admin), Some(&token), "target=198.51.100.1")).await;
