@@ -277,6 +277,23 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Sends SIGTERM and waits up to `limit` for the process to exit; its status if it did.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for Api {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -340,3 +340,33 @@ fn the_console_of_an_api_on_postgresql_counts_and_bans_what_bouncers_see() {
     assert!(page("/audit").contains("192.0.2.44"));
     assert!(page("/fleet").contains("agent1") && page("/fleet").contains("fw"));
 }
+
+/// An open console keeps a live feed (server-sent events, a response that never ends): the API
+/// still stops at once on SIGTERM.
+#[test]
+fn an_open_live_feed_does_not_hold_the_api_at_shutdown() {
+    use std::io::{Read, Write};
+    let mut api = crowd_tests::lapi::Api::start();
+    api.crowd(&["console", "users", "add", "ann", "--role", "viewer", "--password", VIEWER_PW]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let resp = agent
+        .post(&format!("{}/console/login", api.url))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("name=ann&password={VIEWER_PW}").as_bytes())
+        .unwrap();
+    let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let mut feed = std::net::TcpStream::connect(api.addr).unwrap();
+    write!(feed, "GET /console/events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    feed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 512];
+    let n = feed.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"), "{head}");
+    let t = Instant::now();
+    let status = api.terminate(Duration::from_secs(10));
+    assert!(status.is_some(), "crowd api still runs 10 s after SIGTERM with a live feed open");
+    eprintln!("stopped {} ms after SIGTERM with a live feed open", t.elapsed().as_millis());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

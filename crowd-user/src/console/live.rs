@@ -96,6 +96,7 @@ impl Sampler {
 }
 
 struct Feed {
+    stopping: tokio::sync::watch::Receiver<bool>,
     changes: tokio::sync::watch::Receiver<u64>,
     overview: tokio::sync::watch::Receiver<Arc<super::overview::Overview>>,
     kernel: Option<tokio::sync::watch::Receiver<Sample>>,
@@ -112,9 +113,15 @@ pub async fn events(
     changes.mark_unchanged();
     Sampler::start(&st);
     let kernel = st.console.sampler.rx.get().cloned();
-    let feed = Feed { changes, overview, kernel };
+    let stopping = st.console.stopping.subscribe();
+    let feed = Feed { stopping, changes, overview, kernel };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {
+        if *f.stopping.borrow() {
+            return None;
+        }
         let ev = tokio::select! {
+            // It only ever becomes true.
+            _ = f.stopping.changed() => return None,
             r = f.changes.changed() => {
                 if r.is_err() {
                     return None;

@@ -70,6 +70,9 @@ pub struct Console {
     kernel: Mutex<Option<crate::enforce::maps::BanMaps>>,
     rules: Mutex<Option<crate::detect::Detector>>,
     sampler: live::Sampler,
+    /// Set when the API shuts down: live feeds end (a server-sent stream never ends by itself,
+    /// and a graceful shutdown waits for every response).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Console {
@@ -87,7 +90,13 @@ impl Console {
             kernel: Mutex::new(None),
             rules: Mutex::new(None),
             sampler: live::Sampler::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends the live feeds (the API is shutting down).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Runs `f` on the pinned maps (opened at first use), if this process has them.

@@ -261,6 +261,12 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The console's live feeds end first: a graceful shutdown waits for every response.
+    let console = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        console.console.stop();
+    };
     match tls {
         Some(cfg) => {
             tls::serve(listener, cfg, router(state), shutdown).await;
