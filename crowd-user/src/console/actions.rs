@@ -251,17 +251,19 @@ pub async fn disallow(State(st): State<Arc<ApiState>>, user: User, headers: Head
     allowlist(st, user, headers, body, false).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /console/machines/{id}/validate`.
-pub async fn validate(
-    State(st): State<Arc<ApiState>>,
-    user: User,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
+#[derive(Deserialize)]
+pub struct MachineForm {
+    csrf: Option<String>,
+    machine: String,
+}
+
+/// `POST /console/machines/validate` (the machine's id in the form: ids are the agents' own
+/// choice, and a path would let one aim the button at another).
+pub async fn validate(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
     let run = async {
-        let f: CsrfForm = read(body).await?;
+        let f: MachineForm = read(body).await?;
         may_change(&user, &headers, f.csrf.as_deref())?;
+        let id = f.machine;
         let (who, t, m) = (user.name.clone(), now(), id.clone());
         let ok = st
             .db

@@ -132,7 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/allowlist", post(actions::allow))
         .route("/allowlist/delete", post(actions::disallow))
         .route("/fleet", get(pages::fleet))
-        .route("/machines/{id}/validate", post(actions::validate))
+        .route("/machines/validate", post(actions::validate))
         .route("/audit", get(pages::audit))
         .route("/events", get(live::events))
         .route("/assets/{name}", get(view::asset))
@@ -140,19 +140,42 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
-/// Loopback only unless `--console-remote`; no caching of pages; framing refused.
+/// Whether `host` (a `Host` header) names this machine by address or as `localhost`: a page of
+/// another site that rebinds its name to 127.0.0.1 sends its own name.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.parse::<u16>().is_ok() { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Loopback only unless `--console-remote` (and then only for this machine's own names);
+/// changes only from the console's own pages (`Origin`); no caching of pages; framing refused.
 async fn guard(
     State(st): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
-    if !st.console.opts.remote && !peer.ip().is_loopback() {
-        return (
-            StatusCode::FORBIDDEN,
-            "the console answers loopback clients only (start crowd with --console-remote, and TLS)",
-        )
-            .into_response();
+    let refuse = |why: &'static str| (StatusCode::FORBIDDEN, why).into_response();
+    if !st.console.opts.remote {
+        if !crate::addr::canonical_ip(peer.ip()).is_loopback() {
+            return refuse("the console answers loopback clients only (start crowd with --console-remote, and TLS)");
+        }
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !local_host(host) {
+            return refuse("the console answers requests for localhost or an address only (a page of another site?)");
+        }
+    }
+    if req.method() == axum::http::Method::POST
+        && let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok())
+    {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let same = origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+        if !same {
+            return refuse("a change from another site's page is refused (Origin is not this console)");
+        }
     }
     let asset = req.uri().path().starts_with("/console/assets/");
     let mut resp = next.run(req).await;
@@ -163,8 +186,8 @@ async fn guard(
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
-             img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
         ),
     );
     if !asset {

@@ -102,7 +102,7 @@ pub async fn overview_json(State(st): State<Arc<ApiState>>, _user: User) -> Resp
 }
 
 fn user_ctx(u: &User) -> minijinja::Value {
-    context! { name => &u.name, role => &u.role, admin => u.admin(), csrf => &u.csrf }
+    context! { name => &u.name, role => u.role.name(), admin => u.admin(), csrf => &u.csrf }
 }
 
 /// The alerts page's filters.

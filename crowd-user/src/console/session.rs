@@ -27,9 +27,13 @@ pub const COOKIE: &str = "crowd_console";
 pub const SESSION_TTL: i64 = 12 * 3600;
 /// The roles: `admin` may change things, `viewer` only looks.
 pub const ROLES: &[&str] = &["admin", "viewer"];
-/// Failed logins allowed per client address within [`WINDOW`] seconds.
+/// Failed logins allowed per client address and name within [`WINDOW`] seconds.
 const MAX_FAILURES: usize = 5;
+/// Failed logins allowed per client address within [`WINDOW`] seconds, whatever the names.
+const MAX_FAILURES_PER_ADDRESS: usize = 30;
 const WINDOW: i64 = 60;
+/// Password checks running at once (Argon2 takes its memory and a CPU each).
+const CHECKS: usize = 2;
 
 /// An Argon2 hash of a console password (as machine passwords).
 ///
@@ -54,25 +58,90 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Recent failed logins per client address.
-#[derive(Default)]
-pub struct Limiter(Mutex<HashMap<IpAddr, Vec<i64>>>);
+/// Recent login attempts that failed (or are being checked), per client address and name and
+/// per address. An attempt is counted before its password is checked, so parallel guesses
+/// count too; a success takes its own back.
+pub struct Limiter {
+    attempts: Mutex<HashMap<(IpAddr, String), Vec<i64>>>,
+    per_address: Mutex<HashMap<IpAddr, Vec<i64>>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for Limiter {
+    fn default() -> Limiter {
+        Limiter {
+            attempts: Mutex::default(),
+            per_address: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(CHECKS),
+        }
+    }
+}
+
+fn take<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<i64>>, k: K, now: i64, max: usize) -> Result<(), i64> {
+    if m.len() > 10_000 {
+        m.retain(|_, v| v.iter().any(|t| *t > now - WINDOW));
+    }
+    let v = m.entry(k).or_default();
+    v.retain(|t| *t > now - WINDOW);
+    if v.len() >= max {
+        return Err((v[0] + WINDOW - now).max(1));
+    }
+    v.push(now);
+    Ok(())
+}
 
 impl Limiter {
-    /// Seconds to wait before this address may try again (0: it may).
-    fn wait(&self, ip: IpAddr, now: i64) -> i64 {
-        let Ok(mut m) = self.0.lock() else { return 0 };
-        let v = m.entry(ip).or_default();
-        v.retain(|t| *t > now - WINDOW);
-        if v.len() >= MAX_FAILURES { v[0] + WINDOW - now } else { 0 }
+    /// Counts an attempt of `name` from `ip`; `Err(seconds)` to wait when there were too many.
+    fn begin(&self, ip: IpAddr, name: &str, now: i64) -> Result<(), i64> {
+        let (Ok(mut a), Ok(mut p)) = (self.attempts.lock(), self.per_address.lock()) else { return Ok(()) };
+        let key = (ip, name.to_lowercase());
+        if let Some(v) = a.get_mut(&key) {
+            v.retain(|t| *t > now - WINDOW);
+            if v.len() >= MAX_FAILURES {
+                return Err((v[0] + WINDOW - now).max(1));
+            }
+        }
+        take(&mut p, ip, now, MAX_FAILURES_PER_ADDRESS)?;
+        take(&mut a, key, now, MAX_FAILURES)
     }
 
-    fn failed(&self, ip: IpAddr, now: i64) {
-        if let Ok(mut m) = self.0.lock() {
-            if m.len() > 10_000 {
-                m.retain(|_, v| v.iter().any(|t| *t > now - WINDOW));
-            }
-            m.entry(ip).or_default().push(now);
+    /// The attempt succeeded: it does not count.
+    fn succeeded(&self, ip: IpAddr, name: &str) {
+        if let Ok(mut a) = self.attempts.lock()
+            && let Some(v) = a.get_mut(&(ip, name.to_lowercase()))
+        {
+            v.pop();
+        }
+        if let Ok(mut p) = self.per_address.lock()
+            && let Some(v) = p.get_mut(&ip)
+        {
+            v.pop();
+        }
+    }
+}
+
+/// What a console user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Looks and changes.
+    Admin,
+    /// Only looks.
+    Viewer,
+}
+
+impl Role {
+    /// The role a stored name means (an unknown one only looks).
+    #[must_use]
+    pub fn parse(s: &str) -> Role {
+        if s == "admin" { Role::Admin } else { Role::Viewer }
+    }
+
+    /// Its name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
         }
     }
 }
@@ -82,8 +151,8 @@ impl Limiter {
 pub struct User {
     /// Login name.
     pub name: String,
-    /// `admin` or `viewer`.
-    pub role: String,
+    /// What it may do.
+    pub role: Role,
     /// The session's CSRF token.
     pub csrf: String,
 }
@@ -92,7 +161,7 @@ impl User {
     /// May change things.
     #[must_use]
     pub fn admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 }
 
@@ -120,7 +189,10 @@ impl IntoResponse for NoUser {
         match self {
             NoUser::SignIn(true) => Redirect::to("/console/login").into_response(),
             NoUser::SignIn(false) => (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
-            NoUser::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m).into_response(),
+            NoUser::Failed(m) => {
+                tracing::warn!(error = %m, "console: reading a session");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the store failed: see the daemon's log").into_response()
+            }
         }
     }
 }
@@ -135,7 +207,7 @@ impl FromRequestParts<Arc<ApiState>> for User {
         let found =
             st.db.run(move |s| s.console_session(&h, now())).await.map_err(|e| NoUser::Failed(e.to_string()))?;
         let s = found.ok_or(NoUser::SignIn(page))?;
-        Ok(User { name: s.user, role: s.role, csrf: s.csrf })
+        Ok(User { name: s.user, role: Role::parse(&s.role), csrf: s.csrf })
     }
 }
 
@@ -153,6 +225,12 @@ pub fn may_change(user: &User, headers: &HeaderMap, form_token: Option<&str>) ->
         ));
     }
     Ok(())
+}
+
+/// A hash no password matches, checked when the name is unknown.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&token()).unwrap_or_default())
 }
 
 /// `GET /console/login`.
@@ -178,31 +256,46 @@ pub async fn login(
         p.status = status;
         p.into_response()
     };
-    let wait = st.console.sessions.wait(peer.ip(), t);
-    if wait > 0 {
-        return again(StatusCode::TOO_MANY_REQUESTS, &format!("too many failed attempts: try again in {wait} s"));
-    }
     let Ok(form) = view::form::<LoginForm>(&body) else {
         return again(StatusCode::BAD_REQUEST, "give a name and a password");
     };
     let name = form.name.trim().to_owned();
+    let ip = crate::addr::canonical_ip(peer.ip());
+    if let Err(wait) = st.console.sessions.begin(ip, &name, t) {
+        return again(StatusCode::TOO_MANY_REQUESTS, &format!("too many failed attempts: try again in {wait} s"));
+    }
     let n = name.clone();
     let user = match st.db.run(move |s| s.console_user(&n)).await {
         Ok(u) => u,
-        Err(e) => return again(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "console: reading a user");
+            return again(StatusCode::INTERNAL_SERVER_ERROR, "the store failed: see the daemon's log");
+        }
     };
-    // Argon2 takes a while: off the async threads.
+    // Argon2 takes a while: off the async threads, a few at a time; an unknown name is checked
+    // against a dummy hash, so that it takes as long as a wrong password.
     let password = form.password;
-    let ok = tokio::task::spawn_blocking(move || {
-        user.is_some_and(|u| crate::lapi::auth::verify_password(&password, &u.password_hash))
-    })
-    .await
-    .unwrap_or(false);
+    let ok = {
+        let Ok(_permit) = st.console.sessions.checks.acquire().await else {
+            return again(StatusCode::SERVICE_UNAVAILABLE, "stopping");
+        };
+        tokio::task::spawn_blocking(move || match user {
+            Some(u) => crate::lapi::auth::verify_password(&password, &u.password_hash),
+            None => {
+                let _ = crate::lapi::auth::verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    };
     if !ok {
-        st.console.sessions.failed(peer.ip(), t);
-        tracing::warn!(user = %name, from = %peer.ip(), "console: failed login");
+        tracing::warn!(user = %name, from = %ip, "console: failed login");
+        let (who, what) = (name.clone(), format!("from {ip}"));
+        let _ = st.db.run(move |s| s.audit(t, &who, "failed login", &what)).await;
         return again(StatusCode::UNAUTHORIZED, "wrong name or password");
     }
+    st.console.sessions.succeeded(ip, &name);
     let (session, csrf) = (token(), token());
     let (h, who) = (digest(&session), name.clone());
     let stored = st
@@ -237,8 +330,14 @@ pub async fn logout(
         return view::refused(StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
     }
     if let Some(t) = cookie(&headers) {
-        let h = digest(&t);
-        let _ = st.db.run(move |s| s.console_session_delete(&h)).await;
+        let (h, who) = (digest(&t), user.name.clone());
+        let _ = st
+            .db
+            .run(move |s| {
+                s.console_session_delete(&h)?;
+                s.audit(now(), &who, "logout", "")
+            })
+            .await;
     }
     let clear = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, clear)], Redirect::to("/console/login")).into_response()
@@ -253,12 +352,24 @@ mod tests {
         let l = Limiter::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..MAX_FAILURES {
-            assert_eq!(l.wait(ip, 100), 0);
-            l.failed(ip, 100);
+            assert_eq!(l.begin(ip, "ann", 100), Ok(()));
         }
-        assert_eq!(l.wait(ip, 110), 50);
-        assert_eq!(l.wait("192.0.2.2".parse().unwrap(), 110), 0, "per address");
-        assert_eq!(l.wait(ip, 161), 0, "the window passed");
+        assert_eq!(l.begin(ip, "Ann", 110), Err(50), "attempts count before they are checked; names fold case");
+        assert_eq!(l.begin("192.0.2.2".parse().unwrap(), "ann", 110), Ok(()), "per address");
+        assert_eq!(l.begin(ip, "bob", 110), Ok(()), "per name: another user can still sign in");
+        assert_eq!(l.begin(ip, "ann", 161), Ok(()), "the window passed");
+        // A success gives its attempt back.
+        let l = Limiter::default();
+        for _ in 0..20 {
+            assert_eq!(l.begin(ip, "ann", 100), Ok(()));
+            l.succeeded(ip, "ann");
+        }
+        // Many names from one address: capped too.
+        let l = Limiter::default();
+        for i in 0..MAX_FAILURES_PER_ADDRESS {
+            assert_eq!(l.begin(ip, &format!("u{i}"), 100), Ok(()));
+        }
+        assert!(l.begin(ip, "another", 100).is_err());
     }
 
     #[test]
@@ -273,8 +384,8 @@ mod tests {
 
     #[test]
     fn changes_need_an_admin_and_the_token() {
-        let admin = User { name: "a".into(), role: "admin".into(), csrf: "tok".into() };
-        let viewer = User { role: "viewer".into(), ..admin.clone() };
+        let admin = User { name: "a".into(), role: Role::Admin, csrf: "tok".into() };
+        let viewer = User { role: Role::Viewer, ..admin.clone() };
         let h = HeaderMap::new();
         assert!(may_change(&admin, &h, Some("tok")).is_ok());
         assert_eq!(may_change(&admin, &h, Some("bad")).unwrap_err().status, StatusCode::FORBIDDEN);

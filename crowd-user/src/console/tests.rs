@@ -52,7 +52,9 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::Head
 }
 
 fn form(path: &str, cookie: Option<&str>, csrf: Option<&str>, body: &str) -> Request<Body> {
-    let mut r = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut r = Request::post(path)
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(c) = cookie {
         r = r.header(header::COOKIE, format!("crowd_console={c}"));
     }
@@ -63,7 +65,11 @@ fn form(path: &str, cookie: Option<&str>, csrf: Option<&str>, body: &str) -> Req
 }
 
 fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path).header(header::COOKIE, format!("crowd_console={cookie}")).body(Body::empty()).unwrap()
+    Request::get(path)
+        .header(header::HOST, "localhost:8080")
+        .header(header::COOKIE, format!("crowd_console={cookie}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 /// Signs `name` in: its cookie and CSRF token.
@@ -83,7 +89,9 @@ async fn sign_in(f: &Fixture, name: &str) -> (String, String) {
 async fn logins_roles_csrf_and_bad_input() {
     let f = fixture().await;
     // Not signed in: pages go to the login page, changes get 401.
-    let (status, h, _) = call(&f.app, Request::get("/console/overview").body(Body::empty()).unwrap()).await;
+    let (status, h, _) =
+        call(&f.app, Request::get("/console/overview").header(header::HOST, "[::1]:8080").body(Body::empty()).unwrap())
+            .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(h.get(header::LOCATION).unwrap(), "/console/login");
     let (status, _, _) = call(&f.app, form("/console/decisions", None, None, "target=192.0.2.9&duration=1h")).await;
@@ -162,12 +170,14 @@ async fn logins_roles_csrf_and_bad_input() {
     // A pending machine: shown with a Validate control, validated by it.
     f.st.db.run(|s| s.upsert_machine("agent-9", "hash", false, "192.0.2.9", 1)).await.unwrap();
     let (_, _, page) = call(&f.app, get("/console/fleet", &admin)).await;
-    assert!(page.contains("/console/machines/agent-9/validate"), "{page}");
-    let (got, _, msg) = call(&f.app, form("/console/machines/agent-9/validate", Some(&admin), Some(&token), "")).await;
+    assert!(page.contains("name=\"machine\" value=\"agent-9\""), "{page}");
+    let (got, _, msg) =
+        call(&f.app, form("/console/machines/validate", Some(&admin), Some(&token), "machine=agent-9")).await;
     assert_eq!(got, StatusCode::OK, "{msg}");
     let m = f.st.db.run(|s| s.machine("agent-9")).await.unwrap().unwrap();
     assert!(m.validated);
-    let (got, _, _) = call(&f.app, form("/console/machines/nobody/validate", Some(&admin), Some(&token), "")).await;
+    let (got, _, _) =
+        call(&f.app, form("/console/machines/validate", Some(&admin), Some(&token), "machine=nobody")).await;
     assert_eq!(got, StatusCode::NOT_FOUND);
     // No kernel here: the allowlist says so.
     let (got, _, msg) =
@@ -195,9 +205,25 @@ async fn remote_clients_are_refused_unless_allowed_and_logins_are_rate_limited()
     let f = fixture().await;
     let far: SocketAddr = "198.51.100.7:5555".parse().unwrap();
     let remote = crate::lapi::router(f.st.clone()).layer(MockConnectInfo(far));
-    let (got, _, body) = call(&remote, Request::get("/console/login").body(Body::empty()).unwrap()).await;
+    let (got, _, body) =
+        call(&remote, Request::get("/console/login").header(header::HOST, "127.0.0.1").body(Body::empty()).unwrap())
+            .await;
     assert_eq!(got, StatusCode::FORBIDDEN);
     assert!(body.contains("--console-remote"), "{body}");
+    // A page of another site whose name resolves to 127.0.0.1 sends its own name.
+    let rebound =
+        Request::get("/console/login").header(header::HOST, "attacker.example:8080").body(Body::empty()).unwrap();
+    let (got, _, body) = call(&f.app, rebound).await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{body}");
+    // A change posted from another site's page.
+    let mut cross = form("/console/login", None, None, "name=ann&password=ann-password-1234");
+    cross.headers_mut().insert(header::ORIGIN, "http://attacker.example".parse().unwrap());
+    let (got, _, body) = call(&f.app, cross).await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{body}");
+    let mut same = form("/console/login", None, None, "name=ann&password=ann-password-1234");
+    same.headers_mut().insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+    let (got, _, body) = call(&f.app, same).await;
+    assert_eq!(got, StatusCode::SEE_OTHER, "{body}");
     for _ in 0..5 {
         let (got, _, _) = call(&f.app, form("/console/login", None, None, "name=ann&password=nope")).await;
         assert_eq!(got, StatusCode::UNAUTHORIZED);
@@ -205,4 +231,14 @@ async fn remote_clients_are_refused_unless_allowed_and_logins_are_rate_limited()
     let (got, _, page) = call(&f.app, form("/console/login", None, None, "name=ann&password=ann-password-1234")).await;
     assert_eq!(got, StatusCode::TOO_MANY_REQUESTS, "the right password waits too");
     assert!(page.contains("too many failed attempts"), "{page}");
+}
+
+#[test]
+fn local_hosts_are_addresses_and_localhost() {
+    for h in ["127.0.0.1", "127.0.0.1:8080", "localhost", "LOCALHOST:80", "[::1]:8080", "[::1]", "192.0.2.1:443"] {
+        assert!(super::local_host(h), "{h}");
+    }
+    for h in ["", "attacker.example", "attacker.example:8080", "localhost.attacker.example", "127.0.0.1.nip.io"] {
+        assert!(!super::local_host(h), "{h}");
+    }
 }

@@ -38,6 +38,12 @@ pub async fn start(
     let Shared { metrics, notify, changes, mut console } = shared;
     let tls_cfg = lapi::tls::server_config(tls)?;
     console.secure = tls_cfg.is_some();
+    if console.remote && !console.secure {
+        tracing::warn!(
+            "--console-remote without TLS: console passwords and session cookies cross the network in clear \
+             (give --tls-cert and --tls-key)"
+        );
+    }
     let roles = lapi::tls::Roles { bouncers: tls.tls_bouncers_ou.clone(), agents: tls.tls_agents_ou.clone() };
     // Opening a store blocks (PostgreSQL's client runs its own runtime): off the async threads.
     let l = loc.clone();
