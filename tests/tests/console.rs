@@ -252,6 +252,23 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("too large"), "{body}");
 
+    // The allowlist wins: an address allowlisted on the console gets an alert but no ban.
+    b.goto(&format!("{base}/decisions"));
+    let z = "192.0.2.79";
+    b.fill("#allow-target", z);
+    b.click("#allow-submit");
+    b.wait_for_text("#msg", "allowlisted", Duration::from_secs(5));
+    b.wait_for_text("#allowlist", z, Duration::from_secs(5));
+    append(&log, z, 8);
+    b.goto(&format!("{base}/alerts"));
+    b.wait_for_text("#alert-rows", z, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!banned(&pins.settings, z.parse().unwrap()), "an allowlisted address is banned in the kernel");
+    let served = served(&format!("/v1/decisions?ip={z}"));
+    assert!(served.is_null() || served.as_array().is_some_and(Vec::is_empty), "{served}");
+    let listed = crowd(&state, &["allowlist", "list", "-o", "json"]);
+    assert!(listed.contains(z) && listed.contains("admin"), "{listed}");
+
     // Fleet and audit.
     b.goto(&format!("{base}/fleet"));
     assert!(b.exists("#machines") && b.exists("#bouncers") && b.exists("#edges"));
@@ -357,7 +374,7 @@ fn an_open_live_feed_does_not_hold_the_api_at_shutdown() {
     let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
     let cookie = set.split(';').next().unwrap().to_owned();
     let mut feed = std::net::TcpStream::connect(api.addr).unwrap();
-    write!(feed, "GET /console/events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
+    write!(feed, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
         .unwrap();
     feed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut head = [0u8; 512];

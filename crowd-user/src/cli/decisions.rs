@@ -131,7 +131,9 @@ pub fn dispatch(settings: &Settings, loc: &Location, cmd: &DecisionsCommand, fmt
                 reason: reason.clone(),
                 uuid: String::new(),
             };
-            let id = store.record(None, std::slice::from_ref(&decision), t)?[0];
+            let Some(&id) = store.record(None, std::slice::from_ref(&decision), t)?.first() else {
+                anyhow::bail!("{} is allowlisted (crowd allowlist list): not banned", decision.value);
+            };
             if let Some(mut m) = maps(settings) {
                 let row = store.get(id)?.context("decision just recorded")?;
                 m.insert_ban(p.target, ban_for(&row, t, &BootClock::now()))?;

@@ -3,6 +3,7 @@
 //! Every command prints a human table by default and JSON with `-o json`. Commands under `map`
 //! work straight on the pinned kernel maps and need no running daemon.
 pub mod alerts;
+pub mod allowlist;
 pub mod attach;
 pub mod community;
 pub mod console;
@@ -227,6 +228,14 @@ pub enum Command {
         #[command(subcommand)]
         command: lapi::MachinesCommand,
     },
+    /// The allowlist every decision is checked against (never banned, whoever decides).
+    Allowlist {
+        /// Where the store lives.
+        #[arg(long, global = true, default_value = "/var/lib/crowd")]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: allowlist::AllowlistCommand,
+    },
     /// The web console (served by `crowd run` and `crowd api` under /console/): its users.
     Console {
         /// Where the store lives.
@@ -365,6 +374,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Metrics { url } => lapi::show_metrics(url, cli.output),
         Command::Alerts { state_dir, command } => alerts::dispatch(&cli.store(state_dir)?, command, cli.output),
         Command::Console { state_dir, command } => console::dispatch(&cli.store(state_dir)?, command, cli.output),
+        Command::Allowlist { state_dir, command } => allowlist::dispatch(&cli.store(state_dir)?, command, cli.output),
         Command::Scenarios { command: ScenariosCommand::List { config, state_dir } } => {
             replay::list_scenarios(config.as_ref(), state_dir, cli.output)
         }

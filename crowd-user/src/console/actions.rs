@@ -91,7 +91,14 @@ async fn ban_inner(st: &Arc<ApiState>, user: &User, headers: &HeaderMap, body: B
             &format!("{target} is not banned: it is allowlisted or one of this host's addresses ({why})"),
         ));
     }
-    if let Some(hit) = st.console.with_maps(|m| kernel_allowed(m, target)).flatten() {
+    let kernel = {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || st.console.with_maps(|m| kernel_allowed(m, target)).flatten())
+            .await
+            .ok()
+            .flatten()
+    };
+    if let Some(hit) = kernel {
         return Err(view::refused(
             StatusCode::CONFLICT,
             &format!("{target} is not banned: the kernel allowlist holds {hit}"),
@@ -113,26 +120,41 @@ async fn ban_inner(st: &Arc<ApiState>, user: &User, headers: &HeaderMap, body: B
     let (who, t) = (user.name.clone(), now());
     let detail = format!("{target} for {} ({reason})", crate::clock::go_duration(std::time::Duration::from_secs(secs)));
     let audit = detail.clone();
-    let id = st
+    let recorded = st
         .db
         .run(move |s| {
-            let id = s.record(None, std::slice::from_ref(&d), t)?[0];
+            if let Some(net) = crate::store::allowlist::holding(&s.allowlist_nets()?, &d.scope, &d.value) {
+                return Ok(Err(net));
+            }
+            let id = s.record(None, std::slice::from_ref(&d), t)?.first().copied().unwrap_or_default();
             s.audit(t, &who, "ban", &format!("decision {id}: {audit}"))?;
-            Ok(id)
+            Ok(Ok(id))
         })
         .await
         .map_err(view::failed)?;
+    let id = recorded.map_err(|net| {
+        view::refused(StatusCode::CONFLICT, &format!("{target} is not banned: the allowlist holds {net}"))
+    })?;
     let notes = if parsed.notes.is_empty() { String::new() } else { format!(" ({})", parsed.notes.join("; ")) };
     Ok(done(&format!("decision {id}: banned {detail}{notes}")))
 }
 
-/// The kernel allowlist entry that holds `target`, if any.
+/// The kernel allowlist entry that holds `target` or lies in it, if any (a range holding an
+/// allowlisted address is refused whole, as the profiles refuse it).
 fn kernel_allowed(m: &mut crate::enforce::maps::BanMaps, target: Target) -> Option<String> {
-    let probe = match target {
-        Target::Ip(ip) => ip,
-        Target::Net(n) => n.network(),
+    let net = |t: Target| match t {
+        Target::Ip(ip) => ipnet::IpNet::from(ip),
+        Target::Net(n) => n,
     };
-    m.lookup(probe).allow.map(|a| a.target.to_string())
+    let t = net(target);
+    m.allowlist()
+        .ok()?
+        .into_iter()
+        .find(|a| {
+            let a = net(a.target);
+            a.contains(&t.network()) || t.contains(&a.network())
+        })
+        .map(|a| a.target.to_string())
 }
 
 #[derive(Deserialize)]
@@ -219,36 +241,105 @@ pub async fn extend(
 pub struct AllowForm {
     csrf: Option<String>,
     target: String,
+    #[serde(default)]
+    reason: String,
 }
 
-/// `POST /console/allowlist` and `/console/allowlist/delete`: this host's kernel allowlist.
-async fn allowlist(st: Arc<ApiState>, user: User, headers: HeaderMap, body: Body, add: bool) -> Result<Response, Page> {
-    let f: AllowForm = read(body).await?;
-    may_change(&user, &headers, f.csrf.as_deref())?;
-    let target =
-        Target::parse(&f.target).map_err(|e| view::refused(StatusCode::BAD_REQUEST, &format!("target: {e}")))?.target;
-    let changed = st
-        .console
-        .with_maps(|m| if add { m.allow(target).map(|()| true) } else { m.disallow(target) })
-        .ok_or_else(|| view::refused(StatusCode::CONFLICT, "this process does not enforce: no kernel allowlist here"))?
-        .map_err(view::failed)?;
-    let (who, t, action) = (user.name.clone(), now(), if add { "allow" } else { "disallow" });
-    st.db.run(move |s| s.audit(t, &who, action, &target.to_string())).await.map_err(view::failed)?;
-    Ok(done(&match (add, changed) {
-        (true, _) => format!("{target} allowlisted: the kernel passes it whatever the bans"),
-        (false, true) => format!("{target} removed from the allowlist"),
-        (false, false) => format!("{target} was not in the allowlist"),
-    }))
-}
-
-/// `POST /console/allowlist`.
+/// `POST /console/allowlist`: the allowlist every decision is checked against (store-wide: every
+/// process and edge); the decisions it overlaps end now.
 pub async fn allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    allowlist(st, user, headers, body, true).await.unwrap_or_else(IntoResponse::into_response)
+    let run = async {
+        let f: AllowForm = read(body).await?;
+        may_change(&user, &headers, f.csrf.as_deref())?;
+        let target = target_of(&f.target)?;
+        let reason = f.reason.trim().chars().take(200).collect::<String>();
+        let (who, t) = (user.name.clone(), now());
+        let ended = st
+            .db
+            .run(move |s| {
+                let ended = s.allow(target, &reason, &who, t)?;
+                s.audit(t, &who, "allow", &format!("{target} ({reason}); {} decisions ended", ended.len()))?;
+                Ok(ended)
+            })
+            .await
+            .map_err(view::failed)?;
+        Ok::<_, Page>(done(&format!(
+            "{target} allowlisted: never banned from now on; {} active decision(s) on it ended",
+            ended.len()
+        )))
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /console/allowlist/delete`.
 pub async fn disallow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    allowlist(st, user, headers, body, false).await.unwrap_or_else(IntoResponse::into_response)
+    let run = async {
+        let f: AllowForm = read(body).await?;
+        may_change(&user, &headers, f.csrf.as_deref())?;
+        let target = target_of(&f.target)?;
+        let (who, t) = (user.name.clone(), now());
+        let existed = st
+            .db
+            .run(move |s| {
+                let existed = s.disallow(target)?;
+                if existed {
+                    s.audit(t, &who, "disallow", &target.to_string())?;
+                }
+                Ok(existed)
+            })
+            .await
+            .map_err(view::failed)?;
+        if existed {
+            Ok(done(&format!("{target} removed from the allowlist")))
+        } else {
+            Err(view::refused(StatusCode::NOT_FOUND, &format!("{target} is not in the allowlist")))
+        }
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn target_of(text: &str) -> Result<Target, Page> {
+    Target::parse(text).map(|p| p.target).map_err(|e| view::refused(StatusCode::BAD_REQUEST, &format!("target: {e}")))
+}
+
+/// `POST /console/kernel-allowlist` and `/console/kernel-allowlist/delete`: this host's XDP
+/// allowlist (it also passes what `crowd map add` banned by hand).
+async fn kernel_allowlist(
+    st: Arc<ApiState>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+    add: bool,
+) -> Result<Response, Page> {
+    let f: AllowForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let target = target_of(&f.target)?;
+    let on = st.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        on.console.with_maps(|m| if add { m.allow(target).map(|()| true) } else { m.disallow(target) })
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| view::refused(StatusCode::CONFLICT, "this process does not enforce: no kernel allowlist here"))?
+    .map_err(view::failed)?;
+    let (who, t, action) = (user.name.clone(), now(), if add { "kernel allow" } else { "kernel disallow" });
+    st.db.run(move |s| s.audit(t, &who, action, &target.to_string())).await.map_err(view::failed)?;
+    Ok(done(&match (add, changed) {
+        (true, _) => format!("{target} in this host's kernel allowlist: XDP passes it whatever the bans"),
+        (false, true) => format!("{target} removed from this host's kernel allowlist"),
+        (false, false) => format!("{target} was not in this host's kernel allowlist"),
+    }))
+}
+
+/// `POST /console/kernel-allowlist`.
+pub async fn kernel_allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
+    kernel_allowlist(st, user, headers, body, true).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /console/kernel-allowlist/delete`.
+pub async fn kernel_disallow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
+    kernel_allowlist(st, user, headers, body, false).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,8 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/decisions/{id}/extend", post(actions::extend))
         .route("/allowlist", post(actions::allow))
         .route("/allowlist/delete", post(actions::disallow))
+        .route("/kernel-allowlist", post(actions::kernel_allow))
+        .route("/kernel-allowlist/delete", post(actions::kernel_disallow))
         .route("/fleet", get(pages::fleet))
         .route("/machines/validate", post(actions::validate))
         .route("/audit", get(pages::audit))

@@ -128,7 +128,7 @@ impl AlertQuery {
             scenario: some(self.scenario.as_ref()),
             machine_id: some(self.machine.as_ref()).map(|m| if m == "(this host)" { String::new() } else { m }),
             decision_origin: some(self.origin.as_ref()),
-            since: self.hours.filter(|h| *h > 0).map(|h| t - h * 3600),
+            since: self.hours.filter(|h| *h > 0).map(|h| t - h.min(24 * 3660) * 3600),
             before_id: self.before,
             limit: Some(PAGE),
             ..AlertFilter::default()
@@ -271,29 +271,58 @@ fn decision_ctx(d: &DecisionRow, t: i64, drops: Option<u64>) -> minijinja::Value
     created => d.created_at, active => active, simulated => d.simulated, alert => d.alert_id, drops => drops }
 }
 
-/// The kernel's drop count for a decision's target on this host, if it enforces it.
-fn drops_of(m: &crate::enforce::maps::BanMaps, d: &DecisionRow) -> Option<u64> {
-    let target: Target = d.value.parse().ok()?;
-    let probe = match target {
-        Target::Ip(ip) => ip,
-        Target::Net(n) => n.network(),
-    };
-    let l = m.lookup(probe);
-    [l.exact, l.range].into_iter().flatten().find(|e| e.target == target).map(|e| e.ban.drops)
+/// The kernel's drop counts of `rows` on this host (when it enforces): the packets its entry
+/// dropped, shown only on the decision that wrote that entry (others on the same target show
+/// none). Off the async threads: map reads are system calls.
+async fn kernel_drops(st: &Arc<ApiState>, rows: Vec<DecisionRow>) -> (Vec<DecisionRow>, Vec<Option<u64>>) {
+    if st.console.opts.maps.is_none() {
+        let n = rows.len();
+        return (rows, vec![None; n]);
+    }
+    let st = st.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let drops = st.console.with_maps(|m| {
+            let ranges: std::collections::HashMap<Target, crowd_common::Ban> =
+                if rows.iter().any(|d| d.value.contains('/')) {
+                    m.range_bans().unwrap_or_default().into_iter().map(|e| (e.target, e.ban)).collect()
+                } else {
+                    std::collections::HashMap::new()
+                };
+            rows.iter()
+                .map(|d| {
+                    let target: Target = d.value.parse().ok()?;
+                    let ban = match target {
+                        Target::Ip(_) => m.ban_of(target)?,
+                        Target::Net(_) => *ranges.get(&target)?,
+                    };
+                    (i64::try_from(ban.decision_id).ok() == Some(d.id)).then_some(ban.drops)
+                })
+                .collect::<Vec<_>>()
+        });
+        let n = rows.len();
+        (rows, drops.unwrap_or_else(|| vec![None; n]))
+    });
+    work.await.unwrap_or_default()
 }
 
 /// The decisions page's search.
 #[derive(Debug, Default, Deserialize)]
 pub struct DecisionQuery {
     ip: Option<String>,
+    before: Option<i64>,
     rows: Option<u8>,
 }
 
 /// `GET /console/decisions`.
 pub async fn decisions(State(st): State<Arc<ApiState>>, user: User, Query(q): Query<DecisionQuery>) -> Page {
     let t = now();
-    let mut f =
-        DecisionFilter { simulated: true, limit: Some(PAGE * 4), newest_first: true, ..DecisionFilter::default() };
+    let mut f = DecisionFilter {
+        simulated: true,
+        limit: Some(PAGE * 2),
+        newest_first: true,
+        before_id: q.before,
+        ..DecisionFilter::default()
+    };
     let ip = some(q.ip.as_ref());
     if let Some(ip) = &ip {
         match ip.parse::<Target>() {
@@ -305,16 +334,28 @@ pub async fn decisions(State(st): State<Arc<ApiState>>, user: User, Query(q): Qu
         Ok(r) => r,
         Err(e) => return view::failed(e),
     };
-    let drops: Vec<Option<u64>> = st
-        .console
-        .with_maps(|m| rows.iter().map(|d| drops_of(m, d)).collect())
-        .unwrap_or_else(|| vec![None; rows.len()]);
+    let more = if rows.len() as i64 == PAGE * 2 { rows.last().map(|d| d.id) } else { None };
+    let (rows, drops) = kernel_drops(&st, rows).await;
     let rows: Vec<minijinja::Value> = rows.iter().zip(drops).map(|(d, n)| decision_ctx(d, t, n)).collect();
-    let allow = st.console.with_maps(|m| m.allowlist().unwrap_or_default()).map(|l| {
-        l.iter().map(|a| context! { target => a.target.to_string(), hits => a.allow.hits }).collect::<Vec<_>>()
-    });
+    let allowlist = match st.db.run(|s| s.allowlist()).await {
+        Ok(l) => l,
+        Err(e) => return view::failed(e),
+    };
+    let allow = if st.console.opts.maps.is_some() {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || st.console.with_maps(|m| m.allowlist().unwrap_or_default()))
+            .await
+            .ok()
+            .flatten()
+            .map(|l| {
+                l.iter().map(|a| context! { target => a.target.to_string(), hits => a.allow.hits }).collect::<Vec<_>>()
+            })
+    } else {
+        None
+    };
     let ctx = context! { user => user_ctx(&user), now => t, page => "decisions", rows => rows, ip => ip,
-    kernel => st.console.opts.maps.is_some(), allow => allow };
+    kernel => st.console.opts.maps.is_some(), allow => allow, more => more, before => q.before,
+    allowlist => allowlist };
     view::render(if q.rows == Some(1) { "decision_rows.html" } else { "decisions.html" }, ctx)
 }
 

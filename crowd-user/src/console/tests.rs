@@ -179,10 +179,32 @@ async fn logins_roles_csrf_and_bad_input() {
     let (got, _, _) =
         call(&f.app, form("/console/machines/validate", Some(&admin), Some(&token), "machine=nobody")).await;
     assert_eq!(got, StatusCode::NOT_FOUND);
-    // No kernel here: the allowlist says so.
+    // No kernel here: the kernel allowlist says so.
     let (got, _, msg) =
-        call(&f.app, form("/console/allowlist", Some(&admin), Some(&token), "target=198.51.100.1")).await;
+        call(&f.app, form("/console/kernel-allowlist", Some(&admin), Some(&token), "target=198.51.100.1")).await;
     assert_eq!(got, StatusCode::CONFLICT, "{msg}");
+    // The allowlist: ends the ban on it, refuses new ones, and goes.
+    let (got, _, msg) =
+        call(&f.app, form("/console/decisions", Some(&admin), Some(&token), "target=198.51.100.0/24&duration=1h"))
+            .await;
+    assert_eq!(got, StatusCode::OK, "{msg}");
+    let (got, _, msg) =
+        call(&f.app, form("/console/allowlist", Some(&admin), Some(&token), "target=198.51.100.1&reason=monitor"))
+            .await;
+    assert_eq!(got, StatusCode::OK, "{msg}");
+    assert!(msg.contains("1 active decision(s) on it ended"), "{msg}");
+    let (got, _, msg) =
+        call(&f.app, form("/console/decisions", Some(&admin), Some(&token), "target=198.51.100.1&duration=1h")).await;
+    assert_eq!(got, StatusCode::CONFLICT, "{msg}");
+    assert!(msg.contains("the allowlist holds 198.51.100.1"), "{msg}");
+    let (_, _, page) = call(&f.app, get("/console/decisions", &admin)).await;
+    assert!(page.contains("monitor"), "the allowlist is listed");
+    let (got, _, _) =
+        call(&f.app, form("/console/allowlist/delete", Some(&admin), Some(&token), "target=198.51.100.1")).await;
+    assert_eq!(got, StatusCode::OK);
+    let (got, _, _) =
+        call(&f.app, form("/console/allowlist/delete", Some(&admin), Some(&token), "target=198.51.100.1")).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
     // A viewer sees no control and is refused.
     let (viewer, vtoken) = sign_in(&f, "vic").await;
     let (_, _, page) = call(&f.app, get("/console/decisions", &viewer)).await;

@@ -32,8 +32,12 @@ pub fn start(
         args.simulation,
     )?;
     // Repeat offenders are counted across restarts (profiles' GetDecisionsCount).
+    let allowed: Allowed = Arc::default();
     if let Ok(mut store) = crate::store::Store::open_at(&args.store()) {
         profile.history = store.decision_counts().unwrap_or_default();
+        if let (Ok(nets), Ok(mut held)) = (store.allowlist_nets(), allowed.write()) {
+            *held = nets;
+        }
     }
     let mut detector = crate::rules::detector_with(args.config.as_ref(), profile, args.skip_invalid)?;
     args.tuning.apply(&mut detector);
@@ -45,7 +49,7 @@ pub fn start(
     drop(tx);
     let mut maps = BanMaps::open(settings)?;
     let (record_tx, record_rx) = std::sync::mpsc::channel::<Record>();
-    spawn_recorder(settings, &args.store(), record_rx)?;
+    spawn_recorder(settings, &args.store(), record_rx, allowed.clone())?;
     std::thread::Builder::new().name("detection".into()).spawn(move || {
         let (mut lines, mut evictions_seen) = (0u64, std::collections::HashMap::new());
         while let Ok((line, now)) = rx.recv() {
@@ -71,6 +75,14 @@ pub fn start(
                 // records' ids into the bans, so a slow disk never delays the next ban.
                 let clock = crate::clock::BootClock::now();
                 for d in &r.decisions {
+                    // The store's allowlist wins (the recorder refuses these too, and keeps this
+                    // copy of the allowlist current).
+                    if let Ok(nets) = allowed.read()
+                        && let Some(net) = crate::store::allowlist::holding(&nets, &d.scope, &d.value)
+                    {
+                        tracing::info!(scenario = %d.scenario, source = %d.value, allowlisted = %net, "allowlisted: no decision");
+                        continue;
+                    }
                     tracing::info!(scenario = %d.scenario, source = %d.value, kind = %d.kind, duration = d.duration_secs, simulated = d.simulated, "decision");
                     if let (true, Some(target)) = (d.enforced_in_kernel(), d.target())
                         && let Err(e) = maps.insert_ban(target, crowd_common::Ban::new(clock.expiry_after(Some(d.duration())), 0, crowd_common::Origin::Local))
@@ -85,6 +97,9 @@ pub fn start(
     Ok(())
 }
 
+/// The store's allowlist as the detection thread checks it (the recorder refreshes it).
+type Allowed = Arc<std::sync::RwLock<Vec<ipnet::IpNet>>>;
+
 /// An alert and its decisions for the store.
 struct Record {
     alert: crate::engine::scenario::Alert,
@@ -97,12 +112,27 @@ fn spawn_recorder(
     settings: &Settings,
     loc: &crate::store::Location,
     rx: std::sync::mpsc::Receiver<Record>,
+    allowed: Allowed,
 ) -> Result<()> {
     let mut maps = BanMaps::open(settings)?;
     let mut store = crate::store::Store::open_at(loc)?;
     std::thread::Builder::new().name("recorder".into()).spawn(move || {
-        while let Ok(Record { alert, decisions, clock }) = rx.recv() {
+        while let Ok(Record { alert, mut decisions, clock }) = rx.recv() {
             let unix = unix_now();
+            // The allowlist now: decisions it holds are not recorded (the store would refuse them)
+            // and lose the ban the detection thread may have set from an older copy.
+            if let Ok(nets) = store.allowlist_nets() {
+                decisions.retain(|d| {
+                    let held = crate::store::allowlist::holding(&nets, &d.scope, &d.value).is_some();
+                    if held && let (true, Some(target)) = (d.enforced_in_kernel(), d.target()) {
+                        let _ = maps.remove_ban(target);
+                    }
+                    !held
+                });
+                if let Ok(mut copy) = allowed.write() {
+                    *copy = nets;
+                }
+            }
             let recs: Vec<crate::store::NewDecision> = decisions
                 .iter()
                 .map(|d| crate::store::NewDecision {

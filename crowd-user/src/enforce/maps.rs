@@ -377,6 +377,35 @@ impl BanMaps {
         Ok(out)
     }
 
+    /// The ban stored for exactly `target` (an address's own entry, or the range's own prefix;
+    /// not the ranges around it). Ranges are found by walking the range maps: call it for a few
+    /// targets, or use [`BanMaps::range_bans`] once for many.
+    #[must_use]
+    pub fn ban_of(&self, target: Target) -> Option<Ban> {
+        match target {
+            Target::Ip(IpAddr::V4(a)) => self.bans_v4.get(&a.octets(), 0).ok(),
+            Target::Ip(IpAddr::V6(a)) => self.bans_v6.get(&a.octets(), 0).ok(),
+            Target::Net(_) => self.range_bans().ok()?.into_iter().find(|e| e.target == target).map(|e| e.ban),
+        }
+    }
+
+    /// Every range ban.
+    ///
+    /// # Errors
+    /// Kernel errors while iterating.
+    pub fn range_bans(&self) -> Result<Vec<BanEntry>> {
+        let mut out = Vec::new();
+        for kv in self.nets_v4.iter() {
+            let (k, ban) = kv?;
+            out.push(BanEntry { target: v4_net(&k), kind: BanKind::Range, ban });
+        }
+        for kv in self.nets_v6.iter() {
+            let (k, ban) = kv?;
+            out.push(BanEntry { target: v6_net(&k), kind: BanKind::Range, ban });
+        }
+        Ok(out)
+    }
+
     /// Entry counts: (exact v4, exact v6, ranges v4, ranges v6, allow v4, allow v6).
     #[must_use]
     pub fn counts(&self) -> [usize; 6] {

@@ -91,6 +91,7 @@ pub fn filter(q: &HashMap<String, String>, default_scopes: &[&str]) -> Result<De
         id: None,
         limit,
         newest_first: false,
+        before_id: None,
     })
 }
 

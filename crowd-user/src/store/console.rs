@@ -182,11 +182,14 @@ impl Store {
     /// Database errors.
     pub fn usage_put(&mut self, kind: &str, name: &str, r#type: &str, now: i64, body: &str) -> Result<()> {
         let ps: [Val; 5] = [kind.into(), name.into(), r#type.into(), now.into(), body.into()];
-        self.conn.tx(|c| {
-            c.exec("DELETE FROM usage_metrics WHERE kind = ?1 AND name = ?2", &ps[..2])?;
-            c.exec("INSERT INTO usage_metrics (kind, name, type, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)", &ps)?;
-            Ok(())
-        })
+        // One statement: two reports of one component at once cannot both insert.
+        self.conn.exec(
+            "INSERT INTO usage_metrics (kind, name, type, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (kind, name) DO UPDATE SET type = excluded.type, received_at = excluded.received_at, \
+             body = excluded.body",
+            &ps,
+        )?;
+        Ok(())
     }
 
     /// Every component's latest usage-metrics report, by kind and name.
@@ -228,8 +231,13 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub fn overview(&mut self, now: i64, since: i64, recent: i64) -> Result<StoreOverview> {
-        let live = "deleted_at IS NULL AND until > ?1";
-        let by_origin = self.active_counts(now)?;
+        // Decisions in force: simulated ones are recorded only.
+        let live = "deleted_at IS NULL AND until > ?1 AND simulated = 0";
+        let by_origin = self.conn.all(
+            &format!("SELECT origin, type, COUNT(*) FROM decisions WHERE {live} GROUP BY origin, type"),
+            &[now.into()],
+            |r| Ok((r.text(0)?, r.text(1)?, r.int(2)?)),
+        )?;
         let by_scenario = self.conn.all(
             &format!(
                 "SELECT scenario, COUNT(*) FROM decisions WHERE {live} GROUP BY scenario ORDER BY 2 DESC LIMIT 10"
@@ -263,18 +271,18 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub fn extend_decision(&mut self, id: i64, until: i64, now: i64) -> Result<Option<super::DecisionRow>> {
-        let f = super::DecisionFilter { id: Some(id), simulated: true, ..Default::default() };
-        if self.query(&f, now)?.is_empty() {
+        let changed = self.conn.tx(|c| {
+            let seq = super::next_change(c)?;
+            // Never shorter: an extension of a longer ban leaves it as it is.
+            c.exec(
+                "UPDATE decisions SET until = CASE WHEN until > ?1 THEN until ELSE ?1 END, seq = ?2 \
+                 WHERE id = ?3 AND deleted_at IS NULL AND until > ?4",
+                &[until.into(), seq.into(), id.into(), now.into()],
+            )
+        })?;
+        if changed == 0 {
             return Ok(None);
         }
-        self.conn.tx(|c| {
-            let seq = super::next_change(c)?;
-            c.exec(
-                "UPDATE decisions SET until = ?1, seq = ?2 WHERE id = ?3 AND deleted_at IS NULL",
-                &[until.into(), seq.into(), id.into()],
-            )?;
-            Ok(())
-        })?;
         self.announce();
         self.get(id)
     }
@@ -349,5 +357,7 @@ mod tests {
         assert_eq!(got.until, 99_999);
         assert!(s.last_change().unwrap() > before, "a new change number");
         assert!(s.extend_decision(12345, 1, 7400).unwrap().is_none());
+        let got = s.extend_decision(id, 9_000, 7400).unwrap().unwrap();
+        assert_eq!(got.until, 99_999, "an extension never shortens");
     }
 }

@@ -45,6 +45,8 @@ pub struct DecisionFilter {
     pub limit: Option<i64>,
     /// Newest first (query mode; the console's pages).
     pub newest_first: bool,
+    /// Only decisions older than this id (the console's pages).
+    pub before_id: Option<i64>,
 }
 
 /// A bouncer's position in the decision stream.
@@ -95,6 +97,10 @@ impl Sql {
     }
     /// The filter's conditions on the decisions aliased `t`.
     fn filter(&mut self, t: &str, f: &DecisionFilter) {
+        if let Some(id) = f.before_id {
+            let p = self.p(id);
+            self.and(&format!("{t}.id < {p}"));
+        }
         if !f.scopes.is_empty() {
             let ps: Vec<String> = f.scopes.iter().map(|s| self.p(s.clone())).collect();
             // Not through `decisions_bounds` (scope, start_ip): a scope matches most rows.

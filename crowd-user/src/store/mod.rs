@@ -9,6 +9,7 @@
 //! `alerts.rs`, bouncers, machines and secrets in `auth.rs`; the change feed other processes'
 //! commits raise is `changes.rs`.
 mod alerts;
+pub mod allowlist;
 mod auth;
 mod backend;
 pub mod changes;
@@ -401,6 +402,32 @@ impl Store {
     /// # Errors
     /// Database errors (nothing is recorded).
     pub fn record_alert(
+        &mut self,
+        alert: Option<&NewAlert>,
+        decisions: &[NewDecision],
+        now: i64,
+    ) -> Result<(Option<i64>, Vec<i64>)> {
+        // The allowlist wins: a decision on an allowlisted address, or a range holding one, is
+        // not recorded, whoever made it (detection, an agent, the CLI, the community).
+        let allowed = self.allowlist_nets()?;
+        if !allowed.is_empty() {
+            let kept: Vec<NewDecision> = decisions
+                .iter()
+                .filter(|d| allowlist::holding(&allowed, &d.scope, &d.value).is_none())
+                .cloned()
+                .collect();
+            if kept.len() != decisions.len() {
+                tracing::info!(
+                    refused = decisions.len() - kept.len(),
+                    "decisions on allowlisted addresses not recorded"
+                );
+                return self.write_alert(alert, &kept, now);
+            }
+        }
+        self.write_alert(alert, decisions, now)
+    }
+
+    fn write_alert(
         &mut self,
         alert: Option<&NewAlert>,
         decisions: &[NewDecision],

@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 6] = [
+pub const MIGRATIONS: [&str; 7] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -185,6 +185,19 @@ pub const MIGRATIONS: [&str; 6] = [
         received_at INTEGER NOT NULL,
         body TEXT NOT NULL,
         PRIMARY KEY (kind, name)
+    );
+    ",
+    // An alert's decisions (the console's alert page, the alert filters by decision) and alerts
+    // by time (the console's hourly counts) without a scan of every row; the allowlist every
+    // process's decisions are checked against when they are recorded.
+    "
+    CREATE INDEX decisions_alert ON decisions(alert_id);
+    CREATE INDEX alerts_created ON alerts(created_at);
+    CREATE TABLE allowlist (
+        value TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
     );
     ",
 ];
