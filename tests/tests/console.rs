@@ -374,8 +374,11 @@ fn an_open_live_feed_does_not_hold_the_api_at_shutdown() {
     let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
     let cookie = set.split(';').next().unwrap().to_owned();
     let mut feed = std::net::TcpStream::connect(api.addr).unwrap();
-    write!(feed, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
-        .unwrap();
+    write!(
+        feed,
+        "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
     feed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut head = [0u8; 512];
     let n = feed.read(&mut head).unwrap();

@@ -50,7 +50,7 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
-    /// Benchmarks that print figures: `dataplane`, `engine`, `lapi`.
+    /// Benchmarks that print figures: `dataplane`, `engine`, `lapi`, `community`, `console`.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "dataplane")]
@@ -132,7 +132,7 @@ fn main() -> Result<()> {
         Task::Bench { which, quick } => {
             setup::all()?;
             match which.as_str() {
-                "dataplane" | "engine" | "lapi" | "community" => {
+                "dataplane" | "engine" | "lapi" | "community" | "console" => {
                     if which == "lapi" {
                         // wrk loads the API; CrowdSec 1.4.6 is measured beside it.
                         setup::install(&["wrk"])?;
@@ -150,7 +150,7 @@ fn main() -> Result<()> {
                     }
                     run(&mut c)
                 }
-                other => bail!("unknown benchmark `{other}` (known: dataplane, engine, lapi, community)"),
+                other => bail!("unknown benchmark `{other}` (known: dataplane, engine, lapi, community, console)"),
             }
         }
     }

@@ -194,7 +194,9 @@ impl Store {
     pub fn query(&mut self, f: &DecisionFilter, now: i64) -> Result<Vec<DecisionRow>> {
         let mut sql = Sql::new(self.is_pg());
         let n = sql.p(now);
-        let narrow = f.addr.is_some() || f.value.is_some() || f.id.is_some();
+        // Newest first with a limit: walk the ids backwards and stop (through `decisions_active`
+        // the planner would sort every active decision first).
+        let narrow = f.addr.is_some() || f.value.is_some() || f.id.is_some() || (f.newest_first && f.limit.is_some());
         let act = if narrow { active_unindexed("d", &n) } else { active("d", &n) };
         sql.text = format!("SELECT {} FROM decisions d WHERE {act}", cols("d"));
         sql.filter("d", f);
