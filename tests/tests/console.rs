@@ -358,32 +358,62 @@ fn the_console_of_an_api_on_postgresql_counts_and_bans_what_bouncers_see() {
     assert!(page("/fleet").contains("agent1") && page("/fleet").contains("fw"));
 }
 
-/// An open console keeps a live feed (server-sent events, a response that never ends): the API
-/// still stops at once on SIGTERM.
+/// An open console keeps a live feed (server-sent events, a response that never ends): it ends
+/// with its session (logout), and the API still stops at once on SIGTERM.
 #[test]
-fn an_open_live_feed_does_not_hold_the_api_at_shutdown() {
+fn an_open_live_feed_ends_with_its_session_and_does_not_hold_the_api_at_shutdown() {
     use std::io::{Read, Write};
     let mut api = crowd_tests::lapi::Api::start();
     api.crowd(&["console", "users", "add", "ann", "--role", "viewer", "--password", VIEWER_PW]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
-    let resp = agent
-        .post(&format!("{}/console/login", api.url))
-        .content_type("application/x-www-form-urlencoded")
-        .send(format!("name=ann&password={VIEWER_PW}").as_bytes())
+    let login = || {
+        let resp = agent
+            .post(&format!("{}/console/login", api.url))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("name=ann&password={VIEWER_PW}").as_bytes())
+            .unwrap();
+        let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+        set.split(';').next().unwrap().to_owned()
+    };
+    let open = |cookie: &str| {
+        let mut feed = std::net::TcpStream::connect(api.addr).unwrap();
+        write!(
+            feed,
+            "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+        )
         .unwrap();
-    let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    let cookie = set.split(';').next().unwrap().to_owned();
-    let mut feed = std::net::TcpStream::connect(api.addr).unwrap();
-    write!(
-        feed,
-        "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    feed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut head = [0u8; 512];
-    let n = feed.read(&mut head).unwrap();
-    let head = String::from_utf8_lossy(&head[..n]);
-    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"), "{head}");
+        feed.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = [0u8; 512];
+        let n = feed.read(&mut head).unwrap();
+        let head = String::from_utf8_lossy(&head[..n]);
+        assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"), "{head}");
+        feed
+    };
+    // Logout ends the feed of that session (it checks its session every 15 s).
+    let cookie = login();
+    let mut feed = open(&cookie);
+    let mut r = agent.get(&format!("{}/console/overview", api.url)).header("Cookie", &cookie).call().unwrap();
+    let page = r.body_mut().read_to_string().unwrap();
+    let token = page.split("X-CSRF-Token\": \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let out = agent
+        .post(&format!("{}/console/logout", api.url))
+        .header("Cookie", &cookie)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("csrf={token}").as_bytes())
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    // The response ends (its last chunk); the connection itself may stay for keep-alive.
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let mut buf = [0u8; 4096];
+        let n = feed.read(&mut buf).unwrap_or(0);
+        assert!(n > 0 && t.elapsed() < Duration::from_secs(40), "the feed outlived its session: {:?}", t.elapsed());
+        rest.extend_from_slice(&buf[..n]);
+    }
+    eprintln!("the feed ended {} ms after its logout", t.elapsed().as_millis());
+    // Another session's feed: SIGTERM stops the API at once.
+    let _feed = open(&login());
     let t = Instant::now();
     let status = api.terminate(Duration::from_secs(10));
     assert!(status.is_some(), "crowd api still runs 10 s after SIGTERM with a live feed open");

@@ -21,6 +21,9 @@ use minijinja::context;
 use super::{Console, session::User};
 use crate::{lapi::ApiState, store::UsageRow};
 
+/// How often an open feed checks that its session still lives (logout, expiry, user deleted).
+const RECHECK: Duration = Duration::from_secs(15);
+
 /// Samples kept: five minutes, one a second.
 const HISTORY: usize = 300;
 
@@ -96,6 +99,8 @@ impl Sampler {
 }
 
 struct Feed {
+    /// The session is checked again every [`RECHECK`]: a feed ends with its session.
+    session: (String, Arc<ApiState>, tokio::time::Interval),
     stopping: tokio::sync::watch::Receiver<bool>,
     changes: tokio::sync::watch::Receiver<u64>,
     overview: tokio::sync::watch::Receiver<Arc<super::overview::Overview>>,
@@ -103,10 +108,7 @@ struct Feed {
 }
 
 /// `GET /console/events`.
-pub async fn events(
-    State(st): State<Arc<ApiState>>,
-    _user: User,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(State(st): State<Arc<ApiState>>, user: User) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut overview = st.console.overview.feed(&st).await;
     overview.mark_unchanged();
     let mut changes = st.changes.clone();
@@ -114,7 +116,9 @@ pub async fn events(
     Sampler::start(&st);
     let kernel = st.console.sampler.rx.get().cloned();
     let stopping = st.console.stopping.subscribe();
-    let feed = Feed { stopping, changes, overview, kernel };
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.reset();
+    let feed = Feed { session: (user.session, st.clone(), recheck), stopping, changes, overview, kernel };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {
         if *f.stopping.borrow() {
             return None;
@@ -122,6 +126,13 @@ pub async fn events(
         let ev = tokio::select! {
             // It only ever becomes true.
             _ = f.stopping.changed() => return None,
+            _ = f.session.2.tick() => {
+                let (h, st) = (f.session.0.clone(), f.session.1.clone());
+                match st.db.run(move |s| s.console_session(&h, crate::clock::unix_now())).await {
+                    Ok(Some(_)) => Event::default().comment("session checked"),
+                    _ => return None,
+                }
+            }
             r = f.changes.changed() => {
                 if r.is_err() {
                     return None;

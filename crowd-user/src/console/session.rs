@@ -155,6 +155,8 @@ pub struct User {
     pub role: Role,
     /// The session's CSRF token.
     pub csrf: String,
+    /// The session's key in the store (its cookie's SHA-256).
+    pub session: String,
 }
 
 impl User {
@@ -203,11 +205,11 @@ impl FromRequestParts<Arc<ApiState>> for User {
     async fn from_request_parts(parts: &mut Parts, st: &Arc<ApiState>) -> Result<User, NoUser> {
         let page = parts.method == axum::http::Method::GET && !parts.headers.contains_key("hx-request");
         let Some(t) = cookie(&parts.headers) else { return Err(NoUser::SignIn(page)) };
-        let h = digest(&t);
+        let (h, session) = (digest(&t), digest(&t));
         let found =
             st.db.run(move |s| s.console_session(&h, now())).await.map_err(|e| NoUser::Failed(e.to_string()))?;
         let s = found.ok_or(NoUser::SignIn(page))?;
-        Ok(User { name: s.user, role: Role::parse(&s.role), csrf: s.csrf })
+        Ok(User { name: s.user, role: Role::parse(&s.role), csrf: s.csrf, session })
     }
 }
 
@@ -384,7 +386,7 @@ mod tests {
 
     #[test]
     fn changes_need_an_admin_and_the_token() {
-        let admin = User { name: "a".into(), role: Role::Admin, csrf: "tok".into() };
+        let admin = User { name: "a".into(), role: Role::Admin, csrf: "tok".into(), session: String::new() };
         let viewer = User { role: Role::Viewer, ..admin.clone() };
         let h = HeaderMap::new();
         assert!(may_change(&admin, &h, Some("tok")).is_ok());
