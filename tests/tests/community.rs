@@ -422,8 +422,27 @@ fn an_organisation_shares_its_reports_at_once_inline_on_v2_and_as_a_link_on_v3(h
     let path = &url[url.find("/v3/").unwrap()..];
     let a = hub.send("GET", path, &[], None);
     assert_eq!((a.status, a.body.as_str()), (200, "203.0.113.77\n"));
+    // Once the list's second has passed, the same date gets a 304.
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = hub.send("GET", path, &[], None);
     let modified = a.header("last-modified").unwrap().to_owned();
     assert_eq!(hub.send("GET", path, &[("If-Modified-Since", &modified)], None).status, 304);
+    // A change right after a fetch, within the same second, is never hidden by a 304 (HTTP
+    // dates count whole seconds).
+    for ip in ["203.0.113.78", "203.0.113.79"] {
+        let before = hub.send("GET", path, &[], None).header("last-modified").unwrap().to_owned();
+        hub.signal("v3", &t2, &json!([ssh_bf(ip)]), false);
+        let t = Instant::now();
+        let got = loop {
+            let b = hub.send("GET", path, &[("If-Modified-Since", &before)], None);
+            if b.status == 200 && b.body.contains(ip) {
+                break b;
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "{ip} hidden behind {} for {before}", b.status);
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(got.body.contains("203.0.113.77"), "{}", got.body);
+    }
     let forged = path.replace("token=", "token=0");
     assert_eq!(hub.send("GET", &forged, &[], None).status, 403);
 }

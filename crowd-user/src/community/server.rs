@@ -376,7 +376,11 @@ async fn list_link(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
         .map(|t| t.timestamp());
-    let last_modified = chrono::DateTime::from_timestamp(changed, 0)
+    // HTTP dates count whole seconds: a list changed in the current second may change again
+    // within it, so it is announced a second older (the client's next `If-Modified-Since` then
+    // gets the list again rather than a 304 that would hide that change for good).
+    let stamp = if changed >= unix_now() { changed - 1 } else { changed };
+    let last_modified = chrono::DateTime::from_timestamp(stamp, 0)
         .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
         .unwrap_or_default();
     if since.is_some_and(|s| changed <= s) {

@@ -158,20 +158,20 @@ impl Store {
         self.conn.all(&sql, &ps, alert)
     }
 
-    /// Up to `limit` alerts after `id` (not deleted), oldest first, created at or before
-    /// `until` (a margin for transactions still committing on PostgreSQL, whose ids are handed
-    /// out at insert).
+    /// Up to `limit` alerts after the alert number `seq` (not deleted), in number order, with
+    /// their numbers. Numbers are commit-ordered: an alert committing later never gets a number
+    /// below one already seen.
     ///
     /// # Errors
     /// Database errors.
-    pub fn alerts_after(&mut self, id: i64, until: i64, limit: i64) -> Result<Vec<AlertRow>> {
+    pub fn alerts_after(&mut self, seq: i64, limit: i64) -> Result<Vec<(i64, AlertRow)>> {
         self.conn.all(
             &format!(
-                "SELECT {COLS} FROM alerts a WHERE a.id > ?1 AND a.created_at <= ?2 AND a.deleted_at IS NULL
-                 ORDER BY a.id LIMIT ?3"
+                "SELECT {COLS}, a.seq FROM alerts a WHERE a.seq > ?1 AND a.deleted_at IS NULL
+                 ORDER BY a.seq LIMIT ?2"
             ),
-            &[id.into(), until.into(), limit.into()],
-            alert,
+            &[seq.into(), limit.into()],
+            |r| Ok((r.int(8)?, alert(r)?)),
         )
     }
 

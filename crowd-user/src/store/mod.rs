@@ -197,6 +197,12 @@ fn next_change(c: &mut Conn) -> Result<i64> {
     Ok(c.one("UPDATE change_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0))
 }
 
+/// Takes the next alert number inside a writing transaction (as [`next_change`] for decisions:
+/// the `alert_seq` row stays locked until the commit, so numbers are visible in order).
+fn next_alert(c: &mut Conn) -> Result<i64> {
+    Ok(c.one("UPDATE alert_seq SET n = n + 1 RETURNING n", &[], |r| r.int(0))?.unwrap_or(0))
+}
+
 /// The database.
 pub struct Store {
     conn: Conn,
@@ -435,9 +441,11 @@ impl Store {
     ) -> Result<(Option<i64>, Vec<i64>)> {
         let out = self.conn.tx(|c| {
             let alert_id = match alert {
-                Some(a) => c.one(
-                    "INSERT INTO alerts (scenario, scope, value, events_count, created_at, machine_id, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                Some(a) => {
+                    let aseq = next_alert(c)?;
+                    c.one(
+                    "INSERT INTO alerts (scenario, scope, value, events_count, created_at, machine_id, body, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
                     &[
                         a.scenario.as_str().into(),
                         a.scope.as_str().into(),
@@ -446,9 +454,11 @@ impl Store {
                         now.into(),
                         a.machine_id.as_str().into(),
                         a.body.as_str().into(),
+                        aseq.into(),
                     ],
                     |r| r.int(0),
-                )?,
+                )?
+                }
                 None => None,
             };
             let mut ids = Vec::with_capacity(decisions.len());

@@ -3,7 +3,7 @@
 //! `crowd_schema`).
 
 /// Each migration brings the schema from version N to N+1.
-pub const MIGRATIONS: [&str; 7] = [
+pub const MIGRATIONS: [&str; 8] = [
     "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
@@ -202,6 +202,17 @@ pub const MIGRATIONS: [&str; 7] = [
         created_by TEXT NOT NULL DEFAULT '',
         created_at INTEGER NOT NULL
     );
+    ",
+    // Commit-ordered alert numbers, as `change_seq` orders decisions: the community member
+    // shares alerts after a cursor on `seq`, which never passes an alert that commits later
+    // (ids are handed out at insert on PostgreSQL). Existing alerts keep their id as number
+    // (a saved cursor, an id, stays valid).
+    "
+    ALTER TABLE alerts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE alerts SET seq = id;
+    CREATE INDEX alerts_seq ON alerts(seq);
+    CREATE TABLE alert_seq (n INTEGER NOT NULL);
+    INSERT INTO alert_seq (n) SELECT COALESCE(MAX(id), 0) FROM alerts;
     ",
 ];
 

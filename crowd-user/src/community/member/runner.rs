@@ -1,6 +1,6 @@
 //! The member's two threads, started by `crowd run` and `crowd api` when the state directory
-//! holds credentials: the *sharer* sends the alerts after its cursor as signals within a second
-//! of their recording (back-off while the server is away; nothing is lost, see `share.rs`), the
+//! holds credentials: the *sharer* sends the alerts after its cursor as signals within a quarter
+//! of a second of their recording (back-off while the server is away; nothing is lost, see `share.rs`), the
 //! *puller* logs in, pulls the full list, then deltas: a long poll against crowd's server (a
 //! listed entry is in the store, and from there in XDP, within a second), a plain poll on
 //! `poll` against another server (one that answers at once). Both keep going whatever the
@@ -103,7 +103,7 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
                     failures += 1;
                     continue;
                 };
-                let (batch, cursor, last) = match share::next_batch(s, unix_now(), manual) {
+                let (batch, cursor, last) = match share::next_batch(s, manual) {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "community member: reading alerts");

@@ -1,5 +1,6 @@
 //! Signals out: the store's alerts, in order, as CrowdSec signals. The alerts table is the
-//! outbox: a cursor (the last alert shared, kept in the store) moves only once the server took
+//! outbox: a cursor (the last alert number shared, kept in the store; numbers are
+//! commit-ordered, so it never passes an alert that commits later) moves only once the server took
 //! a batch, so alerts made while the server is down or the daemon restarts are sent when it is
 //! back, each once. Not shared: alerts whose decisions came from the community itself
 //! (`CAPI`, `lists`), simulated ones, and manual ones unless the admin says so; only `Ip` and
@@ -83,13 +84,13 @@ pub fn signal(a: &AlertRow, decisions: &[DecisionRow], share_manual: bool) -> Op
 ///
 /// # Errors
 /// Store errors.
-pub fn next_batch(s: &mut Store, now: i64, share_manual: bool) -> Result<(Vec<Value>, i64, i64), StoreError> {
+pub fn next_batch(s: &mut Store, share_manual: bool) -> Result<(Vec<Value>, i64, i64), StoreError> {
     let cursor: i64 = s.get_secret(CURSOR)?.and_then(|v| v.parse().ok()).unwrap_or(0);
-    let alerts = s.alerts_after(cursor, now - 1, BATCH as i64)?;
+    let alerts = s.alerts_after(cursor, BATCH as i64)?;
     let mut out = Vec::new();
     let mut last = cursor;
-    for a in &alerts {
-        last = a.id;
+    for (seq, a) in &alerts {
+        last = *seq;
         if let Some(sig) = signal(a, &s.alert_decisions(a.id)?, share_manual) {
             out.push(sig);
         }
