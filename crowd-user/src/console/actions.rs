@@ -258,7 +258,8 @@ pub async fn allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderM
             .db
             .run(move |s| {
                 let ended = s.allow(target, &reason, &who, t)?;
-                s.audit(t, &who, "allow", &format!("{target} ({reason}); {} decisions ended", ended.len()))?;
+                let why = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+                s.audit(t, &who, "allow", &format!("{target}{why}; {} decisions ended", ended.len()))?;
                 Ok(ended)
             })
             .await
