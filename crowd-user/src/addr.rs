@@ -111,6 +111,15 @@ impl Target {
         }
     }
 
+    /// The target as a network (an address as its /32 or /128).
+    #[must_use]
+    pub fn net(self) -> IpNet {
+        match self {
+            Target::Ip(ip) => IpNet::from(ip),
+            Target::Net(n) => n,
+        }
+    }
+
     /// True when `ip` is this address or inside this range.
     #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {

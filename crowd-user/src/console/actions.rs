@@ -65,16 +65,14 @@ pub struct BanForm {
 }
 
 /// `POST /console/decisions`: a ban.
-pub async fn ban(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    match ban_inner(&st, &user, &headers, body).await {
-        Ok(r) => r,
-        Err(p) => p.into_response(),
-    }
-}
-
-async fn ban_inner(st: &Arc<ApiState>, user: &User, headers: &HeaderMap, body: Body) -> Result<Response, Page> {
+pub async fn ban(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
     let f: BanForm = read(body).await?;
-    may_change(user, headers, f.csrf.as_deref())?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
     let bad = |why: String| view::refused(StatusCode::BAD_REQUEST, &why);
     let parsed = Target::parse(&f.target).map_err(|e| bad(format!("target: {e}")))?;
     let secs = duration(&f.duration).map_err(bad)?;
@@ -139,22 +137,11 @@ async fn ban_inner(st: &Arc<ApiState>, user: &User, headers: &HeaderMap, body: B
     Ok(done(&format!("decision {id}: banned {detail}{notes}")))
 }
 
-/// The kernel allowlist entry that holds `target` or lies in it, if any (a range holding an
-/// allowlisted address is refused whole, as the profiles refuse it).
+/// The kernel allowlist entry that holds `target` or lies in it, if any (the store's allowlist
+/// rule: a range holding an allowlisted address is refused whole).
 fn kernel_allowed(m: &mut crate::enforce::maps::BanMaps, target: Target) -> Option<String> {
-    let net = |t: Target| match t {
-        Target::Ip(ip) => ipnet::IpNet::from(ip),
-        Target::Net(n) => n,
-    };
-    let t = net(target);
-    m.allowlist()
-        .ok()?
-        .into_iter()
-        .find(|a| {
-            let a = net(a.target);
-            a.contains(&t.network()) || t.contains(&a.network())
-        })
-        .map(|a| a.target.to_string())
+    let nets: Vec<ipnet::IpNet> = m.allowlist().ok()?.into_iter().map(|a| a.target.net()).collect();
+    crate::store::allowlist::overlapping(&nets, target).map(|n| n.to_string())
 }
 
 #[derive(Deserialize)]
@@ -169,28 +156,25 @@ pub async fn unban(
     headers: HeaderMap,
     Path(id): Path<i64>,
     body: Body,
-) -> Response {
-    let run = async {
-        let f: CsrfForm = read(body).await?;
-        may_change(&user, &headers, f.csrf.as_deref())?;
-        let (who, t) = (user.name.clone(), now());
-        let gone = st
-            .db
-            .run(move |s| {
-                let gone = s.delete(None, Some(id), t)?;
-                if let Some(d) = gone.first() {
-                    s.audit(t, &who, "unban", &format!("decision {id}: {} ({})", d.value, d.origin))?;
-                }
-                Ok(gone)
-            })
-            .await
-            .map_err(view::failed)?;
-        match gone.first() {
-            Some(d) => Ok(done(&format!("decision {id} deleted: {} is no longer banned by it", d.value))),
-            None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
-        }
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Page> {
+    let f: CsrfForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let (who, t) = (user.name.clone(), now());
+    let gone = st
+        .db
+        .run(move |s| {
+            let gone = s.delete(None, Some(id), t)?;
+            if let Some(d) = gone.first() {
+                s.audit(t, &who, "unban", &format!("decision {id}: {} ({})", d.value, d.origin))?;
+            }
+            Ok(gone)
+        })
+        .await
+        .map_err(view::failed)?;
+    match gone.first() {
+        Some(d) => Ok(done(&format!("decision {id} deleted: {} is no longer banned by it", d.value))),
+        None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -206,35 +190,32 @@ pub async fn extend(
     headers: HeaderMap,
     Path(id): Path<i64>,
     body: Body,
-) -> Response {
-    let run = async {
-        let f: ExtendForm = read(body).await?;
-        may_change(&user, &headers, f.csrf.as_deref())?;
-        let secs = duration(&f.duration).map_err(|why| view::refused(StatusCode::BAD_REQUEST, &why))?;
-        let (who, t) = (user.name.clone(), now());
-        let until = t + i64::try_from(secs).unwrap_or(i64::MAX / 2);
-        let got = st
-            .db
-            .run(move |s| {
-                let d = s.extend_decision(id, until, t)?;
-                if let Some(d) = &d {
-                    s.audit(
-                        t,
-                        &who,
-                        "extend",
-                        &format!("decision {id}: {} until {}", d.value, crate::clock::rfc3339(until)),
-                    )?;
-                }
-                Ok(d)
-            })
-            .await
-            .map_err(view::failed)?;
-        match got {
-            Some(d) => Ok(done(&format!("decision {id}: {} now ends in {}", d.value, view::ago(until - t)))),
-            None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
-        }
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, Page> {
+    let f: ExtendForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let secs = duration(&f.duration).map_err(|why| view::refused(StatusCode::BAD_REQUEST, &why))?;
+    let (who, t) = (user.name.clone(), now());
+    let until = t + i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    let got = st
+        .db
+        .run(move |s| {
+            let d = s.extend_decision(id, until, t)?;
+            if let Some(d) = &d {
+                s.audit(
+                    t,
+                    &who,
+                    "extend",
+                    &format!("decision {id}: {} until {}", d.value, crate::clock::rfc3339(until)),
+                )?;
+            }
+            Ok(d)
+        })
+        .await
+        .map_err(view::failed)?;
+    match got {
+        Some(d) => Ok(done(&format!("decision {id}: {} now ends in {}", d.value, view::ago(until - t)))),
+        None => Err(view::refused(StatusCode::NOT_FOUND, &format!("decision {id} is not active"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -247,56 +228,57 @@ pub struct AllowForm {
 
 /// `POST /console/allowlist`: the allowlist every decision is checked against (store-wide: every
 /// process and edge); the decisions it overlaps end now.
-pub async fn allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    let run = async {
-        let f: AllowForm = read(body).await?;
-        may_change(&user, &headers, f.csrf.as_deref())?;
-        let target = target_of(&f.target)?;
-        let reason = f.reason.trim().chars().take(200).collect::<String>();
-        let (who, t) = (user.name.clone(), now());
-        let ended = st
-            .db
-            .run(move |s| {
-                let ended = s.allow(target, &reason, &who, t)?;
-                let why = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
-                s.audit(t, &who, "allow", &format!("{target}{why}; {} decisions ended", ended.len()))?;
-                Ok(ended)
-            })
-            .await
-            .map_err(view::failed)?;
-        Ok::<_, Page>(done(&format!(
-            "{target} allowlisted: never banned from now on; {} active decision(s) on it ended",
-            ended.len()
-        )))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+pub async fn allow(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
+    let f: AllowForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let target = target_of(&f.target)?;
+    let reason = f.reason.trim().chars().take(200).collect::<String>();
+    let (who, t) = (user.name.clone(), now());
+    let ended = st
+        .db
+        .run(move |s| {
+            let ended = s.allow(target, &reason, &who, t)?;
+            let why = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+            s.audit(t, &who, "allow", &format!("{target}{why}; {} decisions ended", ended.len()))?;
+            Ok(ended)
+        })
+        .await
+        .map_err(view::failed)?;
+    Ok(done(&format!("{target} allowlisted: never banned from now on; {} active decision(s) on it ended", ended.len())))
 }
 
 /// `POST /console/allowlist/delete`.
-pub async fn disallow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    let run = async {
-        let f: AllowForm = read(body).await?;
-        may_change(&user, &headers, f.csrf.as_deref())?;
-        let target = target_of(&f.target)?;
-        let (who, t) = (user.name.clone(), now());
-        let existed = st
-            .db
-            .run(move |s| {
-                let existed = s.disallow(target)?;
-                if existed {
-                    s.audit(t, &who, "disallow", &target.to_string())?;
-                }
-                Ok(existed)
-            })
-            .await
-            .map_err(view::failed)?;
-        if existed {
-            Ok(done(&format!("{target} removed from the allowlist")))
-        } else {
-            Err(view::refused(StatusCode::NOT_FOUND, &format!("{target} is not in the allowlist")))
-        }
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+pub async fn disallow(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
+    let f: AllowForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let target = target_of(&f.target)?;
+    let (who, t) = (user.name.clone(), now());
+    let existed = st
+        .db
+        .run(move |s| {
+            let existed = s.disallow(target)?;
+            if existed {
+                s.audit(t, &who, "disallow", &target.to_string())?;
+            }
+            Ok(existed)
+        })
+        .await
+        .map_err(view::failed)?;
+    if existed {
+        Ok(done(&format!("{target} removed from the allowlist")))
+    } else {
+        Err(view::refused(StatusCode::NOT_FOUND, &format!("{target} is not in the allowlist")))
+    }
 }
 
 fn target_of(text: &str) -> Result<Target, Page> {
@@ -334,13 +316,23 @@ async fn kernel_allowlist(
 }
 
 /// `POST /console/kernel-allowlist`.
-pub async fn kernel_allow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    kernel_allowlist(st, user, headers, body, true).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn kernel_allow(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
+    kernel_allowlist(st, user, headers, body, true).await
 }
 
 /// `POST /console/kernel-allowlist/delete`.
-pub async fn kernel_disallow(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    kernel_allowlist(st, user, headers, body, false).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn kernel_disallow(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
+    kernel_allowlist(st, user, headers, body, false).await
 }
 
 #[derive(Deserialize)]
@@ -351,30 +343,32 @@ pub struct MachineForm {
 
 /// `POST /console/machines/validate` (the machine's id in the form: ids are the agents' own
 /// choice, and a path would let one aim the button at another).
-pub async fn validate(State(st): State<Arc<ApiState>>, user: User, headers: HeaderMap, body: Body) -> Response {
-    let run = async {
-        let f: MachineForm = read(body).await?;
-        may_change(&user, &headers, f.csrf.as_deref())?;
-        let id = f.machine;
-        let (who, t, m) = (user.name.clone(), now(), id.clone());
-        let ok = st
-            .db
-            .run(move |s| {
-                let ok = s.validate_machine(&m)?;
-                if ok {
-                    s.audit(t, &who, "validate", &m)?;
-                }
-                Ok(ok)
-            })
-            .await
-            .map_err(view::failed)?;
-        if ok {
-            Ok(done(&format!("machine {id} validated")))
-        } else {
-            Err(view::refused(StatusCode::NOT_FOUND, &format!("no machine {id}")))
-        }
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+pub async fn validate(
+    State(st): State<Arc<ApiState>>,
+    user: User,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Page> {
+    let f: MachineForm = read(body).await?;
+    may_change(&user, &headers, f.csrf.as_deref())?;
+    let id = f.machine;
+    let (who, t, m) = (user.name.clone(), now(), id.clone());
+    let ok = st
+        .db
+        .run(move |s| {
+            let ok = s.validate_machine(&m)?;
+            if ok {
+                s.audit(t, &who, "validate", &m)?;
+            }
+            Ok(ok)
+        })
+        .await
+        .map_err(view::failed)?;
+    if ok {
+        Ok(done(&format!("machine {id} validated")))
+    } else {
+        Err(view::refused(StatusCode::NOT_FOUND, &format!("no machine {id}")))
+    }
 }
 
 #[cfg(test)]

@@ -205,7 +205,8 @@ impl FromRequestParts<Arc<ApiState>> for User {
     async fn from_request_parts(parts: &mut Parts, st: &Arc<ApiState>) -> Result<User, NoUser> {
         let page = parts.method == axum::http::Method::GET && !parts.headers.contains_key("hx-request");
         let Some(t) = cookie(&parts.headers) else { return Err(NoUser::SignIn(page)) };
-        let (h, session) = (digest(&t), digest(&t));
+        let session = digest(&t);
+        let h = session.clone();
         let found =
             st.db.run(move |s| s.console_session(&h, now())).await.map_err(|e| NoUser::Failed(e.to_string()))?;
         let s = found.ok_or(NoUser::SignIn(page))?;
@@ -219,6 +220,12 @@ pub fn may_change(user: &User, headers: &HeaderMap, form_token: Option<&str>) ->
     if !user.admin() {
         return Err(view::refused(StatusCode::FORBIDDEN, "viewers cannot change anything"));
     }
+    carries_token(user, headers, form_token)
+}
+
+/// The request carries the session's CSRF token (header `X-CSRF-Token` or form field `csrf`);
+/// 403 otherwise.
+fn carries_token(user: &User, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Page> {
     let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).or(form_token).unwrap_or("");
     if sent.is_empty() || !same(sent, &user.csrf) {
         return Err(view::refused(
@@ -327,20 +334,17 @@ pub async fn logout(
         csrf: Option<String>,
     }
     let token = view::form::<F>(&body).ok().and_then(|f| f.csrf);
-    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).or(token.as_deref()).unwrap_or("");
-    if !same(sent, &user.csrf) {
-        return view::refused(StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
+    if let Err(refused) = carries_token(&user, &headers, token.as_deref()) {
+        return refused.into_response();
     }
-    if let Some(t) = cookie(&headers) {
-        let (h, who) = (digest(&t), user.name.clone());
-        let _ = st
-            .db
-            .run(move |s| {
-                s.console_session_delete(&h)?;
-                s.audit(now(), &who, "logout", "")
-            })
-            .await;
-    }
+    let (h, who) = (user.session.clone(), user.name.clone());
+    let _ = st
+        .db
+        .run(move |s| {
+            s.console_session_delete(&h)?;
+            s.audit(now(), &who, "logout", "")
+        })
+        .await;
     let clear = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, clear)], Redirect::to("/console/login")).into_response()
 }

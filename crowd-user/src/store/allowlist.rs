@@ -22,11 +22,11 @@ pub struct AllowRow {
     pub created_at: i64,
 }
 
-fn net(t: Target) -> IpNet {
-    match t {
-        Target::Ip(ip) => IpNet::from(ip),
-        Target::Net(n) => n,
-    }
+/// The allowlisted network `target` overlaps (holds it or lies in it), if any.
+#[must_use]
+pub fn overlapping(allowed: &[IpNet], target: Target) -> Option<IpNet> {
+    let t = target.net();
+    allowed.iter().copied().find(|a| a.contains(&t.network()) || t.contains(&a.network()))
 }
 
 /// The allowlisted network a decision on `value` (scope `Ip` or `Range`) overlaps, if any.
@@ -35,8 +35,7 @@ pub fn holding(allowed: &[IpNet], scope: &str, value: &str) -> Option<IpNet> {
     if !scope.eq_ignore_ascii_case("ip") && !scope.eq_ignore_ascii_case("range") {
         return None;
     }
-    let t = net(value.parse::<Target>().ok()?);
-    allowed.iter().copied().find(|a| a.contains(&t.network()) || t.contains(&a.network()))
+    overlapping(allowed, value.parse::<Target>().ok()?)
 }
 
 impl Store {
@@ -46,7 +45,7 @@ impl Store {
     /// Database errors.
     pub fn allowlist_nets(&mut self) -> Result<Vec<IpNet>> {
         let rows = self.conn.all("SELECT value FROM allowlist", &[], |r| r.text(0))?;
-        Ok(rows.iter().filter_map(|v| v.parse::<Target>().ok()).map(net).collect())
+        Ok(rows.iter().filter_map(|v| v.parse::<Target>().ok()).map(Target::net).collect())
     }
 
     /// The allowlist, by value.
