@@ -118,3 +118,30 @@ pub fn wait_for(
     }
     t.elapsed()
 }
+
+/// `n` sshd failed-password lines for `ip` from host `host`, stamped `stamp`.
+fn sshd_failures(stamp: &str, host: &str, ip: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("{stamp} {host} sshd[{}]: Failed password for root from {ip} port {} ssh2\n", 1000 + i, 40000 + i)
+        })
+        .collect()
+}
+
+fn append_text(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open the followed log");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// Appends `n` sshd failed-password lines for `ip` to the log a crowd daemon follows, stamped
+/// now in UTC.
+pub fn append_sshd_failures(path: &std::path::Path, ip: &str, n: usize) {
+    append_text(path, &sshd_failures(&chrono::Utc::now().format("%b %e %H:%M:%S").to_string(), "edge", ip, n));
+}
+
+/// Appends `n` sshd failed-password lines for `ip` to the log CrowdSec's agent reads, stamped
+/// now in local time, as syslog writes them.
+pub fn append_sshd_failures_local(path: &std::path::Path, ip: &str, n: usize) {
+    append_text(path, &sshd_failures(&chrono::Local::now().format("%b %e %H:%M:%S").to_string(), "host", ip, n));
+}

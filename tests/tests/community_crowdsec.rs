@@ -16,7 +16,6 @@
 //! through the server's trusted proxy (loopback). Unprivileged; needs the `crowdsec` package
 //! (`cargo xtask test` installs it), and fails without it rather than skip.
 use std::{
-    io::Write,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -312,21 +311,6 @@ impl Private {
     }
 }
 
-/// Appends sshd failed-password lines for `ip`, stamped now (local time, as syslog writes them).
-fn append_failures(log: &Path, ip: &str, n: usize) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(log).expect("open auth.log");
-    let stamp = chrono::Local::now().format("%b %e %H:%M:%S");
-    let mut lines = String::new();
-    for i in 0..n {
-        lines.push_str(&format!(
-            "{stamp} host sshd[{}]: Failed password for root from {ip} port {} ssh2\n",
-            1000 + i,
-            40000 + i
-        ));
-    }
-    f.write_all(lines.as_bytes()).expect("append");
-}
-
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -435,7 +419,7 @@ fn crowdsec_1_4_6_and_crowd_each_block_an_attacker_the_other_reported() {
         wait_for(&format!("a local decision for {X}"), Duration::from_secs(60), Duration::from_millis(500), || {
             check("the agent's decision", Duration::from_secs(100));
             if last_batch.is_none_or(|t| t.elapsed() > Duration::from_secs(12)) {
-                append_failures(&cs.path("auth.log"), X, 8);
+                crowd_tests::append_sshd_failures_local(&cs.path("auth.log"), X, 8);
                 last_batch = Some(Instant::now());
             }
             !cs.alerts_with_decisions(&["--ip", X]).is_empty()

@@ -45,16 +45,6 @@ struct Edge {
     _daemon: Killed,
 }
 
-fn append(path: &Path, ip: &str, n: usize) {
-    use std::io::Write;
-    let stamp = chrono::Utc::now().format("%b %e %H:%M:%S");
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    for i in 0..n {
-        writeln!(f, "{stamp} edge sshd[{}]: Failed password for root from {ip} port {} ssh2", 100 + i, 40000 + i)
-            .unwrap();
-    }
-}
-
 fn hub_cli(state: &Path, args: &[&str]) -> String {
     let out = Command::new(crowd_bin()).args(["community", "--state-dir"]).arg(state).args(args).output().unwrap();
     assert!(out.status.success(), "crowd community {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -173,7 +163,7 @@ fn an_attacker_seen_by_three_members_is_dropped_by_the_fourth_and_an_organisatio
         };
         // Organisation: edge 0's ban reaches edge 4 at once, and nobody outside org0.
         let t0 = Instant::now();
-        append(&edges[0].log, attacker_text, 8);
+        crowd_tests::append_sshd_failures(&edges[0].log, attacker_text, 8);
         wait_ban(&edges[0], "edge 0");
         wait_ban(&edges[4], "edge 4 (edge 0's sibling)");
         sibling.push(t0.elapsed());
@@ -181,7 +171,7 @@ fn an_attacker_seen_by_three_members_is_dropped_by_the_fourth_and_an_organisatio
             assert!(!edges[4].link.ping(attacker_text), "edge 4 still answers its sibling's attacker");
             assert!(edges[4].link.ping("192.0.2.3"), "edge 4 drops an innocent source");
         }
-        append(&edges[1].log, attacker_text, 8);
+        crowd_tests::append_sshd_failures(&edges[1].log, attacker_text, 8);
         wait_ban(&edges[1], "edge 1");
         let list = hub_cli(&hub_state, &["-o", "json", "list"]);
         assert!(!list.contains(attacker_text), "two organisations are below the quorum: {list}");
@@ -189,7 +179,7 @@ fn an_attacker_seen_by_three_members_is_dropped_by_the_fourth_and_an_organisatio
         assert!(!banned(&edges[2].pins.settings, attacker), "two organisations' reports reached edge 2");
         // The third organisation's report: edge 3, which never saw it, drops it.
         let t = Instant::now();
-        append(&edges[2].log, attacker_text, 8);
+        crowd_tests::append_sshd_failures(&edges[2].log, attacker_text, 8);
         wait_ban(&edges[3], "the fourth edge");
         let in_map = t.elapsed();
         fourth.push(in_map);

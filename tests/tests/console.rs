@@ -22,16 +22,6 @@ const VIEWER_PW: &str = "viewer-password-0123";
 /// The link's own attacker address (its client namespace holds it).
 const ATTACKER: &str = "192.0.2.66";
 
-fn append(path: &Path, ip: &str, n: usize) {
-    use std::io::Write;
-    let stamp = chrono::Utc::now().format("%b %e %H:%M:%S");
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    for i in 0..n {
-        writeln!(f, "{stamp} edge sshd[{}]: Failed password for root from {ip} port {} ssh2", 300 + i, 41000 + i)
-            .unwrap();
-    }
-}
-
 fn crowd(state: &Path, args: &[&str]) -> String {
     let out = Command::new(crowd_bin()).args(args).arg("--state-dir").arg(state).output().unwrap();
     assert!(out.status.success(), "crowd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -136,7 +126,7 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     // A log line on the followed file: its alert and decision on the open overview, no reload.
     let x = "192.0.2.77";
     let t = Instant::now();
-    append(&log, x, 8);
+    crowd_tests::append_sshd_failures(&log, x, 8);
     b.wait_for_text("#overview-body", x, Duration::from_secs(5));
     wait_for("the decision on the overview", Duration::from_secs(5), Duration::from_millis(20), || {
         b.text("#decisions-total").parse::<usize>().is_ok_and(|shown| shown > n)
@@ -161,7 +151,7 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     b.goto(&format!("{base}/alerts"));
     let y = "192.0.2.78";
     let t = Instant::now();
-    append(&log, y, 8);
+    crowd_tests::append_sshd_failures(&log, y, 8);
     b.wait_for_text("#alert-rows", y, Duration::from_secs(5));
     let on_alerts = t.elapsed();
     eprintln!("log lines → alert on the open alerts page: {} ms", on_alerts.as_millis());
@@ -259,7 +249,7 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     b.click("#allow-submit");
     b.wait_for_text("#msg", "allowlisted", Duration::from_secs(5));
     b.wait_for_text("#allowlist", z, Duration::from_secs(5));
-    append(&log, z, 8);
+    crowd_tests::append_sshd_failures(&log, z, 8);
     b.goto(&format!("{base}/alerts"));
     b.wait_for_text("#alert-rows", z, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));

@@ -14,7 +14,6 @@
 //! `/var/lib/crowdsec`'s database are never used. Unprivileged; needs the `crowdsec` package
 //! (`cargo xtask test` installs it), and fails without it rather than skip.
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -604,21 +603,6 @@ fn alert_ids_are_not_reused_after_deletion() {
     assert!(after > before, "a new alert took id {after}, already given to a deleted alert (ids up to {before})");
 }
 
-/// Appends sshd failed-password lines for `ip`, stamped now (local time, as syslog writes them).
-fn append_failures(log: &Path, ip: &str, n: usize) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(log).expect("open auth.log");
-    let stamp = chrono::Local::now().format("%b %e %H:%M:%S");
-    let mut lines = String::new();
-    for i in 0..n {
-        lines.push_str(&format!(
-            "{stamp} host sshd[{}]: Failed password for root from {ip} port {} ssh2\n",
-            1000 + i,
-            40000 + i
-        ));
-    }
-    f.write_all(lines.as_bytes()).expect("append");
-}
-
 #[test]
 fn crowdsec_agent_detects_ssh_bf_and_crowd_bans() {
     let api = Api::start();
@@ -664,7 +648,7 @@ fn crowdsec_agent_detects_ssh_bf_and_crowd_bans() {
                 show()
             );
             if last_batch.is_none_or(|t| t.elapsed() > Duration::from_secs(12)) {
-                append_failures(&cs.auth_log(), attacker, 8);
+                crowd_tests::append_sshd_failures_local(&cs.auth_log(), attacker, 8);
                 last_batch = Some(std::time::Instant::now());
             }
             store_decisions(&api).iter().any(|d| d["value"] == attacker)
