@@ -114,19 +114,6 @@ fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
 }
 
-/// A `/proc/<pid>/status` memory figure (`VmHWM`, `VmRSS`), KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .and_then(|v| v.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// CPU seconds of each of `pid`'s threads, summed by thread name (digits dropped: `store-3` →
 /// `store-`).
 fn cpu_by_thread(pid: u32) -> HashMap<String, f64> {
@@ -669,7 +656,7 @@ fn full_list(entries: usize, members: usize, real_logins: usize, cap: Duration) 
     });
     let setup_s = t.elapsed().as_secs_f64();
     let pid = hub.pid();
-    let idle_kib = status_kib(pid, "VmRSS");
+    let idle_kib = crowd_tests::status_kib(pid, "VmRSS");
     // Published after the start: the engine's reconciliation at start would withdraw them.
     let mut store = hub.store();
     let until = now() + 2 * DAY;
@@ -698,9 +685,9 @@ fn full_list(entries: usize, members: usize, real_logins: usize, cap: Duration) 
         (t.elapsed().as_secs_f64(), body.len(), n)
     };
     let (v2_s, v2_bytes, v2_n) = full("v2");
-    let v2_kib = status_kib(pid, "VmHWM");
+    let v2_kib = crowd_tests::status_kib(pid, "VmHWM");
     let (v3_s, v3_bytes, v3_n) = full("v3");
-    let pull_kib = status_kib(pid, "VmHWM");
+    let pull_kib = crowd_tests::status_kib(pid, "VmHWM");
     println!(
         "3. full list of {entries} entries (published into the running server's store in {seed_s:.1} s; server start with {members} members {setup_s:.1} s)"
     );
@@ -754,7 +741,7 @@ fn full_list(entries: usize, members: usize, real_logins: usize, cap: Duration) 
     let cursor_s = t.elapsed().as_secs_f64();
     let fresh = "203.0.113.250";
     let one = [Publish { scope: "Ip".into(), value: fresh.into(), scenario: SCENARIOS[0].into(), until }];
-    let hwm_before = status_kib(pid, "VmHWM");
+    let hwm_before = crowd_tests::status_kib(pid, "VmHWM");
     store.apply_list("", &one, &[], now()).expect("publish");
     let t = Instant::now();
     let tokens = Arc::new(tokens);
@@ -787,7 +774,7 @@ fn full_list(entries: usize, members: usize, real_logins: usize, cap: Duration) 
         hs.into_iter().map(|h| h.join().expect("pullers")).collect()
     });
     let delta_s = t.elapsed().as_secs_f64();
-    let peak_kib = status_kib(pid, "VmHWM");
+    let peak_kib = crowd_tests::status_kib(pid, "VmHWM");
     // The delta's query alone, in this process on the same store (one change after `seq`).
     let lists = [String::new(), "porg0".to_owned()];
     let t = Instant::now();

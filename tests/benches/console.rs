@@ -322,19 +322,6 @@ fn dir_log(state: &Path) -> std::path::PathBuf {
     state.with_file_name("api.log")
 }
 
-/// A `/proc/<pid>/status` memory figure (`VmHWM`, `VmRSS`), KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .and_then(|v| v.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// The process's CPU time so far, clock ticks (user + system).
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -516,14 +503,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     settle(pid);
-    let rss_start = status_kib(pid, "VmRSS");
+    let rss_start = crowd_tests::status_kib(pid, "VmRSS");
     let c = Client::login(port, dir_log(&state));
 
     // The first overview: computed at this request.
     let t = Instant::now();
     let page = c.get("/console/overview");
     let cold_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let rss_cold = status_kib(pid, "VmRSS");
+    let rss_cold = crowd_tests::status_kib(pid, "VmRSS");
     println!("\nfirst overview (computed synchronously at the first request): {cold_ms:.0} ms, {} bytes", page.len());
 
     // The background recompute after a store change from another connection. The task rests
@@ -605,7 +592,7 @@ fn main() {
         page_figures.push(json!({"page": name, "path": path, "n": ms.len(), "p50_ms": p50, "p99_ms": p99,
                                  "max_ms": max, "bytes": bytes, "recompute_overlapped": overlapped}));
     }
-    let rss_pages = status_kib(pid, "VmRSS");
+    let rss_pages = crowd_tests::status_kib(pid, "VmRSS");
 
     // Bytes of a first load of the overview.
     let (page_gz, page_raw) = wire_get(port, "/console/overview", &c.cookie);
@@ -630,8 +617,8 @@ fn main() {
     }
     let (total_gz, total_raw): (usize, usize) = items.iter().fold((0, 0), |(a, b), (_, g, r)| (a + g, b + r));
     println!("{:<34} {total_gz:>12} {total_raw:>12}", "total");
-    let rss_end = status_kib(pid, "VmRSS");
-    let hwm = status_kib(pid, "VmHWM");
+    let rss_end = crowd_tests::status_kib(pid, "VmRSS");
+    let hwm = crowd_tests::status_kib(pid, "VmHWM");
     println!(
         "\nAPI memory: VmRSS {} MiB after start, {} MiB after the first overview, {} MiB after the page series, \
          {} MiB at the end; VmHWM (peak) {} MiB",

@@ -55,21 +55,8 @@ fn wait_port(port: u16) {
     }
 }
 
-/// A `/proc/<pid>/status` memory figure (`VmHWM`, `VmRSS`), KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .and_then(|v| v.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn hwm_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmHWM")
+    crowd_tests::status_kib(pid, "VmHWM")
 }
 
 /// `crowd decisions import` of `csv` into the store in `state`.
@@ -188,7 +175,7 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     }
     let (api, port) = start_api(&state);
     let pid = api.0.id();
-    let idle_kib = status_kib(pid, "VmRSS");
+    let idle_kib = crowd_tests::status_kib(pid, "VmRSS");
     let t = Instant::now();
     let pulls: Vec<std::thread::JoinHandle<f64>> = (0..PULLERS)
         .map(|i| {
@@ -272,7 +259,7 @@ fn burst(dir: &Path, csv: &Path, n: u32) -> serde_json::Value {
     let wrk_errors = out.lines().find(|l| l.contains("Socket errors") || l.contains("Non-2xx")).unwrap_or("no errors");
     let peak_kib = hwm_kib(pid);
     std::thread::sleep(Duration::from_secs(10));
-    let settled_kib = status_kib(pid, "VmRSS");
+    let settled_kib = crowd_tests::status_kib(pid, "VmRSS");
     pull_s.sort_by(f64::total_cmp);
     ms.sort_by(f64::total_cmp);
     let pct = |v: &[f64], p: f64| v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);

@@ -145,3 +145,17 @@ pub fn append_sshd_failures(path: &std::path::Path, ip: &str, n: usize) {
 pub fn append_sshd_failures_local(path: &std::path::Path, ip: &str, n: usize) {
     append_text(path, &sshd_failures(&chrono::Local::now().format("%b %e %H:%M:%S").to_string(), "host", ip, n));
 }
+
+/// A `/proc/<pid>/status` memory figure (`VmHWM`, `VmRSS`), KiB (0 when unreadable).
+#[must_use]
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|v| v.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
