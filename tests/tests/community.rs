@@ -625,6 +625,38 @@ fn a_local_api_registered_as_member_shares_alerts_and_serves_the_community_list(
     assert!(text.contains("crowd_community_list_entries{list=\"community\"} 1\n"), "{text}");
 }
 
+/// A long-poll answer that changes nothing in the member's store (its organisation reporting an
+/// address it already lists again) does not make it poll slowly: the next report still reaches
+/// it within seconds. Before the server said that it holds deltas, the member took such an
+/// answer for a server that cannot, and waited a minute (`--community-poll`) before asking again.
+#[test]
+fn a_pull_that_changes_nothing_keeps_the_member_long_polling() {
+    let hub = Hub::start(false);
+    let dir = member_of_home(&hub);
+    let api = crowd_tests::lapi::Api::start_in_with(dir.path().to_owned(), Some(dir), &[]);
+    hub.crowd(&["machines", "add", "h2", "--org", "home", "--password", "pw-123456"]);
+    let tok = hub.login("v3", "h2", "pw-123456", "198.51.100.40");
+    let listed = |ip: &str, within: Duration| {
+        let t = Instant::now();
+        loop {
+            if api.crowd(&["decisions", "list", "--origin", "lists", "-o", "json"]).contains(ip) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < within, "{ip} did not reach the member within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    hub.signal("v3", &tok, &json!([ssh_bf("203.0.113.91")]), false);
+    listed("203.0.113.91", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    // The same report again: the list changes (a later end), the member's decisions do not.
+    hub.signal("v3", &tok, &json!([ssh_bf("203.0.113.91")]), false);
+    std::thread::sleep(Duration::from_secs(2));
+    hub.signal("v3", &tok, &json!([ssh_bf("203.0.113.92")]), false);
+    let took = listed("203.0.113.92", Duration::from_secs(10));
+    eprintln!("organisation's report after an answer that changed nothing, to the member: {} ms", took.as_millis());
+}
+
 /// The member's outbox: alerts recorded while the server is down, and across a restart of the
 /// member's API, reach the server when it is back, each exactly once.
 #[test]

@@ -306,7 +306,7 @@ async fn stream(
     let wait = q.get("wait").and_then(|w| humantime::parse_duration(w).ok()).unwrap_or(Duration::ZERO);
     if rows.is_empty() && !startup && !wait.is_zero() {
         let mut published = hub.engine.published.clone();
-        let deadline = tokio::time::Instant::now() + wait.min(Duration::from_secs(60));
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         while rows.is_empty() && tokio::time::Instant::now() < deadline {
             if tokio::time::timeout_at(deadline, published.changed()).await.is_err() {
                 break;
@@ -333,8 +333,21 @@ async fn stream(
     } else {
         wire::stream_v2(&rows, now)
     };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if !wait.is_zero() {
+        // Tells the member this server holds its deltas, so it asks again at once after any
+        // answer (an answer that changed nothing in its store included).
+        r.headers_mut().insert(LONG_POLL, header::HeaderValue::from(wait.min(MAX_WAIT).as_secs()));
+    }
+    Ok(r)
 }
+
+/// The answer header saying the stream held the request up to that many seconds (crowd's
+/// long poll); a server without it answers at once and is polled on an interval.
+pub const LONG_POLL: &str = "x-crowd-long-poll";
+
+/// The longest a stream request is held.
+const MAX_WAIT: Duration = Duration::from_secs(60);
 
 fn host(headers: &HeaderMap) -> String {
     headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned()

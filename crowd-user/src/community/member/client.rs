@@ -39,7 +39,10 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u16, String), ClientError> {
+/// A successful answer's headers and body, or the server's error.
+fn answer(
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(ureq::http::HeaderMap, String), ClientError> {
     let mut r = r.map_err(|e| ClientError::Transport(e.to_string()))?;
     let status = r.status().as_u16();
     let body = r
@@ -49,7 +52,7 @@ fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u
         .read_to_string()
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     if (200..300).contains(&status) {
-        Ok((status, body))
+        Ok((r.headers().clone(), body))
     } else {
         let msg = serde_json::from_str::<Value>(&body)
             .ok()
@@ -119,7 +122,12 @@ impl Client {
     }
 
     /// One authenticated request, logging in again once after a 401.
-    fn call(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<String, ClientError> {
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(ureq::http::HeaderMap, String), ClientError> {
         for attempt in 0..2 {
             let auth = self.bearer()?;
             let url = format!("{}{path}", self.creds.url);
@@ -134,7 +142,7 @@ impl Client {
             };
             match answer(r) {
                 Err(ClientError::Status(401, _)) if attempt == 0 => self.token = None,
-                other => return other.map(|(_, b)| b),
+                other => return other,
             }
         }
         Err(ClientError::Status(401, "refused after a new login".into()))
@@ -149,11 +157,12 @@ impl Client {
     }
 
     /// The decision stream: everything with `startup`, else what changed since the last pull;
-    /// `wait` asks crowd's server to hold an empty answer until something is published.
+    /// `wait` asks crowd's server to hold an empty answer until something is published; with
+    /// whether the server said it holds them (crowd's `x-crowd-long-poll` header).
     ///
     /// # Errors
     /// The server's refusal, no answer, an answer that is not JSON.
-    pub fn pull(&mut self, startup: bool, wait: Option<Duration>) -> Result<Value, ClientError> {
+    pub fn pull(&mut self, startup: bool, wait: Option<Duration>) -> Result<(Value, bool), ClientError> {
         let mut q = Vec::new();
         if startup {
             q.push("startup=true".to_owned());
@@ -166,8 +175,10 @@ impl Client {
         } else {
             format!("v3/decisions/stream?{}", q.join("&"))
         };
-        let text = self.call("GET", &path, None)?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Invalid(format!("stream: {e}")))
+        let (headers, text) = self.call("GET", &path, None)?;
+        let held = headers.contains_key(crate::community::server::LONG_POLL);
+        let v = serde_json::from_str(&text).map_err(|e| ClientError::Invalid(format!("stream: {e}")))?;
+        Ok((v, held))
     }
 
     /// A blocklist link's body, or `None` when it did not change since `since` (an HTTP date),

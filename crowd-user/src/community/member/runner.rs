@@ -3,7 +3,7 @@
 //! of a second of their recording (back-off while the server is away; nothing is lost, see `share.rs`), the
 //! *puller* logs in, pulls the full list, then deltas: a long poll against crowd's server (a
 //! listed entry is in the store, and from there in XDP, within a second), a plain poll on
-//! `poll` against another server (one that answers at once). Both keep going whatever the
+//! `poll` against a server that does not mark its answers as held (`x-crowd-long-poll`). Both keep going whatever the
 //! server answers; what they did is in the store's `community-status` secret.
 use std::{
     sync::{
@@ -158,9 +158,8 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
                 failures += 1;
                 continue;
             };
-            let t = Instant::now();
             let long_poll = !startup;
-            let answer = match client.pull(startup, long_poll.then_some(wait)) {
+            let (answer, held) = match client.pull(startup, long_poll.then_some(wait)) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "community member: pull");
@@ -217,9 +216,9 @@ pub fn start(loc: &Location, creds: &Credentials, scenarios: Vec<String>, opts: 
                 json!({"at": now, "added": applied.added, "deleted": applied.deleted, "skipped": applied.skipped,
                        "skipped_total": skipped_total, "errors_total": errors_total}),
             );
-            // A server that answered an empty delta at once does not long-poll: poll on.
-            let empty = applied.added == 0 && applied.deleted == 0;
-            if long_poll && empty && t.elapsed() < wait / 2 {
+            // A server that does not hold deltas (CrowdSec's) is polled on an interval; crowd's,
+            // which says it holds them, is asked again at once, whatever the answer changed.
+            if long_poll && !held {
                 let until = Instant::now() + opts.poll;
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
