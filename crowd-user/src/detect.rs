@@ -87,6 +87,13 @@ impl Detector {
         }
     }
 
+    /// Replays old logs (`crowd replay`): see [`Buckets::replaying`].
+    #[must_use]
+    pub fn replaying(mut self) -> Detector {
+        self.buckets = self.buckets.replaying();
+        self
+    }
+
     /// Counts IPv6 sources of scenarios grouping by `IpPrefix` under networks of `bits` bits.
     pub fn set_ipv6_prefix(&self, bits: u8) {
         self.env.set_ipv6_prefix(bits);

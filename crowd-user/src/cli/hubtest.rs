@@ -66,15 +66,17 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     let labels = std::sync::Arc::new(labels);
     let src: std::sync::Arc<str> = cfg.log_file.as_str().into();
     let scenarios = hub.scenarios(&cfg.scenarios, &env)?;
-    let mut buckets = Buckets::new(scenarios).keeping_queues();
+    let mut buckets = Buckets::new(scenarios).keeping_queues().replaying();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut dump = Dump::default();
+    let now = crate::clock::unix_now_f64();
     for raw in String::from_utf8_lossy(&bytes).lines() {
         if raw.is_empty() {
             continue;
         }
         let line = Line { raw: raw.to_owned(), src: src.clone(), module: "file", labels: labels.clone() };
-        if let Some(evt) = pipeline.process(Event::new(line, 0.0), &ctx, Some(&mut dump))
+        // Read now: a stamp that does not parse dates the event now, as CrowdSec's.
+        if let Some(evt) = pipeline.process(Event::new(line, now), &ctx, Some(&mut dump))
             && !evt.whitelisted
         {
             alerts.extend(buckets.pour(evt, &env));

@@ -34,7 +34,7 @@ pub fn replay(
     if let Some(sim) = config_dir.map(|d| ConfigDir::open(d)).transpose()?.and_then(|c| c.simulation()) {
         crate::rules::load_simulation_file(&sim)?.apply_to(&mut prof, false);
     }
-    let mut d = crate::rules::detector(config_dir, prof)?;
+    let mut d = crate::rules::detector(config_dir, prof)?.replaying();
     tuning.apply(&mut d);
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();

@@ -10,12 +10,17 @@ use crate::engine::event::Event;
 /// Runs enrichment method `name` on `value`.
 pub fn run(name: &str, value: &str, evt: &mut Event, ctx: &Ctx<'_>) {
     match name {
-        "ParseDate" => {
-            if let Some((marshaled, time)) = parse_date_cached(value, ctx.year) {
+        "ParseDate" => match parse_date_cached(value, ctx.year) {
+            Some((marshaled, time)) => {
                 evt.enriched.insert("MarshaledTime".into(), marshaled);
                 evt.time = time;
             }
-        }
+            // As CrowdSec: a stamp no layout reads dates the event when it was read.
+            None => {
+                let read = DateTime::from_timestamp_nanos((evt.time * 1e9) as i64).fixed_offset();
+                evt.enriched.insert("MarshaledTime".into(), go_rfc3339_nano(&read).into());
+            }
+        },
         "IpToRange" => {
             if let Some(r) = ctx.env.data().geoip.range(value) {
                 evt.enriched.insert("SourceRange".into(), r.into());
@@ -140,6 +145,17 @@ fn syslog_stamp(s: &str, year: i32) -> Option<NaiveDateTime> {
     chrono::NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, day)?.and_hms_nano_opt(h, m, sec, nanos)
 }
 
+/// `s` after a leading English weekday ("Thu ", "Thu, "), if it has one.
+fn without_weekday(s: &str) -> Option<&str> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let day = s.get(..3)?;
+    if !DAYS.iter().any(|d| d.eq_ignore_ascii_case(day)) {
+        return None;
+    }
+    let rest = s[3..].strip_prefix(',').unwrap_or(&s[3..]);
+    rest.starts_with(' ').then(|| rest.trim_start())
+}
+
 /// Parses the timestamps logs carry. Year-less syslog stamps take `year`; stamps without a
 /// zone are UTC.
 #[must_use]
@@ -222,6 +238,20 @@ pub fn parse_date(s: &str, year: i32) -> Option<DateTime<FixedOffset>> {
     if s.len() > 5 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b' ' {
         for f in ["%Y%m%d %H:%M:%S%.f", "%Y%m%d %H:%M:%S"] {
             if let Ok(n) = NaiveDateTime::parse_from_str(&format!("{year}{s}"), f) {
+                return utc(n);
+            }
+        }
+    }
+    // Go checks a weekday's spelling, never its value ("Thu Jul 08 2023" is a Saturday): read
+    // the stamp again without it.
+    if let Some(rest) = without_weekday(s) {
+        for f in ["%d %b %Y %H:%M:%S %z"] {
+            if let Ok(t) = DateTime::parse_from_str(rest, f) {
+                return Some(t);
+            }
+        }
+        for f in ["%b %e %H:%M:%S%.f %Y", "%b %d %H:%M:%S %Y"] {
+            if let Ok(n) = NaiveDateTime::parse_from_str(rest, f) {
                 return utc(n);
             }
         }
@@ -322,5 +352,10 @@ mod tests {
         assert_eq!(rfc("07/11/2022 10:29:01.860293"), "2022-07-11T10:29:01.860293Z");
         assert_eq!(rfc("08/02/2023, 7:34:03"), "2023-08-02T07:34:03Z");
         assert_eq!(rfc("11/02/2012 13:37:05"), "2012-11-02T13:37:05Z");
+        // A weekday that does not match the date is ignored, as Go's time.Parse does.
+        assert_eq!(rfc("Thu Jul 08 09:19:24.428126 2023"), "2023-07-08T09:19:24.428126Z");
+        assert_eq!(rfc("Mon Oct 11 14:32:52 2023"), "2023-10-11T14:32:52Z");
+        assert_eq!(rfc("Mon, 11 Oct 2023 14:32:52 +0200"), "2023-10-11T14:32:52+02:00");
+        assert_eq!(rfc("Someday Oct 11 14:32:52 2023"), "unparsed Someday Oct 11 14:32:52 2023");
     }
 }

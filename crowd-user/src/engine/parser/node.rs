@@ -438,6 +438,10 @@ fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
             Dest::Enriched(k) if !v.is_empty() => set_field(&mut evt.enriched, k, v),
             Dest::Path(p) if !v.is_empty() => {
                 if p == "MarshaledTime" || p == "evt.MarshaledTime" {
+                    // The time the scenarios see (CrowdSec pours replayed events at it).
+                    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v) {
+                        evt.time = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
+                    }
                     evt.enriched.insert("MarshaledTime".into(), v);
                 } else {
                     let _ = evt.set(p, v);

@@ -200,6 +200,8 @@ pub struct Buckets {
     pours: u64,
     has_counters: bool,
     next_expiry_check: f64,
+    /// Replaying old logs (CrowdSec's time machine): see [`Buckets::replaying`].
+    replaying: bool,
 }
 
 impl Buckets {
@@ -238,7 +240,16 @@ impl Buckets {
             pours: 0,
             has_counters,
             next_expiry_check: f64::NEG_INFINITY,
+            replaying: false,
         }
+    }
+
+    /// Replays old logs as CrowdSec's time machine does: an event no parser dated (without
+    /// `MarshaledTime`) overflows trigger scenarios only; live, it pours at the time it was read.
+    #[must_use]
+    pub fn replaying(mut self) -> Buckets {
+        self.replaying = true;
+        self
     }
 
     /// Holds detection state within about `bytes` (`--max-memory`).
@@ -436,8 +447,12 @@ impl Buckets {
             Some(g) => g.candidates(evt).iter().copied().collect(),
             None => (0..self.scenarios.len()).collect(),
         };
+        let undated = self.replaying && !evt.enriched.contains_key("MarshaledTime");
         for i in candidates {
             let sc = &self.scenarios[i];
+            if undated && !matches!(sc.kind, BucketKind::Trigger) {
+                continue;
+            }
             let cancel = sc.cancel_on.as_ref().is_some_and(|c| env.test_with(c, evt, ctx));
             if !cancel && !env.test_with(&sc.filter, evt, ctx) {
                 continue;

@@ -215,3 +215,30 @@ fn ipv6_sources_count_per_configured_prefix_and_alert_as_its_range() {
     }
     assert!(none.is_empty(), "{none:?}");
 }
+
+#[test]
+fn replaying_pours_undated_events_into_triggers_only() {
+    // CrowdSec's time machine: a leaky bucket takes only dated events (`MarshaledTime`); a
+    // trigger overflows whatever the event's date.
+    let env = env();
+    let trigger =
+        "type: trigger\nname: t/one\nfilter: evt.Meta.log_type == 'ssh_failed-auth'\ngroupby: evt.Meta.source_ip\n";
+    let dated = |ip: &str, t: f64| {
+        let mut e = evt(ip, "u", t);
+        e.enriched.insert("MarshaledTime".into(), "2024-01-01T00:00:00Z".into());
+        e
+    };
+    let mut replay = Buckets::new(vec![scenario(LEAKY), scenario(trigger)]).replaying();
+    let mut live = Buckets::new(vec![scenario(LEAKY), scenario(trigger)]);
+    let (mut r, mut l, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    let mut replay_dated = Buckets::new(vec![scenario(LEAKY)]).replaying();
+    for i in 0..6 {
+        r.extend(replay.pour(evt("192.0.2.8", "u", f64::from(i)), &env));
+        l.extend(live.pour(evt("192.0.2.8", "u", f64::from(i)), &env));
+        d.extend(replay_dated.pour(dated("192.0.2.8", f64::from(i)), &env));
+    }
+    let names = |a: &[Alert]| a.iter().map(|x| x.scenario.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(names(&r), ["t/one".to_owned()].into(), "undated: triggers only");
+    assert_eq!(names(&l), ["t/bf".to_owned(), "t/one".to_owned()].into(), "live: every scenario");
+    assert_eq!(names(&d), ["t/bf".to_owned()].into(), "dated replay: the leaky bucket too");
+}
