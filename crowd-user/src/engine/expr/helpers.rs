@@ -139,3 +139,31 @@ mod tests {
         assert_eq!((prefix_bits("/56"), prefix_bits("48"), prefix_bits("x"), prefix_bits("200")), (56, 48, 128, 128));
     }
 }
+
+/// Go's `time.Time` method `method` (`Hour`, `WeekdayName`, `Unix`, ...; see
+/// `rewrite::go_time_methods`) of the instant `secs` (Unix seconds), in the zone of `stamp` (an
+/// RFC 3339 text, the event's `MarshaledTime`; UTC without one).
+pub(crate) fn go_time(method: &str, secs: f64, stamp: &str) -> Value {
+    use chrono::{Datelike, Timelike};
+    let utc = chrono::FixedOffset::east_opt(0).expect("zero offset");
+    let zone = chrono::DateTime::parse_from_rfc3339(stamp).map_or(utc, |t| *t.offset());
+    let t = chrono::DateTime::from_timestamp_nanos((secs * 1e9) as i64).with_timezone(&zone);
+    let n = |v: i64| Value::Integer(v);
+    match method {
+        "Hour" => n(i64::from(t.hour())),
+        "Minute" => n(i64::from(t.minute())),
+        "Second" => n(i64::from(t.second())),
+        "Nanosecond" => n(i64::from(t.nanosecond())),
+        "Day" => n(i64::from(t.day())),
+        "Year" => n(i64::from(t.year())),
+        "YearDay" => n(i64::from(t.ordinal())),
+        "Unix" => n(t.timestamp()),
+        "UnixMilli" => n(t.timestamp_millis()),
+        // Go's Weekday counts from Sunday, its Month from January (1).
+        "Weekday" => n(i64::from(t.weekday().num_days_from_sunday())),
+        "Month" => n(i64::from(t.month())),
+        "WeekdayName" => Value::String(t.format("%A").to_string()),
+        "MonthName" => Value::String(t.format("%B").to_string()),
+        _ => Value::Nil,
+    }
+}

@@ -23,7 +23,7 @@ pub use helpers::median_interval;
 use helpers::{arg_str, glob_match, ip_prefix, json_extract, prefix_bits};
 pub(crate) use helpers::{ip_in_range, percent_decode};
 pub(crate) use rewrite::inline_lets;
-use rewrite::{closure_member_shorthand, field_calls, rewrite_negated_ops, zero_value_fields};
+use rewrite::{closure_member_shorthand, field_calls, go_time_methods, rewrite_negated_ops, zero_value_fields};
 pub use stash::Stash;
 
 /// A compiled expression.
@@ -84,6 +84,14 @@ impl Env {
         });
         env.add_function("Atof", |c| Ok(Value::Float(arg_str(c.args.first()).trim().parse().unwrap_or(0.0))));
         env.add_function("Atoi", |c| Ok(Value::Integer(arg_str(c.args.first()).trim().parse().unwrap_or(0))));
+        env.add_function("GoTime", |c| {
+            let secs = match c.args.get(1) {
+                Some(Value::Float(f)) => *f,
+                Some(Value::Integer(n)) => *n as f64,
+                _ => 0.0,
+            };
+            Ok(helpers::go_time(&arg_str(c.args.first()), secs, &arg_str(c.args.get(2))))
+        });
         env.add_function("IpInRange", |c| Ok(ip_in_range(&arg_str(c.args.first()), &arg_str(c.args.get(1))).into()));
         env.add_function("IsIPV4", |c| Ok(arg_str(c.args.first()).parse::<std::net::Ipv4Addr>().is_ok().into()));
         env.add_function("IsIPV6", |c| Ok(arg_str(c.args.first()).parse::<std::net::Ipv6Addr>().is_ok().into()));
@@ -226,7 +234,8 @@ impl Env {
     /// [`ExprError`] with the parser's message.
     pub fn compile(&self, source: &str) -> Result<Expr, ExprError> {
         // `evt.GetType()`: CrowdSec's event type name (an overflow poured back, or a log line).
-        let inlined = inline_lets(source).replace("evt.GetType()", "(evt.Type == 1 ? \"overflow\" : \"log\")");
+        let inlined =
+            go_time_methods(&inline_lets(source).replace("evt.GetType()", "(evt.Type == 1 ? \"overflow\" : \"log\")"));
         let pre = closure_member_shorthand(&rewrite_negated_ops(&inlined));
         let light = field_calls(&pre).and_then(|l| expr::compile(&l).ok()).map(Arc::new);
         expr::compile(&zero_value_fields(&pre))
@@ -505,6 +514,25 @@ mod tests {
         e.meta.insert("source_ip".into(), "192.0.2.7".into());
         std::sync::Arc::make_mut(&mut e.line.labels).insert("type".into(), "syslog".into());
         e
+    }
+
+    /// Go's `time.Time` methods on `evt.Time`, in the zone of the log's own stamp.
+    #[test]
+    fn go_time_methods_read_the_events_time() {
+        let env = env();
+        let mut e = evt();
+        // Friday 2023-04-07 03:02:06 UTC, logged as 05:02:06+02:00.
+        e.time = 1_680_836_526.0;
+        let run = |e: &Event, src: &str| env.string(&env.compile(src).unwrap(), e).unwrap_or_default();
+        assert_eq!(run(&e, "evt.Time.Hour()"), "3");
+        assert_eq!(run(&e, "evt.Time.Weekday().String()"), "Friday");
+        assert_eq!(run(&e, "evt.Time.Weekday()"), "5");
+        assert_eq!(run(&e, "evt.Time.Month().String() + ' ' + string(evt.Time.Day())"), "April 7");
+        assert!(env.test(&env.compile("evt.Time.Hour() >= 18 || evt.Time.Hour() < 6").unwrap(), &e));
+        e.enriched.insert("MarshaledTime".into(), "2023-04-07T05:02:06+02:00".into());
+        assert_eq!(run(&e, "evt.Time.Hour()"), "5");
+        assert_eq!(run(&e, "evt.Time.Unix()"), "1680836526");
+        assert_eq!(run(&e, "'evt.Time.Hour()'"), "evt.Time.Hour()", "string literals are left alone");
     }
 
     /// Every shape the fast path takes gives the interpreter's answer, on events with and

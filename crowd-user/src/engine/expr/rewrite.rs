@@ -1,6 +1,7 @@
 //! Source rewrites that let the `expr-lang` crate run what Go's expr accepts in CrowdSec's
 //! files: `let` inlining, `.Field` in closures, `a not startsWith b`, missing map keys as "",
-//! and `evt` field reads as `CrowdField(...)` calls (the light programs that convert no event).
+//! Go `time.Time` methods on `evt.Time` as `GoTime(...)` calls, and `evt` field reads as
+//! `CrowdField(...)` calls (the light programs that convert no event).
 use regex::Regex;
 
 /// For each byte of `src`: whether it lies inside a string literal (`"..."`, `'...'`, `` `...` ``).
@@ -259,4 +260,33 @@ pub(crate) fn rewrite_negated_ops(src: &str) -> String {
         }
     }
     s
+}
+
+/// Go's `time.Time` methods on `evt.Time` (`evt.Time.Hour()`, `evt.Time.Weekday().String()`,
+/// ...) as `GoTime('Method', evt.Time, evt.Enriched.MarshaledTime)`: the crate's `evt.Time` is
+/// a number, and Go reads hours and days in the zone of the log's own stamp.
+pub(crate) fn go_time_methods(src: &str) -> String {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(
+            r"\bevt\.Time\.(Hour|Minute|Second|Nanosecond|Day|Year|YearDay|Unix|UnixMilli|Weekday|Month)\(\)(\.String\(\))?",
+        )
+        .expect("valid")
+    });
+    let literal = literal_mask(src);
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut last = 0;
+    for c in re.captures_iter(src) {
+        let m = c.get(0).expect("match");
+        if literal[m.start()] {
+            continue;
+        }
+        let method = &c[1];
+        let name = if c.get(2).is_some() { "Name" } else { "" };
+        out.push_str(&src[last..m.start()]);
+        out.push_str(&format!("GoTime('{method}{name}', evt.Time, evt.Enriched.MarshaledTime)"));
+        last = m.end();
+    }
+    out.push_str(&src[last..]);
+    out
 }
