@@ -124,22 +124,6 @@ pub(crate) fn glob_match(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_prefix_groups_ipv6_by_network_and_leaves_ipv4_alone() {
-        assert_eq!(ip_prefix("2001:db8:1:2::1e", 64), "2001:db8:1:2::/64");
-        assert_eq!(ip_prefix("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::/48");
-        assert_eq!(ip_prefix("2001:db8:1:2::1e", 128), "2001:db8:1:2::1e");
-        assert_eq!(ip_prefix("203.0.113.5", 64), "203.0.113.5");
-        assert_eq!(ip_prefix("::ffff:203.0.113.5", 64), "203.0.113.5", "IPv4-mapped is IPv4");
-        assert_eq!(ip_prefix("not an address", 64), "not an address");
-        assert_eq!((prefix_bits("/56"), prefix_bits("48"), prefix_bits("x"), prefix_bits("200")), (56, 48, 128, 128));
-    }
-}
-
 /// Go's `time.Time` method `method` (`Hour`, `WeekdayName`, `Unix`, ...; see
 /// `rewrite::go_time_methods`) of the instant `secs` (Unix seconds), in the zone of `stamp` (an
 /// RFC 3339 text, the event's `MarshaledTime`; UTC without one).
@@ -165,5 +149,21 @@ pub(crate) fn go_time(method: &str, secs: f64, stamp: &str) -> Value {
         "WeekdayName" => Value::String(t.format("%A").to_string()),
         "MonthName" => Value::String(t.format("%B").to_string()),
         _ => Value::Nil,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_prefix_groups_ipv6_by_network_and_leaves_ipv4_alone() {
+        assert_eq!(ip_prefix("2001:db8:1:2::1e", 64), "2001:db8:1:2::/64");
+        assert_eq!(ip_prefix("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::/48");
+        assert_eq!(ip_prefix("2001:db8:1:2::1e", 128), "2001:db8:1:2::1e");
+        assert_eq!(ip_prefix("203.0.113.5", 64), "203.0.113.5");
+        assert_eq!(ip_prefix("::ffff:203.0.113.5", 64), "203.0.113.5", "IPv4-mapped is IPv4");
+        assert_eq!(ip_prefix("not an address", 64), "not an address");
+        assert_eq!((prefix_bits("/56"), prefix_bits("48"), prefix_bits("x"), prefix_bits("200")), (56, 48, 128, 128));
     }
 }
