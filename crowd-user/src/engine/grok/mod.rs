@@ -3,8 +3,9 @@
 //! The pattern library is a map name → pattern, read from CrowdSec-format pattern files by the
 //! config loader (`NAME pattern` per line, `#` comments). A grok expression is expanded
 //! recursively; each `%{NAME:field}` becomes a capture group whose value is stored under
-//! `field`. Groups get generated names, so a field may appear in several alternatives (the first
-//! non-empty capture wins) and raw `(?<name>...)` groups in patterns are captured as fields too.
+//! `field`. Groups get generated names, so a field may be named several times (one of its
+//! groups gives it, by CrowdSec's rule: see [`Patterns::compile`]) and raw `(?<name>...)` groups
+//! in patterns are captured as fields too.
 mod syslog;
 
 use std::collections::HashMap;
@@ -118,14 +119,19 @@ impl Patterns {
     }
 
     /// Compiles a grok expression, with `local` patterns (a parser's `pattern_syntax`) taking
-    /// precedence over the library.
+    /// precedence over the library. A field named more than once takes one group, as CrowdSec's
+    /// grok (grokky) does: the last `%{X:field}` of the expression itself, whether it captured or
+    /// not, else the field of the last pattern used that names it (by the same rule inside).
     ///
     /// # Errors
     /// [`GrokError`] naming the unknown pattern or the regex error.
     pub fn compile(&self, pattern: &str, local: &HashMap<String, String>) -> Result<Grok, GrokError> {
-        let mut fields = Vec::new();
+        let mut groups = 0;
         let mut out = String::with_capacity(pattern.len() * 4);
-        self.expand(pattern, local, &mut out, &mut fields, 0, "")?;
+        let winners = self.expand(pattern, local, &mut out, &mut groups, 0, "")?;
+        // One group per field, in group order.
+        let mut fields: Vec<(String, String)> = winners.into_iter().map(|(name, g)| (format!("g{g}"), name)).collect();
+        fields.sort_by_key(|(g, _)| g[1..].parse::<usize>().unwrap_or(usize::MAX));
         let out = re2_ascii_classes(&escape_literal_braces(&out));
         let re = Regex::new(&out).map_err(|e| GrokError::Regex(e.to_string()))?;
         let names: HashMap<&str, usize> =
@@ -161,18 +167,24 @@ impl Patterns {
         local.get(name).or_else(|| self.defs.get(name)).map(String::as_str)
     }
 
+    /// Expands `pat` into `out`, numbering capture groups from `groups`; returns which group
+    /// gives each field, by CrowdSec's (grokky's) rule: a field named in `pat` itself is its
+    /// last `%{X:field}` there, captured or not; a field named only inside the patterns `pat`
+    /// uses is that of the last of them to have it.
     fn expand(
         &self,
         pat: &str,
         local: &HashMap<String, String>,
         out: &mut String,
-        fields: &mut Vec<(String, String)>,
+        groups: &mut usize,
         depth: usize,
         within: &str,
-    ) -> Result<(), GrokError> {
+    ) -> Result<HashMap<String, usize>, GrokError> {
         if depth > 64 {
             return Err(GrokError::Recursive(within.to_owned()));
         }
+        let own = own_fields(pat);
+        let mut winners: HashMap<String, usize> = HashMap::new();
         let b = pat.as_bytes();
         let mut i = 0;
         while i < b.len() {
@@ -191,13 +203,17 @@ impl Patterns {
                 let def = self.lookup(name, local).ok_or_else(|| GrokError::UnknownPattern(name.to_owned()))?;
                 match field {
                     Some(f) => {
-                        let g = format!("g{}", fields.len());
-                        fields.push((g.clone(), f.to_owned()));
-                        out.push_str(&format!("(?P<{g}>"));
+                        winners.insert(f.to_owned(), *groups);
+                        out.push_str(&format!("(?P<g{}>", *groups));
+                        *groups += 1;
                     }
                     None => out.push_str("(?:"),
                 }
-                self.expand(def, local, out, fields, depth + 1, name)?;
+                for (k, g) in self.expand(def, local, out, groups, depth + 1, name)? {
+                    if !own.contains(k.as_str()) {
+                        winners.insert(k, g);
+                    }
+                }
                 out.push(')');
                 i += end + 1;
             } else if pat[i..].starts_with("(?<") && !pat[i..].starts_with("(?<=") && !pat[i..].starts_with("(?<!")
@@ -210,9 +226,9 @@ impl Patterns {
                     break;
                 };
                 let name = &pat[start..start + close];
-                let g = format!("g{}", fields.len());
-                fields.push((g.clone(), name.to_owned()));
-                out.push_str(&format!("(?P<{g}>"));
+                winners.insert(name.to_owned(), *groups);
+                out.push_str(&format!("(?P<g{}>", *groups));
+                *groups += 1;
                 i = start + close + 1;
             } else {
                 let ch = pat[i..].chars().next().expect("in bounds");
@@ -220,8 +236,45 @@ impl Patterns {
                 i += ch.len_utf8();
             }
         }
-        Ok(())
+        Ok(winners)
     }
+}
+
+/// The fields `pat` names itself: its `%{X:field}` and raw `(?<field>...)` groups (escapes
+/// skipped), not those of the patterns it uses.
+fn own_fields(pat: &str) -> std::collections::HashSet<&str> {
+    let mut own = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < pat.len() {
+        let rest = &pat[i..];
+        if rest.starts_with('\\') {
+            i += 1 + rest[1..].chars().next().map_or(0, char::len_utf8);
+            continue;
+        }
+        if rest.starts_with("%{")
+            && let Some(end) = rest.find('}')
+        {
+            if let Some(f) = rest[2..end].split(':').nth(1).filter(|f| !f.is_empty()) {
+                own.insert(f);
+            }
+            i += end + 1;
+            continue;
+        }
+        let start = if rest.starts_with("(?P<") {
+            Some(4)
+        } else if rest.starts_with("(?<") && !rest.starts_with("(?<=") && !rest.starts_with("(?<!") {
+            Some(3)
+        } else {
+            None
+        };
+        if let Some(st) = start
+            && let Some(close) = rest[st..].find('>')
+        {
+            own.insert(&rest[st..st + close]);
+        }
+        i += rest.chars().next().map_or(1, char::len_utf8);
+    }
+    own
 }
 
 /// RE2 (Go), which CrowdSec uses, gives `\d`, `\w`, `\s` and `\b` their ASCII meaning; the
@@ -433,8 +486,8 @@ impl Grok {
             .collect()
     }
 
-    /// Matches `text`; on success returns the captured fields (first non-empty capture of each
-    /// field name wins; fields that captured nothing are present and empty, as in CrowdSec).
+    /// Matches `text`; on success returns the captured fields (one group per field name, see
+    /// [`Patterns::compile`]; fields that captured nothing are present and empty, as in CrowdSec).
     #[must_use]
     pub fn captures(&self, text: &str) -> Option<Vec<(&str, Str)>> {
         if self.syslog
@@ -488,11 +541,7 @@ impl Grok {
                 Some((g, rest)) if g == *i => rest,
                 _ => caps.get(*i).map_or("", |m| m.as_str()),
             };
-            match out.iter_mut().find(|(n, _)| *n == f.as_str()) {
-                Some((_, old)) if old.is_empty() => *old = Str::from(v),
-                Some(_) => {}
-                None => out.push((f.as_str(), Str::from(v))),
-            }
+            out.push((f.as_str(), Str::from(v)));
         }
         Some(out)
     }
@@ -608,6 +657,27 @@ mod tests {
         assert_eq!(g.captures("account bob").unwrap(), vec![("u", "bob".into())]);
     }
 
+    /// CrowdSec's grok (grokky) keeps one group per field: the last that names it in the
+    /// expression itself, captured or not; a field named only in the patterns it uses comes
+    /// from the last of those.
+    #[test]
+    fn a_field_named_twice_is_its_last_group_as_in_crowdsec() {
+        let mut local = HashMap::new();
+        local.insert("MINE".to_owned(), "user %{WORD:u}|account %{WORD:u}".to_owned());
+        let g = lib().compile("%{MINE}", &local).unwrap();
+        assert_eq!(
+            g.captures("user bob").unwrap(),
+            vec![("u", "".into())],
+            "the first alternative's group is not read"
+        );
+        let g = lib().compile("LEN=%{INT:len} .* LEN=%{INT:len}", &HashMap::new()).unwrap();
+        assert_eq!(g.captures("LEN=52 x LEN=32").unwrap(), vec![("len", "32".into())]);
+        // The expression's own field wins over one of a pattern it uses, wherever they are.
+        local.insert("PAIR".to_owned(), "%{WORD:a}=%{INT:n}".to_owned());
+        let g = lib().compile("%{INT:n} %{PAIR}", &local).unwrap();
+        assert_eq!(g.captures("7 x=9").unwrap(), vec![("n", "7".into()), ("a", "x".into())]);
+    }
+
     #[test]
     fn raw_named_groups_are_fields() {
         let g = lib().compile(r"(?<verb>GET|POST) (?P<path>\S+)", &HashMap::new()).unwrap();
@@ -616,8 +686,10 @@ mod tests {
 
     #[test]
     fn literal_braces_as_in_re2() {
-        let g = lib().compile(r#"\{"ip":"%{IP:ip}"\}|{"ip":"%{IP:ip}"}"#, &HashMap::new()).unwrap();
-        assert_eq!(g.captures(r#"{"ip":"192.0.2.9"}"#).unwrap(), vec![("ip", "192.0.2.9".into())]);
+        for p in [r#"\{"ip":"%{IP:ip}"\}"#, r#"{"ip":"%{IP:ip}"}"#] {
+            let g = lib().compile(p, &HashMap::new()).unwrap();
+            assert_eq!(g.captures(r#"{"ip":"192.0.2.9"}"#).unwrap(), vec![("ip", "192.0.2.9".into())]);
+        }
         assert!(lib().compile("a{2}b{1,3}", &HashMap::new()).unwrap().captures("aabbb").is_some());
     }
 
