@@ -247,8 +247,8 @@ fn own_fields(pat: &str) -> std::collections::HashSet<&str> {
     let mut i = 0;
     while i < pat.len() {
         let rest = &pat[i..];
-        if rest.starts_with('\\') {
-            i += 1 + rest[1..].chars().next().map_or(0, char::len_utf8);
+        if let Some(escaped) = rest.strip_prefix('\\') {
+            i += 1 + escaped.chars().next().map_or(0, char::len_utf8);
             continue;
         }
         if rest.starts_with("%{")
