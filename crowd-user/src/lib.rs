@@ -17,6 +17,7 @@ pub mod detect;
 pub mod enforce;
 pub mod engine;
 pub mod fuzzing;
+pub mod gosort;
 pub mod gotmpl;
 pub mod lapi;
 pub mod metrics;

@@ -153,8 +153,7 @@ impl Browser {
 
     /// Clicks the first element matching `css`.
     pub fn click(&self, css: &str) {
-        let el = self.find(css);
-        self.block_on(el.click()).unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+        self.read(css, "clicking", |el| async move { el.click().await });
     }
 
     /// Clears the first input matching `css` and types `text` into it.
@@ -164,16 +163,33 @@ impl Browser {
         self.block_on(el.send_keys(text)).unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
     }
 
+    /// Runs `read` on the first element matching `css`, finding it again when the page replaced
+    /// it in between (htmx swaps live parts: the element found may be gone when read).
+    fn read<T, F>(&self, css: &str, what: &str, read: impl Fn(Element) -> F) -> T
+    where
+        F: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match self.block_on(read(self.find(css))) {
+                Ok(v) => return v,
+                Err(e) if tries < 20 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    std::thread::sleep(POLL);
+                }
+                Err(e) => panic!("{what} of `{css}`: {e}"),
+            }
+        }
+    }
+
     /// The rendered text of the first element matching `css`.
     pub fn text(&self, css: &str) -> String {
-        let el = self.find(css);
-        self.block_on(el.text()).unwrap_or_else(|e| panic!("text of `{css}`: {e}"))
+        self.read(css, "text", |el| async move { el.text().await })
     }
 
     /// The value of attribute `name` of the first element matching `css`.
     pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        let el = self.find(css);
-        self.block_on(el.attr(name)).unwrap_or_else(|e| panic!("attribute `{name}` of `{css}`: {e}"))
+        self.read(css, &format!("attribute `{name}`"), |el| async move { el.attr(name).await })
     }
 
     /// Polls until an element matches `css`, failing the test after `limit`; returns how long it

@@ -85,10 +85,13 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
     alerts.extend(buckets.flush(&env));
     // The test's postoverflows, on every overflow (whitelisted ones are not dumped).
     let post = hub.pipeline_in(&cfg.postoverflows, &env)?;
-    let mut alerts = crate::detect::postoverflow(&post, alerts, &ctx, &mut 0);
-    // CrowdSec's hub tests list overflows sorted by scenario and sources, descending.
+    let alerts = crate::detect::postoverflow(&post, alerts, &ctx, &mut 0);
+    // CrowdSec's hub tests list overflows sorted by scenario and sources, descending, by Go's
+    // sort.Sort: overflows of one scenario and source end in the order Go leaves them.
     let key = |a: &Alert| format!("{}{}", a.scenario, if a.ip.is_empty() { &a.value } else { &a.ip });
-    alerts.sort_by_key(|a| std::cmp::Reverse(key(a)));
+    let mut keyed: Vec<(String, Alert)> = alerts.into_iter().map(|a| (key(&a), a)).collect();
+    crate::gosort::sort_by(&mut keyed, |x, y| x.0 > y.0);
+    let alerts: Vec<Alert> = keyed.into_iter().map(|(_, a)| a).collect();
     let mut parsers = serde_json::Map::new();
     for (stage, by_parser) in &dump.stages {
         let mut m = serde_json::Map::new();

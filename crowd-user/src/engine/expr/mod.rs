@@ -198,6 +198,7 @@ impl Env {
         });
         // As UnmarshalJSON, the node decodes (`parse_kv`); the helper returns nothing, as CrowdSec.
         env.add_function("ParseKV", |_| Ok(Value::Nil));
+        env.add_function("ParseKVLax", |_| Ok(Value::Nil));
         env.add_function("Sprintf", |c| {
             let mut fmt = arg_str(c.args.first());
             for a in c.args.iter().skip(1) {

@@ -76,22 +76,39 @@ struct Whitelist {
 struct Unmarshal {
     arg: Expr,
     key: String,
-    /// `ParseKV` (logfmt `key=value` pairs) rather than JSON.
-    kv: bool,
+    /// How the text decodes.
+    format: Decoding,
+}
+
+/// The decoders a filter may call on `evt.Unmarshaled`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decoding {
+    /// `UnmarshalJSON`.
+    Json,
+    /// `ParseKV`: logfmt `key=value` pairs.
+    Kv,
+    /// `ParseKVLax`: a value runs to the next `key=` (spaces included).
+    KvLax,
 }
 
 fn unmarshal_steps(src: &str, env: &Env) -> Result<Vec<Unmarshal>, CompileError> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r#"(UnmarshalJSON|ParseKV)\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#)
-            .expect("valid")
+        regex::Regex::new(
+            r#"(UnmarshalJSON|ParseKVLax|ParseKV)\(\s*([^,]+?)\s*,\s*evt\.Unmarshaled\s*,\s*["']([^"']+)["']\s*\)"#,
+        )
+        .expect("valid")
     });
     re.captures_iter(src)
         .map(|c| {
             Ok(Unmarshal {
                 arg: env.compile(&c[2]).map_err(|e| err("filter", e, src))?,
                 key: c[3].to_owned(),
-                kv: &c[1] == "ParseKV",
+                format: match &c[1] {
+                    "ParseKV" => Decoding::Kv,
+                    "ParseKVLax" => Decoding::KvLax,
+                    _ => Decoding::Json,
+                },
             })
         })
         .collect()
@@ -373,12 +390,63 @@ fn decode(steps: &[Unmarshal], evt: &mut Event, ctx: &Ctx<'_>) {
             continue;
         }
         let Ok(text) = ctx.env.string(&u.arg, evt) else { continue };
-        if u.kv {
-            evt.unmarshaled.insert(u.key.clone(), parse_kv(&text));
-        } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            evt.unmarshaled.insert(u.key.clone(), v);
+        match u.format {
+            Decoding::Kv => {
+                evt.unmarshaled.insert(u.key.clone(), parse_kv(&text));
+            }
+            Decoding::KvLax => {
+                if let Some(v) = parse_kv_lax(&text) {
+                    evt.unmarshaled.insert(u.key.clone(), v);
+                }
+            }
+            Decoding::Json => {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    evt.unmarshaled.insert(u.key.clone(), v);
+                }
+            }
         }
     }
+}
+
+/// CrowdSec's `ParseKVLax`: every `key=` (a key is `[A-Za-z_][A-Za-z0-9_.-]*`, not inside a
+/// quoted value) starts a pair whose value runs to the next one, trimmed (`msg=Admin accessed
+/// the UI src=192.0.2.1`); a value in quotes loses them and its `\"`, `\\` escapes. `None`
+/// when there is no `key=` at all.
+#[must_use]
+pub fn parse_kv_lax(text: &str) -> Option<serde_json::Value> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r"([a-zA-Z_][a-zA-Z0-9_.-]*)=").expect("valid"));
+    // Whether byte `pos` lies inside a quoted value (unescaped quotes up to it, as CrowdSec counts).
+    let quoted = |pos: usize| {
+        let b = text.as_bytes();
+        let mut inside = false;
+        for i in (0..=pos.min(b.len().saturating_sub(1))).filter(|i| b[*i] == b'"') {
+            if b[..i].iter().rev().take_while(|c| **c == b'\\').count() % 2 == 0 {
+                inside = !inside;
+            }
+        }
+        inside
+    };
+    let keys: Vec<regex::Captures<'_>> =
+        re.captures_iter(text).filter(|c| !quoted(c.get(0).map_or(0, |m| m.start()))).collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let mut out = serde_json::Map::new();
+    for (i, c) in keys.iter().enumerate() {
+        let whole = c.get(0).expect("match");
+        let end = keys.get(i + 1).map_or(text.len(), |n| n.get(0).map_or(text.len(), |m| m.start()));
+        let raw = text[whole.end()..end].trim();
+        let value = match raw.strip_prefix('"') {
+            Some(body) if body.ends_with('"') && !body.is_empty() => {
+                body[..body.len() - 1].replace("\\\\", "\\").replace("\\\"", "\"")
+            }
+            Some(body) => body.to_owned(),
+            None => raw.to_owned(),
+        };
+        out.insert(c[1].to_owned(), serde_json::Value::String(value));
+    }
+    Some(serde_json::Value::Object(out))
 }
 
 /// logfmt: `key=value key2="quoted \"value\"" flag` into a JSON object of strings.
@@ -455,6 +523,21 @@ fn apply(statics: &[Static], evt: &mut Event, ctx: &Ctx<'_>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lax_pairs_run_to_the_next_key() {
+        let v = super::parse_kv_lax(
+            r#"UNIFIhost=Unifi Dream Machine src=10.72.1.222 msg=Admin a=b accessed q="say \"x=1\"" z="#,
+        )
+        .unwrap();
+        assert_eq!(v["UNIFIhost"], "Unifi Dream Machine");
+        assert_eq!(v["src"], "10.72.1.222");
+        assert_eq!(v["msg"], "Admin");
+        assert_eq!(v["a"], "b accessed");
+        assert_eq!(v["q"], "say \"x=1\"", "a key inside quotes is part of the value");
+        assert_eq!(v["z"], "");
+        assert!(super::parse_kv_lax("no pairs here").is_none());
+    }
+
     #[test]
     fn logfmt_pairs() {
         let v = super::parse_kv(r#"logger=context uname= t=2023 msg="Invalid \"x\" password" flag"#);
