@@ -31,6 +31,10 @@ struct TestConfig {
     log_type: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Statics run on every line before the first stage (as CrowdSec's hubtest, a parser
+    /// `overrides` first in `s00-raw`).
+    #[serde(default)]
+    override_statics: Vec<serde_yaml::Value>,
 }
 
 fn event_json(e: &Event) -> Value {
@@ -57,7 +61,19 @@ pub fn run(hub: &Path, out: &Path, test_dir: &Path) -> Result<()> {
         Some(c) => c.full_hub(),
         None => Hub::new(hub),
     };
-    let (pipeline, env) = hub.pipeline(&cfg.parsers)?;
+    // The overrides as CrowdSec's hubtest writes them: `s00-raw/00_overrides.yaml`.
+    let overrides = tempfile::tempdir().context("a temporary folder for the overrides")?;
+    let mut parsers = cfg.parsers.clone();
+    if !cfg.override_statics.is_empty() {
+        let dir = overrides.path().join("parsers").join("s00-raw");
+        std::fs::create_dir_all(&dir)?;
+        let node =
+            serde_yaml::to_string(&json!({"name": "overrides", "filter": "1==1", "statics": cfg.override_statics}))?;
+        let file = dir.join("00_overrides.yaml");
+        std::fs::write(&file, node)?;
+        parsers.push(file.display().to_string());
+    }
+    let (pipeline, env) = hub.pipeline(&parsers)?;
     let log = test_dir.join(&cfg.log_file);
     let bytes = std::fs::read(&log).with_context(|| format!("reading `{}`", log.display()))?;
     let ctx = Ctx { env: &env, year: chrono::Utc::now().year() };

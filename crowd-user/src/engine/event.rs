@@ -269,6 +269,31 @@ impl Event {
             Some(("Meta", k)) => drop(self.meta.insert(k.into(), value)),
             Some(("Enriched", k)) => drop(self.enriched.insert(k.into(), value)),
             None if path == "StrTime" => self.str_time = value,
+            Some(("Line", "Module")) => {
+                // CrowdSec's datasource names (the field holds a `&'static str`).
+                const MODULES: [&str; 16] = [
+                    "file",
+                    "journalctl",
+                    "syslog",
+                    "docker",
+                    "wineventlog",
+                    "cloudwatch",
+                    "kinesis",
+                    "kafka",
+                    "k8s-audit",
+                    "s3",
+                    "loki",
+                    "http",
+                    "appsec",
+                    "victorialogs",
+                    "kubernetes",
+                    "journald",
+                ];
+                let Some(m) = MODULES.iter().find(|m| **m == value.as_str()) else {
+                    return Err(format!("`{value}` is not a datasource `{path}` can name"));
+                };
+                self.line.module = m;
+            }
             Some(("Overflow", rest)) if self.overflow.is_some() => {
                 let a = self.overflow.as_mut().expect("checked");
                 let slot = match rest {
@@ -298,6 +323,9 @@ mod tests {
         e.set("evt.Parsed.program", "sshd".into()).unwrap();
         e.set("Meta.source_ip", "192.0.2.1".into()).unwrap();
         e.set("evt.StrTime", "Feb 12 14:10:21".into()).unwrap();
+        e.set("evt.Line.Module", "wineventlog".into()).unwrap();
+        assert_eq!(e.line.module, "wineventlog");
+        assert!(e.set("evt.Line.Module", "not-a-datasource".into()).is_err());
         assert_eq!(e.get("evt.Parsed.program"), Some("sshd"));
         assert_eq!(e.get("program"), Some("sshd"));
         assert_eq!(e.get("Line.Raw"), Some("x"));

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod queue_condition;
 mod rewrite;
 mod stash;
+mod xml;
 
 pub use data::DataFiles;
 pub use helpers::median_interval;
@@ -84,6 +85,12 @@ impl Env {
         });
         env.add_function("Atof", |c| Ok(Value::Float(arg_str(c.args.first()).trim().parse().unwrap_or(0.0))));
         env.add_function("Atoi", |c| Ok(Value::Integer(arg_str(c.args.first()).trim().parse().unwrap_or(0))));
+        env.add_function("XMLGetNodeValue", |c| {
+            Ok(xml::node_value(&arg_str(c.args.first()), &arg_str(c.args.get(1))).into())
+        });
+        env.add_function("XMLGetAttributeValue", |c| {
+            Ok(xml::attribute_value(&arg_str(c.args.first()), &arg_str(c.args.get(1)), &arg_str(c.args.get(2))).into())
+        });
         env.add_function("GoTime", |c| {
             let secs = match c.args.get(1) {
                 Some(Value::Float(f)) => *f,
