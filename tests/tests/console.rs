@@ -101,9 +101,11 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
     assert!(b.current_url().ends_with("/console/login"), "{}", b.current_url());
     b.screenshot("login");
     sign_in(&b, &base, "admin", "not-the-password");
-    assert_eq!(b.text("#login-error"), "wrong name or password");
+    // The form posts and the answer page loads after the password check (Argon2: slow in a
+    // debug build on a busy machine): wait for it.
+    b.wait_for_text("#login-error", "wrong name or password", Duration::from_secs(15));
     sign_in(&b, &base, "admin", ADMIN_PW);
-    b.wait_for_css("#who", Duration::from_secs(5));
+    b.wait_for_css("#who", Duration::from_secs(15));
     assert!(b.current_url().ends_with("/console/overview"), "{}", b.current_url());
     assert_eq!(b.text("#who"), "admin · admin");
 
@@ -283,7 +285,7 @@ fn the_console_shows_and_steers_a_daemon_in_a_real_browser() {
 
     // A viewer: no control on the page, and its requests are refused.
     sign_in(&b, &base, "viewer", VIEWER_PW);
-    b.wait_for_css("#who", Duration::from_secs(5));
+    b.wait_for_css("#who", Duration::from_secs(15));
     b.goto(&format!("{base}/decisions"));
     assert!(!b.exists("#ban-form"), "a viewer is offered the ban form");
     assert!(!b.exists("button.unban"), "a viewer is offered unban buttons");

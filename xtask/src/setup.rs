@@ -16,10 +16,11 @@ const PACKAGES: &[&str] =
     &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "iputils-ping", "util-linux"];
 
 /// What only the tests need: Debian's firewall bouncer (the Local API's real-client test),
-/// PostgreSQL (the store's second backend), openssl (the TLS test's certificates), and Chromium
-/// with chromedriver (the web console's browser tests drive it headless over WebDriver).
+/// PostgreSQL (the store's second backend), openssl (the TLS test's certificates), Chromium
+/// with chromedriver (the web console's browser tests drive it headless over WebDriver), and
+/// Python (`../shared/tools`: the hub tests' scorer and the log generator).
 const TEST_PACKAGES: &[&str] =
-    &["crowdsec-firewall-bouncer", "nftables", "postgresql", "openssl", "chromium", "chromium-driver"];
+    &["crowdsec-firewall-bouncer", "nftables", "postgresql", "openssl", "chromium", "chromium-driver", "python3"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
