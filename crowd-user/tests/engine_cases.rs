@@ -21,12 +21,8 @@ use crowd::{
 };
 use serde_json::Value;
 
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("leakybucket/simple-bayesian-bucket", "bayesian buckets are not built"),
-    ("leakybucket/multiple-bayesian-bucket", "bayesian buckets are not built"),
-    ("leakybucket/guillotine-bayesian-bucket", "bayesian buckets are not built"),
-    ("parser/reverse-dns-enrich", "needs a DNS resolver (reverse DNS is off by default; tests have no network)"),
-];
+const UNSUPPORTED: &[(&str, &str)] =
+    &[("parser/reverse-dns-enrich", "needs a DNS resolver (reverse DNS is off by default; tests have no network)")];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/crowdsec-hub/engine-tests")

@@ -57,6 +57,8 @@ struct Extra {
     /// Kept events, oldest first (scenarios that read their queue, counters, `crowd hubtest`).
     events: VecDeque<Arc<Event>>,
     seen: HashSet<u32>,
+    /// A bayesian bucket's guillotined conditions (bit i: condition i held once).
+    fired: u64,
 }
 
 impl Bucket {
@@ -489,6 +491,7 @@ impl Buckets {
                 .map(|d| self.distinct_hasher.hash_one(env.string_with(d, evt, ctx).unwrap_or_default()));
             let keep = self.keep_queues
                 || sc.condition.is_some()
+                || sc.bayes.is_some()
                 || sc.overflow_filter.is_some()
                 || matches!(sc.kind, BucketKind::Counter { .. });
             let (kind, cache) = (&sc.kind, sc.cache_size);
@@ -568,7 +571,24 @@ impl Buckets {
                     },
                     (None, Some(c)) => env.test_in(c, &queue_context(&sc.queue_fields, evt, b)),
                     (None, None) => false,
-                };
+                }
+                || sc.bayes.as_ref().is_some_and(|bayes| {
+                    let fired = b.extra.as_ref().map_or(0, |x| x.fired);
+                    let ctx = queue_context(&sc.queue_fields, evt, b);
+                    let truths: Vec<bool> = bayes
+                        .conditions
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.guillotine && fired & (1 << i) != 0) || env.test_in(&c.expr, &ctx))
+                        .collect();
+                    let fired = truths
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, t)| **t && bayes.conditions[*i].guillotine)
+                        .fold(fired, |f, (i, _)| f | (1 << i));
+                    b.extra.get_or_insert_with(Box::default).fired = fired;
+                    bayes.posterior(truths.into_iter()) > bayes.threshold
+                });
             self.heap = self.heap + g.heap(&key) - before;
             if overflow {
                 let bh = sc.blackhole;

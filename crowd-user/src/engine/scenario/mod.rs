@@ -78,8 +78,42 @@ pub struct Scenario {
     overflow_filter: Option<Expr>,
     /// The overflow is poured back into the scenarios as an event (`evt.Overflow`).
     pub reprocess: bool,
-    /// The event fields `condition` and `overflow_filter` read.
+    /// The event fields `condition`, `overflow_filter` and bayesian conditions read.
     queue_fields: crate::engine::expr::queue::QueueFields,
+    /// `bayesian` buckets: overflow once the posterior exceeds the threshold.
+    bayes: Option<Bayes>,
+}
+
+/// A bayesian bucket's evidence (CrowdSec's `bayesian_*`): after each event, the prior is
+/// updated by Bayes' rule with every condition over the queue, true or false, in float32 as
+/// CrowdSec computes it; the bucket overflows when the posterior exceeds the threshold.
+#[derive(Clone, Debug)]
+struct Bayes {
+    prior: f32,
+    threshold: f32,
+    conditions: Vec<BayesCondition>,
+}
+
+#[derive(Clone, Debug)]
+struct BayesCondition {
+    expr: Expr,
+    evil: f32,
+    benign: f32,
+    /// Once true, true for the bucket's life (not run again).
+    guillotine: bool,
+}
+
+impl Bayes {
+    /// The posterior, given each condition's truth.
+    fn posterior(&self, truths: impl Iterator<Item = bool>) -> f32 {
+        let update = |prior: f32, evil: f32, benign: f32| {
+            let num = evil * prior;
+            num / (num + benign * (1.0 - prior))
+        };
+        self.conditions.iter().zip(truths).fold(self.prior, |p, (c, t)| {
+            if t { update(p, c.evil, c.benign) } else { update(p, 1.0 - c.evil, 1.0 - c.benign) }
+        })
+    }
 }
 
 /// Events an unbounded bucket (a counter, a conditional bucket of capacity -1) keeps for its
@@ -124,6 +158,14 @@ impl Scenario {
         };
         let kind = match spec.kind.as_str() {
             "trigger" => BucketKind::Trigger,
+            "bayesian" => {
+                let leak = dur("leakspeed", &spec.leakspeed)?
+                    .ok_or_else(|| serr("leakspeed", "a bayesian bucket needs a leakspeed", &spec.name))?;
+                if spec.capacity != Some(-1) {
+                    return Err(serr("capacity", "a bayesian bucket's capacity must be -1", &spec.name));
+                }
+                BucketKind::Leaky { capacity: u32::MAX, leak }
+            }
             "conditional" => {
                 let leak = dur("leakspeed", &spec.leakspeed)?
                     .ok_or_else(|| serr("leakspeed", "a conditional bucket needs a leakspeed", &spec.name))?;
@@ -151,7 +193,11 @@ impl Scenario {
                     .ok_or_else(|| serr("duration", "a counter needs a duration", &spec.name))?,
             },
             other => {
-                return Err(serr("type", format!("`{other}`: expected leaky, trigger, counter or conditional"), other));
+                return Err(serr(
+                    "type",
+                    format!("`{other}`: expected leaky, trigger, counter, conditional or bayesian"),
+                    other,
+                ));
             }
         };
         let scope = match &spec.scope {
@@ -206,11 +252,54 @@ impl Scenario {
                 .map(|f| compile("overflow_filter", &crate::engine::expr::queue::rewrite(f)))
                 .transpose()?,
             reprocess: spec.reprocess.unwrap_or(false),
-            queue_fields: crate::engine::expr::queue::QueueFields::of(&[
-                spec.condition.as_deref().unwrap_or_default(),
-                spec.overflow_filter.as_deref().unwrap_or_default(),
-            ]),
+            queue_fields: crate::engine::expr::queue::QueueFields::of(
+                &[spec.condition.as_deref().unwrap_or_default(), spec.overflow_filter.as_deref().unwrap_or_default()]
+                    .into_iter()
+                    .chain(spec.bayesian_conditions.iter().flatten().map(|c| c.condition.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+            bayes: Self::bayes(spec, env)?,
         })
+    }
+
+    /// A bayesian bucket's evidence, checked as CrowdSec checks it.
+    fn bayes(spec: &ScenarioSpec, env: &Env) -> Result<Option<Bayes>, ScenarioError> {
+        let given =
+            spec.bayesian_prior.is_some() || spec.bayesian_threshold.is_some() || spec.bayesian_conditions.is_some();
+        if spec.kind != "bayesian" {
+            return if given {
+                Err(serr("bayesian_conditions", "only `type: bayesian` takes bayesian fields", &spec.name))
+            } else {
+                Ok(None)
+            };
+        }
+        let conditions = spec.bayesian_conditions.as_deref().unwrap_or_default();
+        if conditions.is_empty() || conditions.len() > 64 {
+            return Err(serr("bayesian_conditions", "a bayesian bucket needs 1 to 64 conditions", &spec.name));
+        }
+        let prior = spec.bayesian_prior.unwrap_or(0.0);
+        if !(prior > 0.0 && prior <= 1.0) {
+            return Err(serr("bayesian_prior", format!("{prior}: must be > 0 and <= 1"), &spec.name));
+        }
+        let threshold = spec.bayesian_threshold.unwrap_or(0.0);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(serr("bayesian_threshold", format!("{threshold}: must be > 0 and <= 1"), &spec.name));
+        }
+        let conditions = conditions
+            .iter()
+            .map(|c| {
+                let expr = env
+                    .compile(&crate::engine::expr::queue::rewrite(&c.condition))
+                    .map_err(|e| serr("bayesian_conditions", e, &c.condition))?;
+                Ok(BayesCondition {
+                    expr,
+                    evil: c.prob_given_evil,
+                    benign: c.prob_given_benign,
+                    guillotine: c.guillotine.unwrap_or(false),
+                })
+            })
+            .collect::<Result<Vec<_>, ScenarioError>>()?;
+        Ok(Some(Bayes { prior, threshold, conditions }))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::engine::parser::spec::DataSpec;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
-    /// `leaky`, `trigger`, `counter` or `conditional`.
+    /// `leaky`, `trigger`, `counter`, `conditional` or `bayesian`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Name (`author/scenario`).
@@ -42,6 +42,12 @@ pub struct ScenarioSpec {
     pub cancel_on: Option<String>,
     /// Conditional buckets: overflow when this holds.
     pub condition: Option<String>,
+    /// Bayesian buckets: the probability a source is malicious before any condition.
+    pub bayesian_prior: Option<f32>,
+    /// Bayesian buckets: overflow once the posterior exceeds this.
+    pub bayesian_threshold: Option<f32>,
+    /// Bayesian buckets: the evidence, each condition over `queue.Queue` with its likelihoods.
+    pub bayesian_conditions: Option<Vec<BayesianConditionSpec>>,
     /// Filter over the overflow (accepted; not used yet).
     pub overflow_filter: Option<String>,
     /// Accepted and ignored.
@@ -52,6 +58,20 @@ pub struct ScenarioSpec {
     pub references: Option<Vec<String>>,
     /// Accepted and ignored.
     pub version: Option<serde_yaml::Value>,
+}
+
+/// One piece of evidence of a bayesian bucket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BayesianConditionSpec {
+    /// An expression over `queue.Queue` (and `evt`).
+    pub condition: String,
+    /// P(condition | malicious).
+    pub prob_given_evil: f32,
+    /// P(condition | benign).
+    pub prob_given_benign: f32,
+    /// Once true, the condition counts as true for the bucket's life without running again.
+    pub guillotine: Option<bool>,
 }
 
 /// The scope of a scenario's alerts.

@@ -242,3 +242,25 @@ fn replaying_pours_undated_events_into_triggers_only() {
     assert_eq!(names(&l), ["t/bf".to_owned(), "t/one".to_owned()].into(), "live: every scenario");
     assert_eq!(names(&d), ["t/bf".to_owned()].into(), "dated replay: the leaky bucket too");
 }
+
+#[test]
+fn bayesian_buckets_are_checked_as_crowdsec_checks_them() {
+    let env = env();
+    let good = "type: bayesian\nname: t/bayes\nfilter: \"true\"\ngroupby: evt.Meta.source_ip\nleakspeed: 30s\ncapacity: -1\nbayesian_prior: 0.5\nbayesian_threshold: 0.8\nbayesian_conditions:\n- condition: any(queue.Queue, {.Meta.target_user == 'admin'})\n  prob_given_evil: 0.9\n  prob_given_benign: 0.2\n";
+    let spec: ScenarioSpec = serde_yaml::from_str(good).unwrap();
+    assert!(Scenario::compile(&spec, &env).is_ok());
+    for (bad, field) in [
+        (good.replace("capacity: -1", "capacity: 5"), "capacity"),
+        (good.replace("bayesian_prior: 0.5", "bayesian_prior: 0"), "bayesian_prior"),
+        (good.replace("bayesian_threshold: 0.8", "bayesian_threshold: 1.5"), "bayesian_threshold"),
+        (good.replace("type: bayesian", "type: leaky"), "bayesian_conditions"),
+    ] {
+        let spec: ScenarioSpec = serde_yaml::from_str(&bad).unwrap();
+        let e = Scenario::compile(&spec, &env).unwrap_err();
+        assert_eq!(e.field, field, "{bad}: {e}");
+    }
+    // One admin login: posterior 0.5 -> 0.818 > 0.8, an alert; another user: 0.5 -> 0.111.
+    let mut b = Buckets::new(vec![scenario(good)]);
+    assert!(b.pour(evt("192.0.2.9", "bob", 0.0), &env).is_empty());
+    assert_eq!(b.pour(evt("192.0.2.10", "admin", 1.0), &env).len(), 1);
+}
