@@ -274,19 +274,13 @@ pub(crate) fn go_time_methods(src: &str) -> String {
         .expect("valid")
     });
     let literal = literal_mask(src);
-    let mut out = String::with_capacity(src.len() + 32);
-    let mut last = 0;
-    for c in re.captures_iter(src) {
+    re.replace_all(src, |c: &regex::Captures<'_>| {
         let m = c.get(0).expect("match");
         if literal[m.start()] {
-            continue;
+            return m.as_str().to_owned();
         }
-        let method = &c[1];
         let name = if c.get(2).is_some() { "Name" } else { "" };
-        out.push_str(&src[last..m.start()]);
-        out.push_str(&format!("GoTime('{method}{name}', evt.Time, evt.Enriched.MarshaledTime)"));
-        last = m.end();
-    }
-    out.push_str(&src[last..]);
-    out
+        format!("GoTime('{}{name}', evt.Time, evt.Enriched.MarshaledTime)", &c[1])
+    })
+    .into_owned()
 }
